@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what sap-harness needs and is missing, then builds `sap`. Idempotent: with
+# everything in place it only checks (a few seconds) and lets cargo decide what to rebuild.
+#
+#   Debian packages: cmake (ALE's build), libsdl2-gfx-dev (gym-rs), a C++ compiler.
+#   .venv/: Python venv holding the PyPI wheel torch==2.13.0, whose libtorch tch links.
+#
+# Environment: SAP_PROFILE=release|dev (default release), SAP_SKIP_BUILD=1 to stop after
+# installing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.13.0
+VENV=.venv
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# 1. Debian packages.
+need=()
+for pkg in cmake libsdl2-gfx-dev g++ pkg-config python3-venv; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+# A python3 with a working venv module (pyenv or other) makes Debian's python3-venv optional.
+if [[ " ${need[*]-} " == *" python3-venv "* ]] && python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    need=("${need[@]/python3-venv}")
+fi
+need=(${need[@]+"${need[@]}"})
+if ((${#need[@]})); then
+    log "installing Debian packages: ${need[*]}"
+    SUDO=""
+    [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# 2. Rust toolchain.
+if ! command -v cargo >/dev/null; then
+    [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null || { log "cargo not found: install Rust (rustup) first"; exit 1; }
+
+# 3. libtorch from the torch wheel, in a project-local venv.
+have_torch() {
+    "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null
+}
+if ! have_torch; then
+    log "creating $VENV with torch==$TORCH_VERSION (a large download on first use)"
+    [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet "torch==$TORCH_VERSION" numpy
+    have_torch || { log "torch $TORCH_VERSION did not import from $VENV"; exit 1; }
+fi
+
+[[ "${SAP_SKIP_BUILD:-0}" == 1 ]] && exit 0
+
+# 4. Build. tch finds libtorch through the venv's python; build.rs adds the rpath.
+export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/$VENV/bin:$PATH"
+profile=${SAP_PROFILE:-release}
+if [[ $profile == release ]]; then
+    cargo build --release --quiet
+else
+    cargo build --quiet
+fi

@@ -1,0 +1,202 @@
+//! The `sap` command line: subcommands and what each prints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::env::{ale::action_counts, ClassicEnv, ClassicGame, Environment, Game};
+use crate::experiment::{self, RunOptions, SummaryRow};
+use crate::manifest::{did_you_mean, Manifest};
+
+/// Stochastic Activation Pruning experiment harness.
+#[derive(Debug, Parser)]
+#[command(name = "sap", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every cell of a manifest and write CSVs under the run directory.
+    #[command(after_help = "Example:\n  sap run experiments/quickstart.toml\n  \
+                            sap run experiments/quickstart.toml --run-id first   # resumes if it exists")]
+    Run {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+        /// Base folder for run directories.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Run id (default: a UTC timestamp). An existing run of the same manifest resumes.
+        #[arg(long)]
+        run_id: Option<String>,
+    },
+    /// Check a manifest and report the first problem, with file, line, column and key.
+    #[command(after_help = "Example:\n  sap validate experiments/quickstart.toml")]
+    Validate {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+    },
+    /// Print the numbered cells a manifest expands into.
+    #[command(after_help = "Example:\n  sap plan experiments/quickstart.toml")]
+    Plan {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+    },
+    /// List every game: bundled Atari ROMs with minimal and full action counts, and the
+    /// classic-control tasks.
+    #[command(after_help = "Example:\n  sap games")]
+    Games,
+    /// Measure throughput; prints ratios measured side by side in one run.
+    #[command(after_help = "Example:\n  sap bench env --games Pong,Breakout --frames 200000")]
+    Bench {
+        /// What to measure.
+        target: BenchTarget,
+        /// Atari games to measure.
+        #[arg(long, value_delimiter = ',', default_values_t = ["Pong".to_string(), "Breakout".to_string()])]
+        games: Vec<String>,
+        /// Emulator frames per loop and round.
+        #[arg(long, default_value_t = 100_000)]
+        frames: u64,
+        /// Alternating rounds; the best of each loop is kept.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
+}
+
+/// Benchmark targets.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BenchTarget {
+    /// Bare ALE `act()` loop against the full preprocessing pipeline.
+    Env,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            manifest,
+            out,
+            run_id,
+        } => {
+            let m = Manifest::load(&manifest)?;
+            let report = experiment::run(&manifest, &m, &RunOptions { out, run_id })?;
+            println!("{}", summary_table(&report.summary));
+            println!(
+                "{} episodes played, {} resumed; results in {}",
+                report.episodes_played,
+                report.episodes_resumed,
+                report.dir.display()
+            );
+        }
+        Command::Validate { manifest } => {
+            let m = Manifest::load(&manifest)?;
+            println!("{}: ok ({} cells)", manifest.display(), m.cells().len());
+        }
+        Command::Plan { manifest } => {
+            let m = Manifest::load(&manifest)?;
+            println!(
+                "{:>5}  {:<8} {:<18} {:<12} {:<7} {:>8} {:>6}",
+                "cell", "family", "game", "preset", "policy", "episodes", "seed"
+            );
+            for c in m.cells() {
+                println!(
+                    "{:>5}  {:<8} {:<18} {:<12} {:<7} {:>8} {:>6}",
+                    c.index,
+                    c.game.family().name(),
+                    c.game.name(),
+                    c.preset_name(),
+                    c.policy.name(),
+                    c.episodes,
+                    c.seed
+                );
+            }
+        }
+        Command::Games => {
+            println!(
+                "{:<8} {:<18} {:>7} {:>5}",
+                "family", "game", "minimal", "full"
+            );
+            for game in Game::all() {
+                let (minimal, full) = action_counts(game)?;
+                println!("{:<8} {:<18} {minimal:>7} {full:>5}", "atari", game.name());
+            }
+            for game in ClassicGame::ALL {
+                let n = ClassicEnv::new(game).num_actions();
+                println!("{:<8} {:<18} {n:>7} {n:>5}", "classic", game.name());
+            }
+        }
+        Command::Bench {
+            target: BenchTarget::Env,
+            games,
+            frames,
+            rounds,
+        } => {
+            let games = games
+                .iter()
+                .map(|name| {
+                    Game::from_name(name).with_context(|| {
+                        let hint = did_you_mean(name, crate::env::games::game_names())
+                            .map(|s| format!("; did you mean `{s}`?"))
+                            .unwrap_or_default();
+                        format!(
+                            "--games: unknown Atari game `{name}`{hint} (`sap games` lists them)"
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if frames == 0 || rounds == 0 {
+                anyhow::bail!("--frames and --rounds must be at least 1");
+            }
+            println!("env pipeline vs bare ALE, one thread, {frames} frames x {rounds} rounds (best kept)");
+            println!(
+                "{:<14} {:>14} {:>16} {:>7}",
+                "game", "bare frames/s", "pipeline fr/s", "ratio"
+            );
+            for b in crate::bench::bench_env(&games, frames, rounds)? {
+                println!(
+                    "{:<14} {:>14.0} {:>16.0} {:>7.3}",
+                    b.game.name(),
+                    b.bare_fps,
+                    b.pipeline_fps,
+                    b.ratio()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+}
+
+/// The summary as an aligned text table.
+pub fn summary_table(rows: &[SummaryRow]) -> String {
+    let mut out = format!(
+        "{:<8} {:<16} {:<12} {:<7} {:>4} {:>10} {:>9} {:>21}",
+        "family", "game", "preset", "policy", "n", "mean", "std", "95% CI"
+    );
+    for r in rows {
+        let ci = match (r.ci95_low, r.ci95_high) {
+            (Some(lo), Some(hi)) => format!("[{lo:.2}, {hi:.2}]"),
+            _ => "-".to_owned(),
+        };
+        out.push_str(&format!(
+            "\n{:<8} {:<16} {:<12} {:<7} {:>4} {:>10.2} {:>9} {:>21}",
+            r.family,
+            r.game,
+            r.preset,
+            r.policy,
+            r.n,
+            r.mean,
+            opt(r.std),
+            ci
+        ));
+    }
+    out
+}

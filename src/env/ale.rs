@@ -1,0 +1,489 @@
+//! Atari games through the Arcade Learning Environment, with every preprocessing step done
+//! in Rust: action repeat with a max-pool of the last two frames, grayscale, 84x84 area
+//! resize, a 4-frame stack, no-op starts, sticky actions, fire on reset, life loss as
+//! terminal, reward clipping and an episode cap in frames.
+//!
+//! Seeding and resets. ALE reads `random_seed` only when it loads a ROM, and a load costs
+//! about a thousand emulator frames' time (Stella rebuilds its console). So [`AtariEnv`]
+//! loads once, with `random_seed` set to its construction seed (which fixes the emulator's
+//! power-on RAM and timer), snapshots the emulator, and restores that snapshot at every
+//! reset. Sticky actions are drawn here, per emulator frame, exactly as ALE 0.6's
+//! `StellaEnvironment::act` draws them, from a generator seeded by the episode seed; the
+//! no-op count comes from the same seed. An episode is therefore a pure function of
+//! (game, settings, construction seed, episode seed, actions), whatever ran before it.
+
+use std::ffi::CString;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::Once;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::games::Game;
+use super::palette::NTSC_RGB;
+use super::preprocess::{
+    clip_reward, AreaResizer, FrameStack, PaletteLut, FRAME_SIDE, SCREEN_HEIGHT, SCREEN_WIDTH,
+    STACK_DEPTH,
+};
+use super::preset::{ActionSet, AtariSettings, Mode};
+use super::{EnvError, Environment, Observation, Step};
+
+/// ALE's action code for NOOP.
+const NOOP: i32 = 0;
+/// ALE's action code for FIRE.
+const FIRE: i32 = 1;
+/// ALE's action code for UP.
+const UP: i32 = 2;
+/// Pixels in one ALE screen.
+const SCREEN_LEN: usize = SCREEN_HEIGHT * SCREEN_WIDTH;
+
+/// An owned ALE instance: a thin safe layer over `ale-sys`.
+///
+/// The `ale` crate's wrapper hides its pointer and leaves the setting calls as TODO, so this
+/// handle calls `ale_sys` directly. It is neither `Send` nor `Sync`.
+pub struct AleHandle {
+    ptr: NonNull<ale_sys::ALEInterface>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl AleHandle {
+    /// A fresh emulator with ALE's logging limited to errors.
+    pub fn new() -> Self {
+        static QUIET: Once = Once::new();
+        // SAFETY: setLoggerMode only sets a global integer.
+        QUIET.call_once(|| unsafe { ale_sys::setLoggerMode(2) });
+        // SAFETY: ALE_new returns a heap object owned by this handle (freed in Drop).
+        let ptr = unsafe { ale_sys::ALE_new() };
+        Self {
+            ptr: NonNull::new(ptr).expect("ALE_new returned null"),
+            _not_send: PhantomData,
+        }
+    }
+
+    fn raw(&self) -> *mut ale_sys::ALEInterface {
+        self.ptr.as_ptr()
+    }
+
+    /// Loads a ROM file with the given seed and sticky-action probability. Both settings
+    /// only take effect at load time, so they are set first.
+    pub fn load(&mut self, rom_path: &CString, seed: i32, repeat_action_probability: f32) {
+        let seed_key = CString::new("random_seed").unwrap();
+        let sticky_key = CString::new("repeat_action_probability").unwrap();
+        // SAFETY: valid handle and NUL-terminated strings that outlive the calls.
+        unsafe {
+            ale_sys::setInt(self.raw(), seed_key.as_ptr(), seed);
+            ale_sys::setFloat(self.raw(), sticky_key.as_ptr(), repeat_action_probability);
+            ale_sys::loadROM(self.raw(), rom_path.as_ptr());
+        }
+    }
+
+    /// Emulates one frame with an ALE action code; returns the reward.
+    #[inline]
+    pub fn act(&mut self, action: i32) -> i32 {
+        // SAFETY: valid handle; ALE turns illegal codes into NOOP.
+        unsafe { ale_sys::act(self.raw(), action) }
+    }
+
+    /// Whether the game is over.
+    #[inline]
+    pub fn game_over(&mut self) -> bool {
+        // SAFETY: valid handle.
+        unsafe { ale_sys::game_over(self.raw()) }
+    }
+
+    /// Starts a new game without reloading the ROM (the RNG keeps its state).
+    pub fn reset_game(&mut self) {
+        // SAFETY: valid handle.
+        unsafe { ale_sys::reset_game(self.raw()) }
+    }
+
+    /// Lives left.
+    #[inline]
+    pub fn lives(&mut self) -> i32 {
+        // SAFETY: valid handle.
+        unsafe { ale_sys::lives(self.raw()) }
+    }
+
+    /// Copies the screen as palette indices (`[210 * 160]`).
+    #[inline]
+    pub fn screen_indices(&mut self, out: &mut [u8]) {
+        assert_eq!(out.len(), SCREEN_LEN);
+        // SAFETY: `out` holds a whole 210x160 screen.
+        unsafe { ale_sys::getScreen(self.raw(), out.as_mut_ptr()) }
+    }
+
+    /// Copies the screen as interleaved RGB (`[210 * 160 * 3]`).
+    pub fn screen_rgb(&mut self, out: &mut [u8]) {
+        assert_eq!(out.len(), SCREEN_LEN * 3);
+        // SAFETY: `out` holds a whole 210x160 RGB screen.
+        unsafe { ale_sys::getScreenRGB(self.raw(), out.as_mut_ptr()) }
+    }
+
+    /// Snapshots the whole emulator, its RNG included.
+    pub fn clone_system_state(&mut self) -> AleSnapshot {
+        // SAFETY: valid handle; the returned state is owned by the snapshot.
+        let ptr = unsafe { ale_sys::cloneSystemState(self.raw()) };
+        AleSnapshot {
+            ptr: NonNull::new(ptr).expect("cloneSystemState returned null"),
+        }
+    }
+
+    /// Restores a snapshot taken from this handle's game.
+    pub fn restore_system_state(&mut self, snapshot: &AleSnapshot) {
+        // SAFETY: valid handle and state; ALE copies from the state.
+        unsafe { ale_sys::restoreSystemState(self.raw(), snapshot.ptr.as_ptr()) }
+    }
+
+    /// The minimal action set, as ALE action codes.
+    pub fn minimal_actions(&mut self) -> Vec<i32> {
+        // SAFETY: valid handle; the buffer has the size ALE reports.
+        unsafe {
+            let n = ale_sys::getMinimalActionSize(self.raw()).max(0) as usize;
+            let mut v = vec![0; n];
+            ale_sys::getMinimalActionSet(self.raw(), v.as_mut_ptr());
+            v
+        }
+    }
+
+    /// The full (legal) action set, as ALE action codes.
+    pub fn legal_actions(&mut self) -> Vec<i32> {
+        // SAFETY: valid handle; the buffer has the size ALE reports.
+        unsafe {
+            let n = ale_sys::getLegalActionSize(self.raw()).max(0) as usize;
+            let mut v = vec![0; n];
+            ale_sys::getLegalActionSet(self.raw(), v.as_mut_ptr());
+            v
+        }
+    }
+}
+
+impl Default for AleHandle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for AleHandle {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from ALE_new and is freed once.
+        unsafe { ale_sys::ALE_del(self.raw()) }
+    }
+}
+
+/// A saved emulator state (`cloneSystemState`), freed on drop.
+pub struct AleSnapshot {
+    ptr: NonNull<ale_sys::ALEState>,
+}
+
+impl Drop for AleSnapshot {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from cloneSystemState and is freed once.
+        unsafe { ale_sys::deleteState(self.ptr.as_ptr()) }
+    }
+}
+
+/// A ROM written to a private temporary folder, where ALE can load it by file name.
+pub struct StagedRom {
+    _dir: tempfile::TempDir,
+    path: CString,
+}
+
+impl StagedRom {
+    /// Writes the game's bundled ROM under its canonical file name.
+    pub fn new(game: Game) -> Result<Self, EnvError> {
+        let staging = |source| EnvError::RomStaging {
+            game: game.name().into(),
+            source,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("sap-rom-")
+            .tempdir()
+            .map_err(staging)?;
+        let path = dir.path().join(game.rom_filename());
+        std::fs::write(&path, game.rom_data()).map_err(staging)?;
+        let path = CString::new(path.to_string_lossy().into_owned()).expect("temp path has NUL");
+        Ok(Self { _dir: dir, path })
+    }
+
+    /// The ROM's path.
+    pub fn path(&self) -> &CString {
+        &self.path
+    }
+}
+
+/// Loads a game once (seed 0, no sticky actions) and returns its (minimal, full) action
+/// counts.
+pub fn action_counts(game: Game) -> Result<(usize, usize), EnvError> {
+    let rom = StagedRom::new(game)?;
+    let mut ale = AleHandle::new();
+    ale.load(rom.path(), 0, 0.0);
+    Ok((ale.minimal_actions().len(), ale.legal_actions().len()))
+}
+
+/// An Atari game with the DESIGN section 4 preprocessing.
+pub struct AtariEnv {
+    game: Game,
+    settings: AtariSettings,
+    ale: AleHandle,
+    /// The emulator right after loading the ROM; every reset restores it.
+    start: AleSnapshot,
+    /// The screen (palette indices) at `start`.
+    start_screen: Vec<u8>,
+    actions: Vec<i32>,
+    lut: PaletteLut,
+    resizer: AreaResizer,
+    stack: FrameStack,
+    /// The last two emulated screens as palette indices.
+    screens: [Vec<u8>; 2],
+    pooled: Vec<u8>,
+    frame: Vec<u8>,
+    /// Sticky actions: the action ALE is actually pressing, and the generator that decides
+    /// whether a new request replaces it on each frame.
+    held: i32,
+    sticky_rng: ChaCha8Rng,
+    /// Emulator frames since the episode's reset, no-op starts included.
+    episode_frames: u64,
+    lives: i32,
+    /// The last episode ended on a life loss with the game still running.
+    continue_after_life_loss: bool,
+}
+
+impl AtariEnv {
+    /// Builds the environment. `mode` decides whether life loss and clipping apply;
+    /// `ale_seed` goes to ALE's `random_seed`.
+    pub fn new(
+        game: Game,
+        settings: AtariSettings,
+        mode: Mode,
+        ale_seed: u64,
+    ) -> Result<Self, EnvError> {
+        let settings = settings.for_mode(mode);
+        let rom = StagedRom::new(game)?;
+        let mut ale = AleHandle::new();
+        // Sticky actions are drawn in `emulate`, so ALE's own probability stays 0.
+        ale.load(rom.path(), (ale_seed % i32::MAX as u64) as i32, 0.0);
+        let actions = match settings.action_set {
+            ActionSet::Minimal => ale.minimal_actions(),
+            ActionSet::Full => ale.legal_actions(),
+        };
+        let lut = PaletteLut::new(&NTSC_RGB);
+        let mut start_screen = vec![0; SCREEN_LEN];
+        ale.screen_indices(&mut start_screen);
+        check_palette(&mut ale, game, &lut, &start_screen)?;
+        let start = ale.clone_system_state();
+        Ok(Self {
+            game,
+            settings,
+            ale,
+            start,
+            start_screen,
+            actions,
+            lut,
+            resizer: AreaResizer::atari(),
+            stack: FrameStack::new(STACK_DEPTH, FRAME_SIDE * FRAME_SIDE),
+            screens: [vec![0; SCREEN_LEN], vec![0; SCREEN_LEN]],
+            pooled: vec![0; SCREEN_LEN],
+            frame: vec![0; FRAME_SIDE * FRAME_SIDE],
+            held: NOOP,
+            sticky_rng: ChaCha8Rng::seed_from_u64(0),
+            episode_frames: 0,
+            lives: 0,
+            continue_after_life_loss: false,
+        })
+    }
+
+    /// The game.
+    pub fn game(&self) -> Game {
+        self.game
+    }
+
+    /// The settings in force (after the mode was applied).
+    pub fn settings(&self) -> &AtariSettings {
+        &self.settings
+    }
+
+    /// The ALE action codes behind the action indices.
+    pub fn action_codes(&self) -> &[i32] {
+        &self.actions
+    }
+
+    /// Emulates one frame with `requested` as the agent's action; returns the reward.
+    ///
+    /// Sticky actions as in ALE 0.6 (Machado et al. 2018): on every frame, with probability
+    /// `repeat_action_probability` the previous action is pressed again instead.
+    #[inline]
+    fn emulate(&mut self, requested: i32) -> i32 {
+        let p = self.settings.repeat_action_probability;
+        if p == 0.0 || self.sticky_rng.gen::<f64>() >= p as f64 {
+            self.held = requested;
+        }
+        self.episode_frames += 1;
+        self.ale.act(self.held)
+    }
+
+    fn capped(&self) -> bool {
+        self.episode_frames >= self.settings.max_episode_frames
+    }
+
+    /// Pools the two screens, preprocesses, and pushes the result onto the stack.
+    fn push_pooled_frame(&mut self) {
+        self.lut
+            .max_pool_gray(&self.screens[0], &self.screens[1], &mut self.pooled);
+        self.resizer.resize(&self.pooled, &mut self.frame);
+        self.stack.push(&self.frame);
+    }
+
+    /// Starts a fresh (zeroed) stack from the screen in `screens[1]` alone.
+    fn restart_stack(&mut self) -> Observation {
+        let [first, last] = &mut self.screens;
+        first.copy_from_slice(last);
+        self.stack.clear();
+        self.push_pooled_frame();
+        Observation::Pixels(self.stack.to_vec())
+    }
+
+    /// Repeats `code` for up to `frame_skip` frames; returns (summed reward, frames run).
+    /// Stops early at game over or the frame cap. Leaves the last two screens in
+    /// `self.screens` (the same screen twice when only one frame ran).
+    fn repeat_action(&mut self, code: i32) -> (f64, u32) {
+        let skip = self.settings.frame_skip;
+        let mut reward = 0.0;
+        for k in 0..skip {
+            reward += self.emulate(code) as f64;
+            let last = k + 1 == skip || self.ale.game_over() || self.capped();
+            // Max-pool the last two frames: grab the second-to-last and the last.
+            if k + 2 == skip && !last {
+                self.ale.screen_indices(&mut self.screens[0]);
+            }
+            if last {
+                self.ale.screen_indices(&mut self.screens[1]);
+                let grabbed_previous = skip >= 2 && k + 1 == skip;
+                if !grabbed_previous {
+                    // Ended before the second-to-last frame was grabbed: pool the last
+                    // screen with itself.
+                    let [first, last] = &mut self.screens;
+                    first.copy_from_slice(last);
+                }
+                return (reward, k + 1);
+            }
+        }
+        unreachable!("the last frame returns")
+    }
+
+    /// FIRE then UP, one frame each, for games that wait for FIRE (Baselines' FireResetEnv).
+    fn press_fire(&mut self) {
+        if self.actions.contains(&FIRE) {
+            self.emulate(FIRE);
+            self.emulate(UP);
+        }
+    }
+}
+
+/// Checks the palette table against ALE's RGB rendering of the current screen.
+fn check_palette(
+    ale: &mut AleHandle,
+    game: Game,
+    lut: &PaletteLut,
+    indices: &[u8],
+) -> Result<(), EnvError> {
+    let mut rgb = vec![0u8; SCREEN_LEN * 3];
+    ale.screen_rgb(&mut rgb);
+    for (&index, px) in indices.iter().zip(rgb.chunks_exact(3)) {
+        let ale_rgb = (px[0] as u32) << 16 | (px[1] as u32) << 8 | px[2] as u32;
+        let table = lut.rgb(index);
+        if ale_rgb != table {
+            return Err(EnvError::PaletteMismatch {
+                game: game.name().into(),
+                index,
+                ale: ale_rgb,
+                table,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Environment for AtariEnv {
+    fn reset(&mut self, seed: u64) -> Result<Observation, EnvError> {
+        if self.continue_after_life_loss {
+            // A life was lost but the game goes on (training with lives as episodes): take
+            // one no-op step to leave the life-loss frames and start a fresh stack. Same
+            // game, so no restore and no new no-op starts.
+            self.continue_after_life_loss = false;
+            self.repeat_action(NOOP);
+            if !self.ale.game_over() && !self.capped() {
+                if self.settings.fire_on_reset {
+                    self.press_fire();
+                    self.ale.screen_indices(&mut self.screens[1]);
+                }
+                self.lives = self.ale.lives();
+                return Ok(self.restart_stack());
+            }
+        }
+        self.ale.restore_system_state(&self.start);
+        self.screens[1].copy_from_slice(&self.start_screen);
+        self.sticky_rng = ChaCha8Rng::seed_from_u64(crate::seed::derive(seed, "sticky", 0));
+        // ALE presses NOOP after a reset until the agent acts.
+        self.held = NOOP;
+        self.episode_frames = 0;
+        if self.settings.noop_max > 0 {
+            // No-op starts: 1..=noop_max single emulator frames (OpenAI Baselines'
+            // NoopResetEnv, below the frame skip), the count drawn from the episode seed.
+            let mut rng = ChaCha8Rng::seed_from_u64(crate::seed::derive(seed, "noop", 0));
+            let noops = rng.gen_range(1..=self.settings.noop_max);
+            for _ in 0..noops {
+                self.emulate(NOOP);
+            }
+            self.ale.screen_indices(&mut self.screens[1]);
+        }
+        if self.settings.fire_on_reset {
+            self.press_fire();
+            self.ale.screen_indices(&mut self.screens[1]);
+        }
+        self.lives = self.ale.lives();
+        Ok(self.restart_stack())
+    }
+
+    fn step(&mut self, action: usize) -> Step {
+        let code = self.actions[action];
+        let lives_before = self.lives;
+        let (score, frames) = self.repeat_action(code);
+        self.push_pooled_frame();
+        let game_over = self.ale.game_over();
+        self.lives = self.ale.lives();
+        let life_lost = self.lives < lives_before;
+        let lost_life_ends = self.settings.life_loss_terminal && life_lost && !game_over;
+        let terminated = game_over || lost_life_ends;
+        // CRUCIAL: the cap truncates; it does not terminate. A learner bootstraps from here.
+        let truncated = !terminated && self.capped();
+        self.continue_after_life_loss = lost_life_ends && !truncated;
+        let reward = if self.settings.clip_rewards {
+            clip_reward(score)
+        } else {
+            score
+        };
+        Step {
+            obs: Observation::Pixels(self.stack.to_vec()),
+            reward,
+            score,
+            terminated,
+            truncated,
+            game_over,
+            lives: self.lives,
+            frames,
+        }
+    }
+
+    fn num_actions(&self) -> usize {
+        self.actions.len()
+    }
+
+    fn observation_shape(&self) -> Vec<usize> {
+        vec![STACK_DEPTH, FRAME_SIDE, FRAME_SIDE]
+    }
+
+    fn episode_frames(&self) -> u64 {
+        self.episode_frames
+    }
+}

@@ -1,0 +1,26 @@
+//! sap-harness: experiments on Stochastic Activation Pruning (Dhillon et al., ICLR 2018).
+//!
+//! Map of the crate:
+//! - [`env`]: the `Environment` trait; Atari through ALE with all preprocessing in Rust
+//!   (presets `dopamine-v5`, `nature`), classic control through gym-rs.
+//! - [`manifest`]: TOML manifests, checked with located errors, expanded into cells.
+//! - [`experiment`]: run directories, cells in plan order, resume, summaries.
+//! - [`record`]: crash-safe CSV appends and atomic table writes.
+//! - [`stats`]: means, standard deviations, Student-t confidence intervals.
+//! - [`seed`]: named seed streams, so results depend only on the manifest's seeds.
+//! - [`progress`]: a progress bar on a terminal, log lines elsewhere.
+//! - [`bench`]: throughput measurements printed as ratios.
+//! - [`cli`]: the `sap` command line.
+
+pub mod bench;
+pub mod cli;
+pub mod env;
+pub mod experiment;
+pub mod manifest;
+pub mod progress;
+pub mod record;
+pub mod seed;
+pub mod stats;
+
+/// Re-exported so downstream code and tests use the same tch as the harness.
+pub use tch;

@@ -1,0 +1,498 @@
+//! Experiment manifests: TOML files, checked at load time, expanded deterministically into
+//! numbered cells.
+//!
+//! ```toml
+//! name = "quickstart"
+//! seed = 1
+//!
+//! [[eval]]                  # one evaluation job: every game x every seed is a cell
+//! family = "atari"
+//! games = ["Pong", "Breakout"]
+//! preset = "dopamine-v5"
+//! policy = "random"
+//! episodes = 3
+//! [eval.env]                # optional overrides of the preset's settings
+//! max_episode_frames = 108_000
+//! ```
+//!
+//! Every error names the file, line and column, the key and what is allowed
+//! ([`ManifestError`]). The resolved manifest (defaults filled in, presets expanded) is
+//! itself a valid manifest and is saved in each run directory.
+
+mod error;
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+pub use error::{did_you_mean, ManifestError};
+
+use crate::env::{games::game_names, AtariSettings, ClassicGame, Game, Preset};
+use error::{explain_serde_message, suggestion};
+
+/// Which environment family a job runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// Atari 2600 games through ALE.
+    Atari,
+    /// Classic-control tasks (gym-rs).
+    Classic,
+}
+
+impl Family {
+    /// The name used in manifests and CSV rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Atari => "atari",
+            Family::Classic => "classic",
+        }
+    }
+}
+
+/// The policy an evaluation job plays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// Uniformly random actions: the baseline for normalised scores.
+    #[default]
+    Random,
+}
+
+impl PolicyKind {
+    /// The name used in manifests and CSV rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Random => "random",
+        }
+    }
+}
+
+/// A game of either family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GameId {
+    /// An Atari game.
+    Atari(Game),
+    /// A classic-control task.
+    Classic(ClassicGame),
+}
+
+impl GameId {
+    /// The CamelCase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            GameId::Atari(g) => g.name(),
+            GameId::Classic(g) => g.name(),
+        }
+    }
+
+    /// The family.
+    pub fn family(self) -> Family {
+        match self {
+            GameId::Atari(_) => Family::Atari,
+            GameId::Classic(_) => Family::Classic,
+        }
+    }
+}
+
+/// A checked manifest with every default resolved.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Manifest {
+    /// Name of the experiment; the run directory is `results/<name>/<run id>/`.
+    pub name: String,
+    /// Free text.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The seed every job uses unless it lists its own `seeds`.
+    pub seed: u64,
+    /// Evaluation jobs.
+    pub eval: Vec<EvalJob>,
+}
+
+/// One evaluation job: a policy on several games and seeds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EvalJob {
+    /// The environment family.
+    pub family: Family,
+    /// Game names (checked against the family's games).
+    pub games: Vec<String>,
+    /// Atari preset (Atari only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    /// The policy.
+    pub policy: PolicyKind,
+    /// Episodes per cell.
+    pub episodes: u32,
+    /// Evaluation seeds; each is one cell per game.
+    pub seeds: Vec<u64>,
+    /// Fully resolved Atari settings (Atari only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<AtariSettings>,
+}
+
+/// One unit of work: a job on one game with one seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    /// Position in the plan, from 0.
+    pub index: usize,
+    /// Index of the job in the manifest's `eval` list.
+    pub job: usize,
+    /// The game.
+    pub game: GameId,
+    /// The Atari preset (Atari only).
+    pub preset: Option<Preset>,
+    /// The Atari settings (Atari only).
+    pub settings: Option<AtariSettings>,
+    /// The policy.
+    pub policy: PolicyKind,
+    /// Episodes to play.
+    pub episodes: u32,
+    /// The evaluation seed.
+    pub seed: u64,
+}
+
+impl Cell {
+    /// A name that identifies the cell in logs and file names.
+    pub fn id(&self) -> String {
+        let preset = self.preset.map_or("-", Preset::name);
+        format!(
+            "{:03}-{}-{}-{}-s{}",
+            self.index,
+            self.game.name(),
+            preset,
+            self.policy.name(),
+            self.seed
+        )
+    }
+
+    /// The preset name recorded in CSV rows (`none` outside Atari).
+    pub fn preset_name(&self) -> &'static str {
+        self.preset.map_or("none", Preset::name)
+    }
+}
+
+impl Manifest {
+    /// Reads and checks a manifest file.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ManifestError::whole_file(path, format!("cannot read the manifest: {e}"))
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Checks a manifest's text; `path` is used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        let de = toml::Deserializer::new(text);
+        let raw: RawManifest = serde_path_to_error::deserialize(de).map_err(|e| {
+            // `Spanned` values add a private path segment; drop it.
+            let key = e.path().to_string().replace(".$__serde_spanned_private_value", "");
+            let key = (key != ".").then_some(key);
+            let inner = e.into_inner();
+            ManifestError::at(
+                path,
+                text,
+                inner.span(),
+                key,
+                explain_serde_message(inner.message()),
+            )
+        })?;
+        Resolver { path, text }.resolve(raw)
+    }
+
+    /// The resolved manifest as TOML (a valid manifest itself).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a resolved manifest always serialises")
+    }
+
+    /// Expands the jobs into numbered cells: jobs in file order, then games, then seeds.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for (job_index, job) in self.eval.iter().enumerate() {
+            for name in &job.games {
+                let game = match job.family {
+                    Family::Atari => GameId::Atari(Game::from_name(name).expect("checked")),
+                    Family::Classic => {
+                        GameId::Classic(ClassicGame::from_name(name).expect("checked"))
+                    }
+                };
+                for &seed in &job.seeds {
+                    cells.push(Cell {
+                        index: cells.len(),
+                        job: job_index,
+                        game,
+                        preset: job.preset,
+                        settings: job.env,
+                        policy: job.policy,
+                        episodes: job.episodes,
+                        seed,
+                    });
+                }
+            }
+        }
+        cells
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    seed: u64,
+    #[serde(default)]
+    eval: Vec<RawEvalJob>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvalJob {
+    family: Family,
+    games: Spanned<Vec<Spanned<String>>>,
+    preset: Option<Spanned<Preset>>,
+    #[serde(default)]
+    policy: PolicyKind,
+    episodes: Spanned<u32>,
+    seeds: Option<Spanned<Vec<u64>>>,
+    env: Option<Spanned<RawEnvOverrides>>,
+}
+
+/// Overrides of a preset's settings; absent keys keep the preset's value.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEnvOverrides {
+    frame_skip: Option<Spanned<u32>>,
+    repeat_action_probability: Option<Spanned<f32>>,
+    noop_max: Option<Spanned<u32>>,
+    fire_on_reset: Option<bool>,
+    life_loss_terminal: Option<bool>,
+    clip_rewards: Option<bool>,
+    max_episode_frames: Option<Spanned<u64>>,
+    action_set: Option<crate::env::ActionSet>,
+}
+
+struct Resolver<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Resolver<'_> {
+    fn error(&self, span: Range<usize>, key: String, message: String) -> ManifestError {
+        ManifestError::at(self.path, self.text, Some(span), Some(key), message)
+    }
+
+    fn check_range<T: PartialOrd + Copy + std::fmt::Display>(
+        &self,
+        value: &Spanned<T>,
+        key: String,
+        allowed: Range<T>,
+        inclusive_end: bool,
+        what: &str,
+    ) -> Result<T, ManifestError> {
+        let v = *value.get_ref();
+        let above = if inclusive_end {
+            v > allowed.end
+        } else {
+            v >= allowed.end
+        };
+        if v < allowed.start || above {
+            let close = if inclusive_end { "]" } else { ")" };
+            let msg = format!(
+                "{v} is out of range; allowed: {what} in [{}, {}{close}",
+                allowed.start, allowed.end
+            );
+            return Err(self.error(value.span(), key, msg));
+        }
+        Ok(v)
+    }
+
+    fn resolve(&self, raw: RawManifest) -> Result<Manifest, ManifestError> {
+        let name = raw.name.get_ref();
+        let name_ok = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !name_ok {
+            let msg = format!(
+                "{name:?} cannot name a results folder; allowed: letters, digits, '-', '_' and \
+                 '.', starting with a letter or digit"
+            );
+            return Err(self.error(raw.name.span(), "name".into(), msg));
+        }
+        if raw.eval.is_empty() {
+            return Err(ManifestError::whole_file(
+                self.path,
+                "the manifest defines no jobs; add at least one [[eval]] table",
+            ));
+        }
+        let eval = raw
+            .eval
+            .into_iter()
+            .enumerate()
+            .map(|(i, job)| self.resolve_job(i, job, raw.seed))
+            .collect::<Result<_, _>>()?;
+        Ok(Manifest {
+            name: name.clone(),
+            description: raw.description,
+            seed: raw.seed,
+            eval,
+        })
+    }
+
+    fn resolve_job(&self, i: usize, job: RawEvalJob, seed: u64) -> Result<EvalJob, ManifestError> {
+        let key = |k: &str| format!("eval[{i}].{k}");
+        if job.games.get_ref().is_empty() {
+            let msg = "the list is empty; name at least one game".to_owned();
+            return Err(self.error(job.games.span(), key("games"), msg));
+        }
+        let mut seen = HashSet::new();
+        for (g, game) in job.games.get_ref().iter().enumerate() {
+            let game_key = format!("eval[{i}].games[{g}]");
+            let name = game.get_ref().as_str();
+            if !seen.insert(name) {
+                return Err(self.error(game.span(), game_key, format!("`{name}` is listed twice")));
+            }
+            self.check_game(job.family, name, game.span(), game_key)?;
+        }
+        let episodes = self.check_range(
+            &job.episodes,
+            key("episodes"),
+            1..1_000_000,
+            true,
+            "episodes",
+        )?;
+        let seeds = match job.seeds {
+            None => vec![seed],
+            Some(seeds) => {
+                let mut unique = HashSet::new();
+                if seeds.get_ref().is_empty() || !seeds.get_ref().iter().all(|s| unique.insert(*s))
+                {
+                    let msg = "allowed: a non-empty list of distinct seeds".to_owned();
+                    return Err(self.error(seeds.span(), key("seeds"), msg));
+                }
+                seeds.into_inner()
+            }
+        };
+        let (preset, env) = match job.family {
+            Family::Atari => {
+                let preset = job.preset.map(Spanned::into_inner).unwrap_or_default();
+                let overrides = job.env.map(Spanned::into_inner).unwrap_or_default();
+                (
+                    Some(preset),
+                    Some(self.apply_overrides(i, preset.settings(), overrides)?),
+                )
+            }
+            Family::Classic => {
+                if let Some(p) = &job.preset {
+                    let msg = "presets apply to Atari games only; remove it for family \"classic\"";
+                    return Err(self.error(p.span(), key("preset"), msg.into()));
+                }
+                if let Some(e) = &job.env {
+                    let msg = "environment settings apply to Atari games only; remove [eval.env] \
+                               for family \"classic\"";
+                    return Err(self.error(e.span(), key("env"), msg.into()));
+                }
+                (None, None)
+            }
+        };
+        let games = job
+            .games
+            .into_inner()
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect();
+        Ok(EvalJob {
+            family: job.family,
+            games,
+            preset,
+            policy: job.policy,
+            episodes,
+            seeds,
+            env,
+        })
+    }
+
+    fn check_game(
+        &self,
+        family: Family,
+        name: &str,
+        span: Range<usize>,
+        key: String,
+    ) -> Result<(), ManifestError> {
+        let classic_names: Vec<&str> = ClassicGame::ALL.iter().map(|g| g.name()).collect();
+        let (known, other_family) = match family {
+            Family::Atari => (
+                Game::from_name(name).is_some(),
+                ClassicGame::from_name(name).is_some(),
+            ),
+            Family::Classic => (
+                ClassicGame::from_name(name).is_some(),
+                Game::from_name(name).is_some(),
+            ),
+        };
+        if known {
+            return Ok(());
+        }
+        let msg = if other_family {
+            let other = if family == Family::Atari {
+                "classic"
+            } else {
+                "atari"
+            };
+            format!(
+                "`{name}` is not a {} game; it belongs to family \"{other}\"",
+                family.name()
+            )
+        } else {
+            match family {
+                Family::Atari => format!(
+                    "unknown Atari game `{name}`{}; `sap games` lists the {} bundled games",
+                    suggestion(name, game_names()),
+                    game_names().len()
+                ),
+                Family::Classic => format!(
+                    "unknown classic game `{name}`; allowed: {}{}",
+                    classic_names.join(", "),
+                    suggestion(name, classic_names.iter().copied())
+                ),
+            }
+        };
+        Err(self.error(span, key, msg))
+    }
+
+    fn apply_overrides(
+        &self,
+        i: usize,
+        mut s: AtariSettings,
+        o: RawEnvOverrides,
+    ) -> Result<AtariSettings, ManifestError> {
+        let key = |k: &str| format!("eval[{i}].env.{k}");
+        if let Some(v) = &o.frame_skip {
+            s.frame_skip = self.check_range(v, key("frame_skip"), 1..64, true, "frames")?;
+        }
+        if let Some(v) = &o.repeat_action_probability {
+            let what = "a probability";
+            s.repeat_action_probability =
+                self.check_range(v, key("repeat_action_probability"), 0.0..1.0, false, what)?;
+        }
+        if let Some(v) = &o.noop_max {
+            s.noop_max = self.check_range(v, key("noop_max"), 0..10_000, true, "frames")?;
+        }
+        if let Some(v) = &o.max_episode_frames {
+            let what = "frames";
+            s.max_episode_frames =
+                self.check_range(v, key("max_episode_frames"), 1..u64::MAX, true, what)?;
+        }
+        s.fire_on_reset = o.fire_on_reset.unwrap_or(s.fire_on_reset);
+        s.life_loss_terminal = o.life_loss_terminal.unwrap_or(s.life_loss_terminal);
+        s.clip_rewards = o.clip_rewards.unwrap_or(s.clip_rewards);
+        s.action_set = o.action_set.unwrap_or(s.action_set);
+        Ok(s)
+    }
+}

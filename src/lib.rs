@@ -12,6 +12,8 @@
 //! - [`bench`]: throughput measurements printed as ratios.
 //! - [`cli`]: the `sap` command line.
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod cli;
 pub mod env;

@@ -54,21 +54,31 @@ fn different_seeds_differ_under_sticky_actions_and_agree_without_them() {
 
     // Without sticky actions or no-op starts the emulator is deterministic: the episode
     // seed has nothing left to change.
-    let plain = AtariSettings { repeat_action_probability: 0.0, ..sticky };
+    let plain = AtariSettings {
+        repeat_action_probability: 0.0,
+        ..sticky
+    };
     let mut env = AtariEnv::new(game("Breakout"), plain, Mode::Eval, 0).unwrap();
     assert_eq!(rollout(&mut env, 1, 300), rollout(&mut env, 2, 300));
 }
 
 #[test]
 fn observations_are_four_stacked_84_by_84_frames_starting_from_zeros() {
-    let mut env = AtariEnv::new(game("Pong"), Preset::DopamineV5.settings(), Mode::Eval, 0).unwrap();
+    let mut env =
+        AtariEnv::new(game("Pong"), Preset::DopamineV5.settings(), Mode::Eval, 0).unwrap();
     assert_eq!(env.observation_shape(), vec![4, 84, 84]);
     let obs = env.reset(5).unwrap();
     let p = pixels(&obs);
     assert_eq!(p.len(), 4 * 84 * 84);
     let frame = 84 * 84;
-    assert!(p[..3 * frame].iter().all(|&v| v == 0), "older frames start at zero");
-    assert!(p[3 * frame..].iter().any(|&v| v != 0), "the newest frame is the screen");
+    assert!(
+        p[..3 * frame].iter().all(|&v| v == 0),
+        "older frames start at zero"
+    );
+    assert!(
+        p[3 * frame..].iter().any(|&v| v != 0),
+        "the newest frame is the screen"
+    );
     // After one step the newest frame moves one slot towards the front.
     let s = env.step(0);
     let q = pixels(&s.obs);
@@ -77,7 +87,10 @@ fn observations_are_four_stacked_84_by_84_frames_starting_from_zeros() {
 
 #[test]
 fn the_frame_cap_truncates_without_terminating() {
-    let settings = AtariSettings { max_episode_frames: 100, ..Preset::DopamineV5.settings() };
+    let settings = AtariSettings {
+        max_episode_frames: 100,
+        ..Preset::DopamineV5.settings()
+    };
     let mut env = AtariEnv::new(game("Pong"), settings, Mode::Eval, 0).unwrap();
     env.reset(0).unwrap();
     let mut steps = 0;
@@ -105,7 +118,10 @@ fn no_op_starts_run_between_one_and_noop_max_frames_chosen_by_the_seed() {
         })
         .collect();
     assert!(counts.iter().all(|&c| (1..=30).contains(&c)), "{counts:?}");
-    assert!(counts.iter().any(|&c| c != counts[0]), "the seed should vary the count");
+    assert!(
+        counts.iter().any(|&c| c != counts[0]),
+        "the seed should vary the count"
+    );
     env.reset(3).unwrap();
     assert_eq!(env.episode_frames(), counts[3]);
 }
@@ -130,7 +146,10 @@ fn a_lost_life_ends_the_training_episode_but_not_the_game() {
     assert_eq!(start_lives, 5);
     let s = until_life_lost(&mut env, start_lives);
     assert_eq!(s.lives, start_lives - 1);
-    assert!(s.terminated && !s.game_over, "life loss is terminal in training");
+    assert!(
+        s.terminated && !s.game_over,
+        "life loss is terminal in training"
+    );
     // The next reset continues the same game: the lost life stays lost.
     env.reset(2).unwrap();
     assert_eq!(env.step(0).lives, start_lives - 1);
@@ -153,7 +172,10 @@ fn action_sets_are_minimal_or_all_eighteen() {
     let minimal = Preset::DopamineV5.settings();
     let env = AtariEnv::new(game("Pong"), minimal, Mode::Eval, 0).unwrap();
     assert_eq!(env.num_actions(), 6);
-    let full = AtariSettings { action_set: ActionSet::Full, ..minimal };
+    let full = AtariSettings {
+        action_set: ActionSet::Full,
+        ..minimal
+    };
     let env = AtariEnv::new(game("Pong"), full, Mode::Eval, 0).unwrap();
     assert_eq!(env.num_actions(), 18);
 }

@@ -9,7 +9,9 @@ fn parse(text: &str) -> Result<Manifest, ManifestError> {
 }
 
 fn error(text: &str) -> String {
-    parse(text).expect_err("the manifest should be rejected").to_string()
+    parse(text)
+        .expect_err("the manifest should be rejected")
+        .to_string()
 }
 
 const GOOD: &str = r#"
@@ -48,13 +50,18 @@ fn a_good_manifest_expands_into_jobs_then_games_then_seeds() {
 fn the_resolved_manifest_is_itself_a_manifest_with_the_same_meaning() {
     let m = parse(GOOD).unwrap();
     let resolved = m.to_toml();
-    assert!(resolved.contains("repeat_action_probability = 0.25"), "{resolved}");
+    assert!(
+        resolved.contains("repeat_action_probability = 0.25"),
+        "{resolved}"
+    );
     assert_eq!(parse(&resolved).unwrap(), m);
 }
 
 #[test]
 fn an_unknown_key_is_named_with_its_position_and_a_suggestion() {
-    let e = error("name = \"x\"\nseed = 1\n[[eval]]\nfamily = \"atari\"\ngmes = [\"Pong\"]\nepisodes = 1\n");
+    let e = error(
+        "name = \"x\"\nseed = 1\n[[eval]]\nfamily = \"atari\"\ngmes = [\"Pong\"]\nepisodes = 1\n",
+    );
     assert!(e.starts_with("exp.toml:5:1: "), "{e}");
     assert!(e.contains("unknown key `gmes`"), "{e}");
     assert!(e.contains("did you mean `games`?"), "{e}");
@@ -66,7 +73,10 @@ fn a_wrong_type_names_the_key_and_the_expected_type() {
     let e = error("name = \"x\"\nseed = 1\n[[eval]]\nfamily = \"atari\"\ngames = [\"Pong\"]\nepisodes = \"three\"\n");
     assert!(e.starts_with("exp.toml:6:12: "), "{e}");
     assert!(e.contains("key `eval[0].episodes`"), "{e}");
-    assert!(e.contains("invalid type: string \"three\", expected u32"), "{e}");
+    assert!(
+        e.contains("invalid type: string \"three\", expected u32"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -74,13 +84,19 @@ fn an_unknown_game_gets_a_did_you_mean() {
     let e = error("name = \"x\"\nseed = 1\n[[eval]]\nfamily = \"atari\"\ngames = [\"Pong\", \"SpaceInvader\"]\nepisodes = 1\n");
     assert!(e.starts_with("exp.toml:5:18: "), "{e}");
     assert!(e.contains("key `eval[0].games[1]`"), "{e}");
-    assert!(e.contains("unknown Atari game `SpaceInvader`; did you mean `SpaceInvaders`?"), "{e}");
+    assert!(
+        e.contains("unknown Atari game `SpaceInvader`; did you mean `SpaceInvaders`?"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_game_of_the_other_family_says_which_family_it_belongs_to() {
     let e = error("name = \"x\"\nseed = 1\n[[eval]]\nfamily = \"atari\"\ngames = [\"CartPole\"]\nepisodes = 1\n");
-    assert!(e.contains("`CartPole` is not a atari game; it belongs to family \"classic\""), "{e}");
+    assert!(
+        e.contains("`CartPole` is not a atari game; it belongs to family \"classic\""),
+        "{e}"
+    );
 }
 
 #[test]
@@ -92,8 +108,13 @@ fn an_unknown_preset_lists_the_allowed_values() {
 
 #[test]
 fn an_out_of_range_value_states_the_allowed_range() {
-    let e = error("name = \"x\"\nseed = 1\n[[eval]]\nfamily = \"atari\"\ngames = [\"Pong\"]\nepisodes = 0\n");
-    assert!(e.starts_with("exp.toml:6:12: key `eval[0].episodes`: 0 is out of range"), "{e}");
+    let e = error(
+        "name = \"x\"\nseed = 1\n[[eval]]\nfamily = \"atari\"\ngames = [\"Pong\"]\nepisodes = 0\n",
+    );
+    assert!(
+        e.starts_with("exp.toml:6:12: key `eval[0].episodes`: 0 is out of range"),
+        "{e}"
+    );
     assert!(e.contains("allowed: episodes in [1, 1000000]"), "{e}");
     let e = error("name = \"x\"\nseed = 1\n[[eval]]\nfamily = \"atari\"\ngames = [\"Pong\"]\nepisodes = 1\n[eval.env]\nrepeat_action_probability = 1.5\n");
     assert!(e.contains("key `eval[0].env.repeat_action_probability`: 1.5 is out of range; allowed: a probability in [0, 1)"), "{e}");
@@ -101,8 +122,13 @@ fn an_out_of_range_value_states_the_allowed_range() {
 
 #[test]
 fn a_missing_file_is_named_with_the_reason() {
-    let e = Manifest::load(Path::new("no/such/manifest.toml")).unwrap_err().to_string();
-    assert!(e.starts_with("no/such/manifest.toml: cannot read the manifest:"), "{e}");
+    let e = Manifest::load(Path::new("no/such/manifest.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("no/such/manifest.toml: cannot read the manifest:"),
+        "{e}"
+    );
     assert!(e.contains("No such file"), "{e}");
 }
 
@@ -115,7 +141,10 @@ fn a_missing_required_key_is_named() {
 #[test]
 fn settings_that_only_apply_to_atari_are_refused_for_classic_games() {
     let e = error("name = \"x\"\nseed = 1\n[[eval]]\nfamily = \"classic\"\ngames = [\"CartPole\"]\npreset = \"nature\"\nepisodes = 1\n");
-    assert!(e.contains("key `eval[0].preset`: presets apply to Atari games only"), "{e}");
+    assert!(
+        e.contains("key `eval[0].preset`: presets apply to Atari games only"),
+        "{e}"
+    );
 }
 
 #[test]

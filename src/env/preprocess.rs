@@ -87,7 +87,11 @@ impl PaletteLut {
                 luma_packed(max_packed(self.rgb[ia as usize], self.rgb[ib as usize]))
             }
         };
-        let (ca, cb, co) = (a.chunks_exact(8), b.chunks_exact(8), out.chunks_exact_mut(8));
+        let (ca, cb, co) = (
+            a.chunks_exact(8),
+            b.chunks_exact(8),
+            out.chunks_exact_mut(8),
+        );
         let (ra, rb) = (ca.remainder(), cb.remainder());
         for ((xa, xb), xo) in ca.zip(cb).zip(co) {
             if xa == xb {
@@ -117,7 +121,10 @@ const MAX_TAPS: usize = 4;
 /// shrinking). Returns, per output, the first input index and [`MAX_TAPS`] weights (zero
 /// padded; the padded indices stay inside the input).
 fn area_taps(n_in: usize, n_out: usize) -> Vec<(usize, [f32; MAX_TAPS])> {
-    assert!(n_out > 0 && n_out <= n_in && n_in <= 3 * n_out, "area resize shrinks by at most 3x");
+    assert!(
+        n_out > 0 && n_out <= n_in && n_in <= 3 * n_out,
+        "area resize shrinks by at most 3x"
+    );
     let scale = n_in as f64 / n_out as f64;
     (0..n_out)
         .map(|o| {
@@ -148,7 +155,10 @@ pub struct AreaResizer {
 impl AreaResizer {
     /// A resizer from `in_h x in_w` to `out_h x out_w` (each side shrinks by 1x to 3x).
     pub fn new(in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> Self {
-        assert!(in_h >= MAX_TAPS && in_w >= MAX_TAPS, "input smaller than the tap window");
+        assert!(
+            in_h >= MAX_TAPS && in_w >= MAX_TAPS,
+            "input smaller than the tap window"
+        );
         Self {
             in_h,
             in_w,
@@ -186,11 +196,19 @@ impl AreaResizer {
 
 /// How many leading taps carry weight in any output.
 fn taps_used(taps: &[(usize, [f32; MAX_TAPS])]) -> usize {
-    taps.iter().map(|(_, w)| w.iter().rposition(|&x| x != 0.0).map_or(0, |i| i + 1)).max().unwrap_or(0)
+    taps.iter()
+        .map(|(_, w)| w.iter().rposition(|&x| x != 0.0).map_or(0, |i| i + 1))
+        .max()
+        .unwrap_or(0)
 }
 
 /// `acc[o] = sum_k w[o][k] * src[start[o] + k]` row-wise, with `N` taps.
-fn vertical<const N: usize>(rows: &[(usize, [f32; MAX_TAPS])], src: &[u8], in_w: usize, acc: &mut [f32]) {
+fn vertical<const N: usize>(
+    rows: &[(usize, [f32; MAX_TAPS])],
+    src: &[u8],
+    in_w: usize,
+    acc: &mut [f32],
+) {
     for (&(start, w), acc) in rows.iter().zip(acc.chunks_exact_mut(in_w)) {
         let row = |k: usize| &src[(start + k) * in_w..][..in_w];
         let (r0, r1, r2) = (row(0), row(1), row(2));
@@ -209,7 +227,12 @@ fn vertical<const N: usize>(rows: &[(usize, [f32; MAX_TAPS])], src: &[u8], in_w:
 }
 
 /// `dst[y][o] = round(sum_k w[o][k] * acc[y][start[o] + k])`, with `N` taps.
-fn horizontal<const N: usize>(cols: &[(usize, [f32; MAX_TAPS])], acc: &[f32], in_w: usize, dst: &mut [u8]) {
+fn horizontal<const N: usize>(
+    cols: &[(usize, [f32; MAX_TAPS])],
+    acc: &[f32],
+    in_w: usize,
+    dst: &mut [u8],
+) {
     for (acc, out_row) in acc.chunks_exact(in_w).zip(dst.chunks_exact_mut(cols.len())) {
         for (&(start, w), o) in cols.iter().zip(out_row.iter_mut()) {
             let p = &acc[start..start + MAX_TAPS];

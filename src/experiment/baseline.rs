@@ -8,7 +8,7 @@ use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::EpisodeRow;
+use super::{EpisodeKey, EpisodeRow};
 use crate::env::{AtariEnv, ClassicEnv, Environment, Mode};
 use crate::manifest::{Cell, GameId, PolicyKind};
 use crate::progress::Progress;
@@ -16,7 +16,7 @@ use crate::record::CsvAppender;
 use crate::seed;
 
 /// The key under which episode `episode` of `cell` is recorded.
-pub fn row_key(cell: &Cell, episode: u32) -> (String, String, u64, String, u32) {
+pub fn row_key(cell: &Cell, episode: u32) -> EpisodeKey {
     (
         cell.game.name().to_owned(),
         cell.preset_name().to_owned(),
@@ -72,7 +72,7 @@ pub fn play_random_episode(env: &mut dyn Environment, episode_seed: u64) -> Resu
 /// many it played.
 pub fn run_cell(
     cell: &Cell,
-    done: &HashSet<(String, String, u64, String, u32)>,
+    done: &HashSet<EpisodeKey>,
     sink: &mut CsvAppender<EpisodeRow>,
     progress: &mut Progress,
 ) -> Result<u64> {

@@ -50,8 +50,14 @@ pub struct EpisodeRow {
     pub truncated: bool,
 }
 
+/// What identifies a recorded episode: (game, preset, seed, policy, episode).
+pub type EpisodeKey = (String, String, u64, String, u32);
+
+/// What a summary row groups by: (family, game, preset, policy).
+type GroupKey = (String, String, String, String);
+
 impl EpisodeRow {
-    fn key(&self) -> (String, String, u64, String, u32) {
+    fn key(&self) -> EpisodeKey {
         (
             self.game.clone(),
             self.preset.clone(),
@@ -89,7 +95,7 @@ pub struct SummaryRow {
 
 /// Groups episode rows (in first-seen order) and summarises each group's returns.
 pub fn summarize_episodes(rows: &[EpisodeRow]) -> Vec<SummaryRow> {
-    let mut groups: Vec<((String, String, String, String), Vec<&EpisodeRow>)> = Vec::new();
+    let mut groups: Vec<(GroupKey, Vec<&EpisodeRow>)> = Vec::new();
     for row in rows {
         let key = (
             row.family.clone(),

@@ -188,7 +188,10 @@ impl Manifest {
         let de = toml::Deserializer::new(text);
         let raw: RawManifest = serde_path_to_error::deserialize(de).map_err(|e| {
             // `Spanned` values add a private path segment; drop it.
-            let key = e.path().to_string().replace(".$__serde_spanned_private_value", "");
+            let key = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
             let key = (key != ".").then_some(key);
             let inner = e.into_inner();
             ManifestError::at(

@@ -1,0 +1,213 @@
+//! The real `sap` binary on manifests in a temporary folder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sap(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sap"))
+        .args(args)
+        .current_dir(cwd)
+        .env("SAP_LOG", "warn")
+        .output()
+        .expect("sap runs")
+}
+
+fn quickstart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.toml")
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn quickstart_runs_end_to_end_and_writes_episode_and_summary_csvs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = quickstart();
+    let out = sap(
+        &[
+            "run",
+            manifest.to_str().unwrap(),
+            "--out",
+            "res",
+            "--run-id",
+            "a",
+        ],
+        tmp.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("16 episodes played, 0 resumed"), "{stdout}");
+    assert!(
+        stdout.contains("Pong") && stdout.contains("CartPole"),
+        "{stdout}"
+    );
+
+    let dir = tmp.path().join("res/quickstart/a");
+    let episodes = lines(&dir.join("episodes.csv"));
+    assert_eq!(
+        episodes[0],
+        "family,game,preset,seed,policy,episode,return,frames,truncated"
+    );
+    assert_eq!(episodes.len(), 1 + 3 + 3 + 10);
+    assert!(
+        episodes[1].starts_with("atari,Pong,dopamine-v5,2018,random,0,"),
+        "{}",
+        episodes[1]
+    );
+    assert!(
+        episodes[16].starts_with("classic,CartPole,none,2018,random,9,"),
+        "{}",
+        episodes[16]
+    );
+
+    let summary = lines(&dir.join("summary.csv"));
+    assert_eq!(
+        summary[0],
+        "family,game,preset,policy,n,mean,std,ci95_low,ci95_high,truncated"
+    );
+    assert_eq!(summary.len(), 1 + 3);
+    assert!(
+        summary[1].starts_with("atari,Pong,dopamine-v5,random,3,"),
+        "{}",
+        summary[1]
+    );
+    assert!(
+        summary[3].starts_with("classic,CartPole,none,random,10,"),
+        "{}",
+        summary[3]
+    );
+    assert!(dir.join("manifest.toml").exists() && dir.join("manifest.resolved.toml").exists());
+
+    // Same manifest and seed: the same rows, in a new run directory.
+    let out = sap(
+        &[
+            "run",
+            manifest.to_str().unwrap(),
+            "--out",
+            "res",
+            "--run-id",
+            "b",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        episodes,
+        lines(&tmp.path().join("res/quickstart/b/episodes.csv"))
+    );
+}
+
+#[test]
+fn a_run_cut_off_mid_row_resumes_and_reproduces_the_same_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = tmp.path().join("small.toml");
+    std::fs::write(
+        &manifest,
+        "name = \"small\"\nseed = 9\n[[eval]]\nfamily = \"classic\"\ngames = [\"CartPole\", \"MountainCar\"]\nepisodes = 3\n",
+    )
+    .unwrap();
+    let run = |id: &str| sap(&["run", "small.toml", "--run-id", id], tmp.path());
+    assert!(run("x").status.success());
+    let csv = tmp.path().join("results/small/x/episodes.csv");
+    let full = std::fs::read_to_string(&csv).unwrap();
+
+    // Simulate a crash: keep 3 whole rows and half of the fourth, drop the summary.
+    let keep: Vec<&str> = full.lines().take(4).collect();
+    let torn = format!(
+        "{}\n{}",
+        keep.join("\n"),
+        &full.lines().nth(4).unwrap()[..5]
+    );
+    std::fs::write(&csv, torn).unwrap();
+    std::fs::remove_file(tmp.path().join("results/small/x/summary.csv")).unwrap();
+
+    let out = run("x");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("3 episodes played, 3 resumed"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), full);
+    assert!(tmp.path().join("results/small/x/summary.csv").exists());
+}
+
+#[test]
+fn a_run_id_holding_another_manifest_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |episodes: u32| {
+        let text = format!("name = \"m\"\nseed = 1\n[[eval]]\nfamily = \"classic\"\ngames = [\"CartPole\"]\nepisodes = {episodes}\n");
+        std::fs::write(tmp.path().join("m.toml"), text).unwrap();
+    };
+    write(1);
+    assert!(sap(&["run", "m.toml", "--run-id", "r"], tmp.path())
+        .status
+        .success());
+    write(2);
+    let out = sap(&["run", "m.toml", "--run-id", "r"], tmp.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds a run of a different manifest"), "{err}");
+}
+
+#[test]
+fn a_bad_manifest_gets_one_clear_message_and_no_backtrace() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad.toml"),
+        "name = \"b\"\nseed = 1\n[[eval]]\nfamily = \"atari\"\ngames = [\"Pongg\"]\nepisodes = 1\n",
+    )
+    .unwrap();
+    for cmd in ["validate", "plan", "run"] {
+        let out = sap(&[cmd, "bad.toml"], tmp.path());
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error: bad.toml:5:10: key `eval[0].games[0]`: unknown Atari game `Pongg`; did you mean `Pong`?"), "{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn validate_and_plan_describe_the_quickstart_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = quickstart();
+    let out = sap(&["validate", q.to_str().unwrap()], tmp.path());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (3 cells)"));
+    let out = sap(&["plan", q.to_str().unwrap()], tmp.path());
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(plan.lines().count(), 4, "{plan}");
+    assert!(plan.lines().nth(1).unwrap().contains("Pong"), "{plan}");
+}
+
+#[test]
+fn games_lists_every_bundled_game_with_action_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = sap(&["games"], tmp.path());
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 61 + 2, "{text}");
+    let pong: Vec<&str> = rows
+        .iter()
+        .find(|r| r.contains(" Pong "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(pong, ["atari", "Pong", "6", "18"]);
+    assert!(rows
+        .iter()
+        .any(|r| r.starts_with("classic") && r.contains("CartPole")));
+}

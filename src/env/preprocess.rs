@@ -95,10 +95,11 @@ impl PaletteLut {
         let (ra, rb) = (ca.remainder(), cb.remainder());
         for ((xa, xb), xo) in ca.zip(cb).zip(co) {
             if xa == xb {
-                // Most of the screen is the same in consecutive frames: plain lookups.
-                for (o, &i) in xo.iter_mut().zip(xa) {
-                    *o = self.gray[i as usize];
-                }
+                // Most of the screen is the same in consecutive frames: plain lookups,
+                // stored eight at a time.
+                let g = |k: usize| self.gray[xa[k] as usize];
+                let bytes = [g(0), g(1), g(2), g(3), g(4), g(5), g(6), g(7)];
+                xo.copy_from_slice(&bytes);
             } else {
                 for ((o, &ia), &ib) in xo.iter_mut().zip(xa).zip(xb) {
                     *o = pixel(ia, ib);

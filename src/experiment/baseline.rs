@@ -87,11 +87,10 @@ pub fn run_cell(
     for &episode in &todo {
         progress.running(&format!("{what} episode {episode}"));
         let start = Instant::now();
-        let PolicyKind::Random = cell.policy;
-        let ep = play_random_episode(
-            env.as_mut(),
-            seed::derive(cell.seed, "episode", episode as u64),
-        )?;
+        let episode_seed = seed::derive(cell.seed, "episode", episode as u64);
+        let ep = match cell.policy {
+            PolicyKind::Random => play_random_episode(env.as_mut(), episode_seed)?,
+        };
         sink.append(&EpisodeRow {
             family: cell.game.family().name().to_owned(),
             game: cell.game.name().to_owned(),

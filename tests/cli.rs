@@ -16,6 +16,11 @@ fn quickstart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.toml")
 }
 
+/// Asserts that line `i` of `lines` starts with `prefix`.
+fn assert_line_starts(lines: &[String], i: usize, prefix: &str) {
+    assert!(lines[i].starts_with(prefix), "line {i}: {}", lines[i]);
+}
+
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -58,16 +63,8 @@ fn quickstart_runs_end_to_end_and_writes_episode_and_summary_csvs() {
         "family,game,preset,seed,policy,episode,return,frames,truncated"
     );
     assert_eq!(episodes.len(), 1 + 3 + 3 + 10);
-    assert!(
-        episodes[1].starts_with("atari,Pong,dopamine-v5,2018,random,0,"),
-        "{}",
-        episodes[1]
-    );
-    assert!(
-        episodes[16].starts_with("classic,CartPole,none,2018,random,9,"),
-        "{}",
-        episodes[16]
-    );
+    assert_line_starts(&episodes, 1, "atari,Pong,dopamine-v5,2018,random,0,");
+    assert_line_starts(&episodes, 16, "classic,CartPole,none,2018,random,9,");
 
     let summary = lines(&dir.join("summary.csv"));
     assert_eq!(
@@ -75,16 +72,8 @@ fn quickstart_runs_end_to_end_and_writes_episode_and_summary_csvs() {
         "family,game,preset,policy,n,mean,std,ci95_low,ci95_high,truncated"
     );
     assert_eq!(summary.len(), 1 + 3);
-    assert!(
-        summary[1].starts_with("atari,Pong,dopamine-v5,random,3,"),
-        "{}",
-        summary[1]
-    );
-    assert!(
-        summary[3].starts_with("classic,CartPole,none,random,10,"),
-        "{}",
-        summary[3]
-    );
+    assert_line_starts(&summary, 1, "atari,Pong,dopamine-v5,random,3,");
+    assert_line_starts(&summary, 3, "classic,CartPole,none,random,10,");
     assert!(dir.join("manifest.toml").exists() && dir.join("manifest.resolved.toml").exists());
 
     // Same manifest and seed: the same rows, in a new run directory.

@@ -150,6 +150,9 @@ pub struct AreaResizer {
     in_w: usize,
     rows: Vec<(usize, [f32; MAX_TAPS])>,
     cols: Vec<(usize, [f32; MAX_TAPS])>,
+    /// Leading taps that carry weight, per axis (fixed by the sizes).
+    row_taps: usize,
+    col_taps: usize,
     scratch: Vec<f32>,
 }
 
@@ -160,11 +163,14 @@ impl AreaResizer {
             in_h >= MAX_TAPS && in_w >= MAX_TAPS,
             "input smaller than the tap window"
         );
+        let (rows, cols) = (area_taps(in_h, out_h), area_taps(in_w, out_w));
         Self {
             in_h,
             in_w,
-            rows: area_taps(in_h, out_h),
-            cols: area_taps(in_w, out_w),
+            row_taps: taps_used(&rows),
+            col_taps: taps_used(&cols),
+            rows,
+            cols,
             scratch: vec![0.0; out_h * in_w],
         }
     }
@@ -183,12 +189,12 @@ impl AreaResizer {
         assert_eq!(src.len(), self.in_h * in_w);
         assert_eq!(dst.len(), self.rows.len() * out_w);
         // Vertical pass first: whole rows at a time, which vectorises. [out_h, in_w]
-        match taps_used(&self.rows) {
+        match self.row_taps {
             0..=3 => vertical::<3>(&self.rows, src, in_w, &mut self.scratch),
             _ => vertical::<MAX_TAPS>(&self.rows, src, in_w, &mut self.scratch),
         }
         // Horizontal pass: a fixed number of taps per output. [out_h, out_w]
-        match taps_used(&self.cols) {
+        match self.col_taps {
             0..=3 => horizontal::<3>(&self.cols, &self.scratch, in_w, dst),
             _ => horizontal::<MAX_TAPS>(&self.cols, &self.scratch, in_w, dst),
         }

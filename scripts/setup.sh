@@ -39,15 +39,16 @@ fi
 command -v cargo >/dev/null || { log "cargo not found: install Rust (rustup) first"; exit 1; }
 
 # 3. libtorch from the torch wheel, in a project-local venv.
+#    numpy and safetensors serve the PyTorch reference scripts in tests/golden/.
 have_torch() {
-    "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null
+    "$VENV/bin/python" -c "import torch, numpy, safetensors, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null
 }
 if ! have_torch; then
-    log "creating $VENV with torch==$TORCH_VERSION (a large download on first use)"
+    log "setting up $VENV with torch==$TORCH_VERSION (a large download on first use)"
     [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet "torch==$TORCH_VERSION" numpy
-    have_torch || { log "torch $TORCH_VERSION did not import from $VENV"; exit 1; }
+    "$VENV/bin/python" -m pip install --quiet "torch==$TORCH_VERSION" numpy safetensors
+    have_torch || { log "torch $TORCH_VERSION, numpy or safetensors did not import from $VENV"; exit 1; }
 fi
 
 [[ "${SAP_SKIP_BUILD:-0}" == 1 ]] && exit 0

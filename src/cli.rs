@@ -52,7 +52,10 @@ pub enum Command {
     #[command(after_help = "Example:\n  sap games")]
     Games,
     /// Measure throughput; prints ratios measured side by side in one run.
-    #[command(after_help = "Example:\n  sap bench env --games Pong,Breakout --frames 200000")]
+    #[command(
+        after_help = "Examples:\n  sap bench env --games Pong,Breakout --frames 200000\n  \
+                            sap bench defense --rounds 3 --iterations 5"
+    )]
     Bench {
         /// What to measure.
         target: BenchTarget,
@@ -65,6 +68,9 @@ pub enum Command {
         /// Alternating rounds; the best of each loop is kept.
         #[arg(long, default_value_t = 3)]
         rounds: u32,
+        /// Batches per workload and round (`defense`).
+        #[arg(long, default_value_t = 5)]
+        iterations: u32,
     },
 }
 
@@ -73,6 +79,9 @@ pub enum Command {
 pub enum BenchTarget {
     /// Bare ALE `act()` loop against the full preprocessing pipeline.
     Env,
+    /// Dense, SAP-100 exact and independent forward passes, and FGSM with 10 gradient
+    /// samples, on ResNet-20 (batch 128) and the Nature CNN (batch 32).
+    Defense,
 }
 
 /// Runs a parsed command line.
@@ -135,6 +144,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             games,
             frames,
             rounds,
+            ..
         } => {
             let games = games
                 .iter()
@@ -167,8 +177,46 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
         }
+        Command::Bench {
+            target: BenchTarget::Defense,
+            rounds,
+            iterations,
+            ..
+        } => {
+            if rounds == 0 || iterations == 0 {
+                anyhow::bail!("--rounds and --iterations must be at least 1");
+            }
+            print_defense_bench(rounds, iterations);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_defense_bench(rounds: u32, iterations: u32) {
+    println!(
+        "defended networks on {:?}, {} torch threads, {iterations} batches x {rounds} rounds \
+         (best kept)",
+        tch::Device::cuda_if_available(),
+        tch::get_num_threads()
+    );
+    println!(
+        "{:<11} {:>5}  {:<34} {:>10} {:>12}",
+        "network", "batch", "workload", "images/s", "time/dense"
+    );
+    for b in crate::bench::bench_defense(rounds, iterations) {
+        for (w, ips) in &b.rows {
+            let ratio = b.time_ratio(*w).map_or("-".into(), |r| format!("{r:.3}"));
+            println!(
+                "{:<11} {:>5}  {:<34} {:>10.1} {:>12}",
+                b.arch.name(),
+                b.batch,
+                w.label(),
+                ips,
+                ratio
+            );
+        }
+    }
+    println!("targets: SAP-100 exact forward time/dense <= 1.5; independent <= 1.3");
 }
 
 fn opt(v: Option<f64>) -> String {

@@ -3,6 +3,12 @@
 //! Map of the crate:
 //! - [`env`]: the `Environment` trait; Atari through ALE with all preprocessing in Rust
 //!   (presets `dopamine-v5`, `nature`), classic control through gym-rs.
+//! - [`defense`]: dense, SAP (exact and independent sampling), dropout, Gaussian noise.
+//! - [`nn`]: Nature CNN, MLP and ResNet-20 with a defense point after every ReLU;
+//!   safetensors checkpoints named as in PyTorch.
+//! - [`attack`]: FGSM and iterative FGSM / PGD with Monte-Carlo (EOT) gradients.
+//! - [`policy`]: `PolicyWrapper`, network + defense + attack + samples, with its own
+//!   seeded generator; `classify` and `act`.
 //! - [`manifest`]: TOML manifests, checked with located errors, expanded into cells.
 //! - [`experiment`]: run directories, cells in plan order, resume, summaries.
 //! - [`record`]: crash-safe CSV appends and atomic table writes.
@@ -14,11 +20,15 @@
 
 #![warn(missing_docs)]
 
+pub mod attack;
 pub mod bench;
 pub mod cli;
+pub mod defense;
 pub mod env;
 pub mod experiment;
 pub mod manifest;
+pub mod nn;
+pub mod policy;
 pub mod progress;
 pub mod record;
 pub mod seed;

@@ -1,0 +1,68 @@
+//! Iterative FGSM / projected gradient descent (Kurakin et al. 2017; Madry et al. 2018):
+//!
+//! ```text
+//! x_0     = x                      or  clip(x + U(-lambda, lambda), 0, 255) with a random start
+//! x_{t+1} = clip(proj_{|. - x|_inf <= lambda}(x_t + step_size * sign(g(x_t))), 0, 255)
+//! ```
+//!
+//! where `g` is the Monte-Carlo gradient of the defended network at `x_t`.
+
+use rand::Rng;
+use tch::{Kind, Tensor};
+
+use super::{input_gradient, PIXEL_MAX, PIXEL_MIN};
+use crate::defense::{Defense, DefenseRng};
+use crate::nn::Model;
+
+/// PGD's parameters, after defaults are resolved.
+#[derive(Clone, Copy, Debug)]
+pub struct PgdParams {
+    /// L-infinity radius, pixel units.
+    pub lambda: f64,
+    /// Iterations.
+    pub steps: u32,
+    /// Step size, pixel units.
+    pub step_size: f64,
+    /// Start from a uniform point of the ball.
+    pub random_start: bool,
+    /// Passes per gradient estimate.
+    pub gradient_samples: u32,
+}
+
+/// Runs the iteration; the random start is drawn from `rng`.
+///
+/// # Shapes
+/// `x`: `[batch, ...]` pixel units; `labels`: `[batch]` -> same shape as `x` (float).
+pub fn pgd(
+    model: &Model,
+    defense: Defense,
+    rng: &mut DefenseRng,
+    x: &Tensor,
+    labels: &Tensor,
+    params: PgdParams,
+) -> Tensor {
+    let x = x.detach().to_kind(Kind::Float);
+    if params.lambda == 0.0 {
+        return x;
+    }
+    let lower = (&x - params.lambda).clamp_min(PIXEL_MIN);
+    let upper = (&x + params.lambda).clamp_max(PIXEL_MAX);
+    let mut adv = if params.random_start {
+        let noise: Vec<f32> = (0..x.numel())
+            .map(|_| rng.gen_range(-params.lambda..=params.lambda) as f32)
+            .collect();
+        let noise = Tensor::from_slice(&noise)
+            .view(x.size().as_slice())
+            .to_device(x.device());
+        (&x + noise).clamp(PIXEL_MIN, PIXEL_MAX)
+    } else {
+        x.shallow_clone()
+    };
+    for _ in 0..params.steps {
+        let g = input_gradient(model, defense, rng, &adv, labels, params.gradient_samples);
+        let step = &adv + g.sign() * params.step_size;
+        // Projection onto the ball intersected with [0, 255] is a per-pixel clamp.
+        adv = step.maximum(&lower).minimum(&upper);
+    }
+    adv
+}

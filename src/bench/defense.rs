@@ -1,0 +1,145 @@
+//! `sap bench defense`: images/s of defended forward passes and of an FGSM attack with a
+//! Monte-Carlo gradient, on ResNet-20 (batch 128) and the Nature CNN (batch 32), measured
+//! side by side in one run. Targets (issue): SAP-100 exact forward <= 1.5 x dense time,
+//! independent <= 1.3 x.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
+
+use crate::attack::{Attack, AttackKind};
+use crate::defense::{Defense, DefensePoints, DefenseRng, Sampling};
+use crate::nn::{Architecture, Model};
+
+/// What one row measures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Workload {
+    /// A forward pass under a defense, without gradients.
+    Forward(Defense),
+    /// FGSM under a defense with `gradient_samples` passes per gradient.
+    Fgsm(Defense, u32),
+}
+
+impl Workload {
+    /// A label for the table.
+    pub fn label(&self) -> String {
+        match self {
+            Workload::Forward(d) => format!("forward {}", d.label()),
+            Workload::Fgsm(d, k) => format!("fgsm k={k} {}", d.label()),
+        }
+    }
+}
+
+/// One network's measurements.
+#[derive(Clone, Debug)]
+pub struct DefenseBench {
+    /// The network.
+    pub arch: Architecture,
+    /// Examples per batch.
+    pub batch: i64,
+    /// Each workload with its best images/s over the rounds.
+    pub rows: Vec<(Workload, f64)>,
+}
+
+impl DefenseBench {
+    /// Time per batch of `workload` relative to the dense forward pass (> 1 is slower).
+    pub fn time_ratio(&self, workload: Workload) -> Option<f64> {
+        let dense = self.ips(Workload::Forward(Defense::Dense))?;
+        Some(dense / self.ips(workload)?)
+    }
+
+    fn ips(&self, workload: Workload) -> Option<f64> {
+        self.rows.iter().find(|(w, _)| *w == workload).map(|r| r.1)
+    }
+}
+
+/// The workloads measured on every network.
+pub fn workloads() -> Vec<Workload> {
+    let independent = Defense::Sap {
+        frac: 1.0,
+        sampling: Sampling::Independent,
+    };
+    vec![
+        Workload::Forward(Defense::Dense),
+        Workload::Forward(Defense::SAP_100),
+        Workload::Forward(independent),
+        Workload::Fgsm(Defense::SAP_100, 10),
+    ]
+}
+
+fn run_once(model: &Model, x: &Tensor, labels: &Tensor, w: Workload, rng: &mut DefenseRng) {
+    match w {
+        Workload::Forward(defense) => tch::no_grad(|| {
+            let mut points = DefensePoints::new(defense, rng);
+            let out = model.forward(x, false, &mut points);
+            // Forces the computation on asynchronous devices.
+            let _ = out.sum(Kind::Float).double_value(&[]);
+        }),
+        Workload::Fgsm(defense, k) => {
+            let attack = Attack {
+                kind: AttackKind::Fgsm,
+                lambda: 8.0,
+                gradient_samples: k,
+            };
+            let adv = attack.perturb(model, defense, rng, x, labels);
+            let _ = adv.sum(Kind::Float).double_value(&[]);
+        }
+    }
+}
+
+/// Measures each network at its batch size: every workload `iterations` times per round,
+/// rounds alternating between workloads, best round kept (the least disturbed by other work
+/// on a shared machine).
+pub fn bench_defense(rounds: u32, iterations: u32) -> Vec<DefenseBench> {
+    let device = Device::cuda_if_available();
+    let nets = [
+        (Architecture::ResNet20 { classes: 10 }, 128),
+        (Architecture::NatureCnn { actions: 6 }, 32),
+    ];
+    let mut out = Vec::new();
+    for (arch, batch) in nets {
+        tch::manual_seed(0);
+        let model = Model::new(arch.clone(), device);
+        let outputs = match arch {
+            Architecture::ResNet20 { classes } => classes,
+            Architecture::NatureCnn { actions } => actions,
+            Architecture::Mlp(ref c) => c.outputs,
+        };
+        let mut data_rng = ChaCha8Rng::seed_from_u64(1);
+        let mut shape = vec![batch];
+        shape.extend(arch.input_shape());
+        let numel: i64 = shape.iter().product();
+        let pixels: Vec<f32> = (0..numel)
+            .map(|_| data_rng.gen_range(0..=255) as f32)
+            .collect();
+        let x = Tensor::from_slice(&pixels)
+            .view(shape.as_slice())
+            .to_device(device);
+        let labels: Vec<i64> = (0..batch).map(|_| data_rng.gen_range(0..outputs)).collect();
+        let labels = Tensor::from_slice(&labels).to_device(device);
+        let mut rng = DefenseRng::seed_from_u64(2);
+        let work = workloads();
+        let mut best = vec![0f64; work.len()];
+        for w in &work {
+            run_once(&model, &x, &labels, *w, &mut rng); // warm-up
+        }
+        for _ in 0..rounds {
+            for (i, w) in work.iter().enumerate() {
+                let start = Instant::now();
+                for _ in 0..iterations {
+                    run_once(&model, &x, &labels, *w, &mut rng);
+                }
+                let ips = (batch * iterations as i64) as f64 / start.elapsed().as_secs_f64();
+                best[i] = best[i].max(ips);
+            }
+        }
+        out.push(DefenseBench {
+            arch,
+            batch,
+            rows: work.into_iter().zip(best).collect(),
+        });
+    }
+    out
+}

@@ -1,0 +1,284 @@
+//! Defenses applied after every ReLU of a network: dense (none), Stochastic Activation
+//! Pruning, dropout and Gaussian activation noise (DESIGN section 5).
+//!
+//! A network's `forward` calls [`DefensePoints::apply`] on each post-ReLU activation and
+//! nowhere else. All randomness comes from the generator the caller lends
+//! ([`crate::policy::PolicyWrapper`] owns it), never from torch's process-global RNG: each
+//! call takes one 64-bit seed from that generator, and example `b` of the batch draws from
+//! its own stream `derive(seed, "example", b)`. Results therefore depend only on the
+//! generator's seed and the inputs, not on the number of worker threads or on what else runs
+//! in the process.
+
+pub mod sap;
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+pub use sap::Sampling;
+
+use crate::seed;
+
+/// The generator a defense draws from (owned by the policy wrapper).
+pub type DefenseRng = ChaCha8Rng;
+
+/// A defense, applied post hoc to a trained network (no fine-tuning).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Defense {
+    /// No defense: the activation passes unchanged.
+    Dense,
+    /// Stochastic Activation Pruning: `round(frac * n)` draws per map (SAP-100: frac = 1).
+    Sap {
+        /// Draws as a fraction of the map's size; > 0 (values above 1 approach dense).
+        frac: f64,
+        /// How the kept set is drawn.
+        sampling: Sampling,
+    },
+    /// Inverted dropout: each unit zeroed with probability `p`, survivors scaled by 1/(1-p).
+    Dropout {
+        /// Drop probability in [0, 1).
+        p: f64,
+    },
+    /// Additive Gaussian noise with standard deviation `sigma * mean |h|` of the map.
+    Gaussian {
+        /// Noise scale relative to the map's mean absolute activation; >= 0.
+        sigma: f64,
+    },
+}
+
+/// A defense parameter out of its allowed range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DefenseError {
+    /// `frac` must be positive and finite.
+    #[error("sap frac = {0} is not allowed; allowed: a finite number > 0 (1.0 is SAP-100)")]
+    Frac(f64),
+    /// `p` must lie in [0, 1).
+    #[error("dropout p = {0} is not allowed; allowed: 0 <= p < 1")]
+    DropProbability(f64),
+    /// `sigma` must be non-negative and finite.
+    #[error("gaussian sigma = {0} is not allowed; allowed: a finite number >= 0")]
+    Sigma(f64),
+}
+
+impl Defense {
+    /// SAP-100 with exact sampling, the paper's main setting.
+    pub const SAP_100: Defense = Defense::Sap {
+        frac: 1.0,
+        sampling: Sampling::Exact,
+    };
+
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<(), DefenseError> {
+        match *self {
+            Defense::Dense => Ok(()),
+            Defense::Sap { frac, .. } if !(frac > 0.0 && frac.is_finite()) => {
+                Err(DefenseError::Frac(frac))
+            }
+            Defense::Dropout { p } if !(0.0..1.0).contains(&p) => {
+                Err(DefenseError::DropProbability(p))
+            }
+            Defense::Gaussian { sigma } if !(sigma >= 0.0 && sigma.is_finite()) => {
+                Err(DefenseError::Sigma(sigma))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether two passes on the same input can differ.
+    pub fn is_stochastic(&self) -> bool {
+        match *self {
+            Defense::Dense => false,
+            Defense::Dropout { p } => p > 0.0,
+            Defense::Gaussian { sigma } => sigma > 0.0,
+            Defense::Sap { .. } => true,
+        }
+    }
+
+    /// The kind's name as in manifests and CSV rows (`dense`, `sap`, `dropout`, `gaussian`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Defense::Dense => "dense",
+            Defense::Sap { .. } => "sap",
+            Defense::Dropout { .. } => "dropout",
+            Defense::Gaussian { .. } => "gaussian",
+        }
+    }
+
+    /// A short label for tables and plots: `dense`, `sap-100`, `sap-50-independent`,
+    /// `dropout-0.5`, `gaussian-0.25`.
+    pub fn label(&self) -> String {
+        match *self {
+            Defense::Dense => "dense".into(),
+            Defense::Sap { frac, sampling } => {
+                let base = format!("sap-{}", trim_float(frac * 100.0));
+                match sampling {
+                    Sampling::Exact => base,
+                    Sampling::Independent => format!("{base}-independent"),
+                }
+            }
+            Defense::Dropout { p } => format!("dropout-{}", trim_float(p)),
+            Defense::Gaussian { sigma } => format!("gaussian-{}", trim_float(sigma)),
+        }
+    }
+}
+
+fn trim_float(v: f64) -> String {
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// How a defense's per-unit tensor combines with the activation.
+enum Combine {
+    /// `out = h * factor` (SAP, dropout).
+    Multiply,
+    /// `out = h + noise` (Gaussian).
+    Add,
+}
+
+/// The defense points of one forward pass: the defense, the generator it draws from, and
+/// the number of points visited so far.
+pub struct DefensePoints<'a> {
+    defense: Defense,
+    rng: Option<&'a mut DefenseRng>,
+    visited: usize,
+}
+
+impl DefensePoints<'static> {
+    /// Points that pass activations through unchanged (training, dense evaluation).
+    pub fn dense() -> Self {
+        DefensePoints {
+            defense: Defense::Dense,
+            rng: None,
+            visited: 0,
+        }
+    }
+}
+
+impl<'a> DefensePoints<'a> {
+    /// Points applying `defense`, drawing from `rng`.
+    pub fn new(defense: Defense, rng: &'a mut DefenseRng) -> Self {
+        DefensePoints {
+            defense,
+            rng: Some(rng),
+            visited: 0,
+        }
+    }
+
+    /// How many defense points this pass has visited.
+    pub fn visited(&self) -> usize {
+        self.visited
+    }
+
+    /// Applies the defense to one post-ReLU activation `h` (`[batch, ...]`), independently
+    /// per example. In the backward pass the mask, the rescaling factor and the noise are
+    /// constants: the gradient is `factor * grad_out` (as the authors' MXNet operator).
+    ///
+    /// When `h` does not require a gradient and lies in CPU memory as contiguous f32, the
+    /// result is written over `h`'s storage (no copies): pass a fresh activation that nothing
+    /// else reads, as the networks here do.
+    ///
+    /// # Shapes
+    /// `h`: `[batch, d1, d2, ...]`; the output has the same shape, kind and device.
+    pub fn apply(&mut self, h: Tensor) -> Tensor {
+        self.visited += 1;
+        let (defense, rng) = match (&self.defense, self.rng.as_deref_mut()) {
+            (d, Some(rng)) if d.is_stochastic() => (*d, rng),
+            _ => return h,
+        };
+        let layer_seed = rng.next_u64();
+        let size = h.size();
+        let numel = h.numel();
+        if numel == 0 {
+            return h;
+        }
+        let n = numel / size[0] as usize;
+        let combine = match defense {
+            Defense::Gaussian { .. } => Combine::Add,
+            _ => Combine::Multiply,
+        };
+        let on_host = h.device() == Device::Cpu && h.kind() == Kind::Float && h.is_contiguous();
+        if on_host && !h.requires_grad() {
+            // SAFETY: `h` is a contiguous f32 CPU tensor of `numel` elements that this call
+            // owns; no other reference to its storage is used while the slice lives.
+            let data = unsafe { std::slice::from_raw_parts_mut(h.data_ptr() as *mut f32, numel) };
+            data.par_chunks_mut(n).enumerate().for_each_init(
+                sap::Scratch::default,
+                |scratch, (b, x)| {
+                    let mut f = std::mem::take(&mut scratch.factor);
+                    f.resize(n, 0.0);
+                    example(defense, x, layer_seed, b, scratch, &mut f);
+                    match combine {
+                        Combine::Multiply => x.iter_mut().zip(&f).for_each(|(v, f)| *v *= f),
+                        Combine::Add => x.iter_mut().zip(&f).for_each(|(v, f)| *v += f),
+                    }
+                    scratch.factor = f;
+                },
+            );
+            return h;
+        }
+        let host = if on_host {
+            h.detach()
+        } else {
+            h.detach()
+                .to_device(Device::Cpu)
+                .to_kind(Kind::Float)
+                .contiguous()
+        };
+        let t = Tensor::empty(size.as_slice(), (Kind::Float, Device::Cpu));
+        {
+            // SAFETY: `host` and `t` are contiguous f32 CPU tensors of `numel` elements; `t` is
+            // fresh and `host` is only read.
+            let x = unsafe { std::slice::from_raw_parts(host.data_ptr() as *const f32, numel) };
+            let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, numel) };
+            out.par_chunks_mut(n)
+                .zip(x.par_chunks(n))
+                .enumerate()
+                .for_each_init(sap::Scratch::default, |scratch, (b, (o, x))| {
+                    example(defense, x, layer_seed, b, scratch, o);
+                });
+        }
+        let t = t.to_device(h.device()).to_kind(h.kind());
+        match combine {
+            Combine::Multiply => h * t,
+            Combine::Add => h + t,
+        }
+    }
+}
+
+/// Example `b`'s factor (SAP, dropout) or noise (Gaussian) into `out`, drawn from the
+/// example's own stream `derive(layer_seed, "example", b)`.
+fn example(
+    defense: Defense,
+    h: &[f32],
+    layer_seed: u64,
+    b: usize,
+    s: &mut sap::Scratch,
+    out: &mut [f32],
+) {
+    let rng = &mut Xoshiro256PlusPlus::seed_from_u64(seed::derive(layer_seed, "example", b as u64));
+    match defense {
+        Defense::Dense => out.fill(1.0),
+        Defense::Sap { frac, sampling } => {
+            sap::factors(h, sap::draws(frac, h.len()), sampling, rng, s, out)
+        }
+        Defense::Dropout { p } => {
+            let scale = (1.0 / (1.0 - p)) as f32;
+            for o in out.iter_mut() {
+                *o = if rng.gen::<f64>() < p { 0.0 } else { scale };
+            }
+        }
+        Defense::Gaussian { sigma } => {
+            let mean_abs = h.iter().map(|&v| v.abs() as f64).sum::<f64>() / h.len() as f64;
+            let sd = sigma * mean_abs;
+            for o in out.iter_mut() {
+                let z: f64 = rng.sample(StandardNormal);
+                *o = (sd * z) as f32;
+            }
+        }
+    }
+}

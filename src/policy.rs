@@ -1,0 +1,170 @@
+//! The one abstraction both families use: a network, a defense, an optional attack and the
+//! number of passes a prediction averages, with the seeded generator every defense draw and
+//! random start comes from.
+//!
+//! The generator belongs to the wrapper, not to torch: the same seed and inputs give the same
+//! outputs whatever else runs in the process (other wrappers, other threads, torch's own RNG).
+
+use rand::SeedableRng;
+use tch::{Kind, Tensor};
+
+use crate::attack::{Attack, AttackError};
+use crate::defense::{Defense, DefenseError, DefensePoints, DefenseRng};
+use crate::nn::Model;
+
+/// A wrapper setting out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyError {
+    /// The defense's parameters.
+    #[error(transparent)]
+    Defense(#[from] DefenseError),
+    /// The attack's parameters.
+    #[error(transparent)]
+    Attack(#[from] AttackError),
+    /// `samples` must be positive.
+    #[error("samples = 0 is not allowed; allowed: an integer >= 1")]
+    Samples,
+}
+
+/// What [`PolicyWrapper::classify`] returns.
+#[derive(Debug)]
+pub struct Classification {
+    /// The input the network saw (the attack's output, or the clean input).
+    ///
+    /// `[batch, ...]` float, pixel units.
+    pub inputs: Tensor,
+    /// Softmax probabilities averaged over `samples` defended passes. `[batch, classes]`.
+    pub probabilities: Tensor,
+}
+
+/// Network + defense + attack + samples, with its own generator.
+pub struct PolicyWrapper {
+    model: Model,
+    defense: Defense,
+    attack: Option<Attack>,
+    samples: u32,
+    rng: DefenseRng,
+}
+
+impl PolicyWrapper {
+    /// Wraps `model`; every draw comes from a generator seeded with `seed`.
+    pub fn new(
+        model: Model,
+        defense: Defense,
+        attack: Option<Attack>,
+        samples: u32,
+        seed: u64,
+    ) -> Result<Self, PolicyError> {
+        defense.validate()?;
+        if let Some(a) = &attack {
+            a.validate()?;
+        }
+        if samples == 0 {
+            return Err(PolicyError::Samples);
+        }
+        Ok(PolicyWrapper {
+            model,
+            defense,
+            attack,
+            samples,
+            rng: DefenseRng::seed_from_u64(seed),
+        })
+    }
+
+    /// The wrapped network.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The defense.
+    pub fn defense(&self) -> Defense {
+        self.defense
+    }
+
+    /// The attack, if any.
+    pub fn attack(&self) -> Option<Attack> {
+        self.attack
+    }
+
+    /// Passes averaged per prediction: `samples`, or 1 for a deterministic defense (all
+    /// passes would agree).
+    pub fn effective_samples(&self) -> u32 {
+        if self.defense.is_stochastic() {
+            self.samples
+        } else {
+            1
+        }
+    }
+
+    /// The mean over `samples` defended passes of `map(outputs)`, without gradients.
+    fn average(&mut self, x: &Tensor, map: impl Fn(Tensor) -> Tensor) -> Tensor {
+        let n = self.effective_samples();
+        tch::no_grad(|| {
+            let mut sum: Option<Tensor> = None;
+            for _ in 0..n {
+                let mut points = DefensePoints::new(self.defense, &mut self.rng);
+                let out = map(self.model.forward(x, false, &mut points));
+                sum = Some(match sum {
+                    None => out,
+                    Some(s) => s + out,
+                });
+            }
+            sum.expect("at least one pass") / n as f64
+        })
+    }
+
+    /// Softmax probabilities averaged over `samples` defended passes.
+    ///
+    /// # Shapes
+    /// `x`: `[batch, ...]` pixel units -> `[batch, classes]`.
+    pub fn probabilities(&mut self, x: &Tensor) -> Tensor {
+        self.average(x, |logits| logits.softmax(-1, Kind::Float))
+    }
+
+    /// Q-values averaged over `samples` defended passes.
+    ///
+    /// # Shapes
+    /// `x`: `[batch, ...]` pixel units -> `[batch, actions]`.
+    pub fn q_values(&mut self, x: &Tensor) -> Tensor {
+        self.average(x, |q| q)
+    }
+
+    /// The attack's output for `x` against `labels` (the clean input without an attack).
+    pub fn perturb(&mut self, x: &Tensor, labels: &Tensor) -> Tensor {
+        match self.attack {
+            Some(attack) => attack.perturb(&self.model, self.defense, &mut self.rng, x, labels),
+            None => x.detach().to_kind(Kind::Float),
+        }
+    }
+
+    /// Attacks `x` (if configured) against the true `labels`, then predicts.
+    ///
+    /// # Shapes
+    /// `x`: `[batch, ...]` pixel units; `labels`: `[batch]` int64.
+    pub fn classify(&mut self, x: &Tensor, labels: &Tensor) -> Classification {
+        let inputs = self.perturb(x, labels);
+        let probabilities = self.probabilities(&inputs);
+        Classification {
+            inputs,
+            probabilities,
+        }
+    }
+
+    /// The actions for a batch of observations. With an attack, each observation is first
+    /// perturbed against the clean greedy action (cross-entropy of softmax(Q); Huang et al.
+    /// 2017), and the agent acts on what the attack returns.
+    ///
+    /// # Shapes
+    /// `obs`: `[batch, ...]` pixel units (uint8 or float) -> `batch` actions.
+    pub fn act(&mut self, obs: &Tensor) -> Vec<i64> {
+        let x = obs.to_kind(Kind::Float).to_device(self.model.device());
+        let seen = if self.attack.is_some() {
+            let clean = self.q_values(&x).argmax(-1, false);
+            self.perturb(&x, &clean)
+        } else {
+            x
+        };
+        let actions = self.q_values(&seen).argmax(-1, false);
+        Vec::<i64>::try_from(actions.to_device(tch::Device::Cpu)).expect("int64 actions")
+    }
+}

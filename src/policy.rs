@@ -133,7 +133,7 @@ impl PolicyWrapper {
     pub fn perturb(&mut self, x: &Tensor, labels: &Tensor) -> Tensor {
         match self.attack {
             Some(attack) => attack.perturb(&self.model, self.defense, &mut self.rng, x, labels),
-            None => x.detach().to_kind(Kind::Float),
+            None => crate::nn::as_float(&x.detach()),
         }
     }
 

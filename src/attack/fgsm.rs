@@ -1,6 +1,6 @@
 //! Fast Gradient Sign Method (Goodfellow et al. 2015): `x' = clip(x + lambda * sign(g), 0, 255)`.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::{input_gradient, PIXEL_MAX, PIXEL_MIN};
 use crate::defense::{Defense, DefenseRng};
@@ -19,7 +19,7 @@ pub fn fgsm(
     lambda: f64,
     k: u32,
 ) -> Tensor {
-    let x = x.detach().to_kind(Kind::Float);
+    let x = crate::nn::as_float(&x.detach());
     if lambda == 0.0 {
         return x;
     }

@@ -2,7 +2,7 @@
 //! `g = (1/k) sum_i grad_x CE(f_i(x), y)` over `k` stochastic passes `f_i` (the paper's
 //! estimate; Expectation over Transformation in Athalye et al. 2018).
 
-use tch::{Kind, Reduction, Tensor};
+use tch::{Reduction, Tensor};
 
 use crate::defense::{Defense, DefensePoints, DefenseRng};
 use crate::nn::Model;
@@ -22,7 +22,7 @@ pub fn input_gradient(
     k: u32,
 ) -> Tensor {
     assert!(k > 0, "at least one gradient sample");
-    let x = x.detach().to_kind(Kind::Float);
+    let x = crate::nn::as_float(&x.detach());
     let mut sum = x.zeros_like();
     for _ in 0..k {
         let xi = x.shallow_clone().set_requires_grad(true);

@@ -8,7 +8,7 @@
 //! where `g` is the Monte-Carlo gradient of the defended network at `x_t`.
 
 use rand::Rng;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::{input_gradient, PIXEL_MAX, PIXEL_MIN};
 use crate::defense::{Defense, DefenseRng};
@@ -41,7 +41,7 @@ pub fn pgd(
     labels: &Tensor,
     params: PgdParams,
 ) -> Tensor {
-    let x = x.detach().to_kind(Kind::Float);
+    let x = crate::nn::as_float(&x.detach());
     if params.lambda == 0.0 {
         return x;
     }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::DefendedNet;
 use crate::defense::DefensePoints;
@@ -56,7 +56,7 @@ impl DefendedNet for Mlp {
     /// # Shapes
     /// `x`: `[batch, inputs]` (or `[batch, ...]`, flattened) -> `[batch, outputs]`.
     fn forward(&self, x: &Tensor, _train: bool, points: &mut DefensePoints) -> Tensor {
-        let mut h = x.to_kind(Kind::Float).flatten(1, -1) * self.input_scale;
+        let mut h = super::as_float(x).flatten(1, -1) * self.input_scale;
         for layer in &self.hidden {
             h = points.apply(layer.forward(&h).relu()); // [batch, width]
         }

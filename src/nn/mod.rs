@@ -21,6 +21,16 @@ pub use mlp::MlpConfig;
 
 use crate::defense::DefensePoints;
 
+/// `x` as a floating-point tensor: integer pixels become f32, float inputs keep their
+/// precision (f64 inputs serve finite-difference checks).
+pub fn as_float(x: &Tensor) -> Tensor {
+    if x.is_floating_point() {
+        x.shallow_clone()
+    } else {
+        x.to_kind(tch::Kind::Float)
+    }
+}
+
 /// A network whose forward pass calls the defense after every ReLU.
 pub trait DefendedNet: Send {
     /// Logits or Q-values.

@@ -2,7 +2,7 @@
 //! connected layer, each followed by a ReLU and a defense point (4 points).
 
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::DefendedNet;
 use crate::defense::DefensePoints;
@@ -43,7 +43,7 @@ impl DefendedNet for NatureCnn {
     /// `x`: `[batch, 4, 84, 84]`, pixel values 0..255 (any numeric kind) -> `[batch, actions]`.
     fn forward(&self, x: &Tensor, _train: bool, points: &mut DefensePoints) -> Tensor {
         // Scaled inside the network, so observations and perturbations stay in pixel units.
-        let x = x.to_kind(Kind::Float) / 255.0;
+        let x = super::as_float(x) / 255.0;
         let h = points.apply(self.conv1.forward(&x).relu()); // [batch, 32, 20, 20]
         let h = points.apply(self.conv2.forward(&h).relu()); // [batch, 64, 9, 9]
         let h = points.apply(self.conv3.forward(&h).relu()); // [batch, 64, 7, 7]

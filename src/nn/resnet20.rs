@@ -158,12 +158,12 @@ impl DefendedNet for ResNet20 {
     /// `x`: `[batch, 3, 32, 32]`, pixel values 0..255 -> `[batch, classes]`.
     fn forward(&self, x: &Tensor, train: bool, points: &mut DefensePoints) -> Tensor {
         // Normalised inside the network: inputs and perturbations stay in pixel units.
-        let x = (x.to_kind(Kind::Float) - &self.mean) / &self.std;
+        let x = (super::as_float(x) - &self.mean) / &self.std;
         let mut h = points.apply(self.bn1.forward(&self.conv1.forward(&x), train).relu()); // [b, 16, 32, 32]
         for block in &self.blocks {
             h = block.forward(&h, train, points); // [b, 16|32|64, 32|16|8, ...]
         }
-        let pooled = h.mean_dim([2i64, 3].as_slice(), false, Kind::Float); // [b, 64]
+        let pooled = h.mean_dim([2i64, 3].as_slice(), false, h.kind()); // [b, 64]
         self.linear.forward(&pooled)
     }
 

@@ -1,0 +1,247 @@
+//! FGSM and PGD against their definitions (DESIGN section 6), and the policy wrapper's
+//! determinism.
+
+use std::path::Path;
+
+use rand::SeedableRng;
+use sap_harness::attack::{input_gradient, Attack, AttackError, AttackKind};
+use sap_harness::defense::{Defense, DefensePoints, DefenseRng};
+use sap_harness::nn::{checkpoint, Architecture, MlpConfig, Model};
+use sap_harness::policy::{PolicyError, PolicyWrapper};
+use sap_harness::tch::{self, Device, Kind, Tensor};
+
+fn mlp(inputs: i64, hidden: Vec<i64>, outputs: i64, seed: i64) -> Model {
+    tch::manual_seed(seed);
+    Model::new(
+        Architecture::Mlp(MlpConfig {
+            inputs,
+            hidden,
+            outputs,
+            input_scale: 1.0 / 255.0,
+        }),
+        Device::Cpu,
+    )
+}
+
+fn pixels(rows: i64, cols: i64, seed: i64) -> Tensor {
+    tch::manual_seed(seed);
+    // Many values at 0 and 255, so clipping matters.
+    (Tensor::rand([rows, cols], (Kind::Float, Device::Cpu)) * 300.0 - 20.0).clamp(0.0, 255.0)
+}
+
+#[test]
+fn fgsm_on_a_linear_network_is_the_analytic_sign_gradient_step() {
+    // logits = W x / 255 + b; d CE / dx = W^T (softmax - onehot) / 255.
+    let model = mlp(3, vec![], 2, 1);
+    let vars = model.vs.variables();
+    tch::no_grad(|| {
+        let _ = vars["out.weight"].shallow_clone().copy_(&Tensor::from_slice2(&[
+            [1.0f32, -2.0, 0.5],
+            [-1.0, 1.0, 3.0],
+        ]));
+        let _ = vars["out.bias"].shallow_clone().copy_(&Tensor::from_slice(&[0.1f32, -0.1]));
+    });
+    let x = Tensor::from_slice2(&[[100.0f32, 200.0, 254.0]]);
+    let label = Tensor::from_slice(&[0i64]);
+    // By hand: W row difference (row 1 - row 0) = (-2, 3, 2.5); softmax - onehot for label 0
+    // is (s0 - 1, s1) = (-s1, s1) with s1 > 0, so the gradient's sign is sign(-2, 3, 2.5)
+    // = (-1, +1, +1).
+    let attack = Attack {
+        kind: AttackKind::Fgsm,
+        lambda: 4.0,
+        gradient_samples: 1,
+    };
+    let mut rng = DefenseRng::seed_from_u64(0);
+    let adv = attack.perturb(&model, Defense::Dense, &mut rng, &x, &label);
+    let adv = Vec::<f32>::try_from(adv.flatten(0, -1)).unwrap();
+    assert_eq!(adv, vec![96.0, 204.0, 255.0], "the last pixel is clipped at 255");
+}
+
+#[test]
+fn fgsm_and_pgd_stay_inside_the_lambda_ball_and_the_pixel_range() {
+    let model = mlp(64, vec![32, 32], 5, 2);
+    let x = pixels(16, 64, 3);
+    let labels = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0]);
+    let kinds = [
+        AttackKind::Fgsm,
+        AttackKind::Pgd {
+            steps: 5,
+            step_size: None,
+            random_start: true,
+        },
+        AttackKind::Pgd {
+            steps: 3,
+            step_size: Some(7.0),
+            random_start: false,
+        },
+    ];
+    for kind in kinds {
+        for defense in [Defense::Dense, Defense::SAP_100] {
+            for lambda in [0.0, 1.0, 8.0, 64.0] {
+                let attack = Attack {
+                    kind,
+                    lambda,
+                    gradient_samples: 3,
+                };
+                let mut rng = DefenseRng::seed_from_u64(5);
+                let adv = attack.perturb(&model, defense, &mut rng, &x, &labels);
+                let dist = (&adv - &x).abs().max().double_value(&[]);
+                assert!(dist <= lambda + 1e-4, "{kind:?} {lambda}: moved {dist}");
+                assert!(adv.min().double_value(&[]) >= 0.0);
+                assert!(adv.max().double_value(&[]) <= 255.0);
+                if lambda >= 8.0 {
+                    assert!(dist > 0.0, "{kind:?} did not move");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn pgd_increases_the_loss_over_fgsm_on_a_dense_network() {
+    let model = mlp(64, vec![32], 5, 4);
+    let x = pixels(32, 64, 6);
+    let labels = Tensor::arange(32, (Kind::Int64, Device::Cpu)).remainder(5);
+    let loss = |adv: &Tensor| {
+        let logits = tch::no_grad(|| model.forward(adv, false, &mut DefensePoints::dense()));
+        logits
+            .cross_entropy_for_logits(&labels)
+            .double_value(&[])
+    };
+    let mut rng = DefenseRng::seed_from_u64(0);
+    let fgsm = Attack {
+        kind: AttackKind::Fgsm,
+        lambda: 8.0,
+        gradient_samples: 1,
+    }
+    .perturb(&model, Defense::Dense, &mut rng, &x, &labels);
+    let pgd = Attack {
+        kind: AttackKind::Pgd {
+            steps: 10,
+            step_size: Some(2.0),
+            random_start: false,
+        },
+        lambda: 8.0,
+        gradient_samples: 1,
+    }
+    .perturb(&model, Defense::Dense, &mut rng, &x, &labels);
+    assert!(loss(&fgsm) > loss(&x));
+    assert!(loss(&pgd) >= loss(&fgsm) - 1e-6);
+}
+
+/// Central finite differences of the summed cross-entropy in f64.
+fn check_gradient_by_finite_differences(mut model: Model, x: Tensor, labels: Tensor, coords: &[i64]) {
+    model.vs.double();
+    let x = x.to_kind(Kind::Double);
+    let mut rng = DefenseRng::seed_from_u64(0);
+    let g = input_gradient(&model, Defense::Dense, &mut rng, &x, &labels, 1);
+    let g = g.flatten(0, -1);
+    let loss = |x: &Tensor| {
+        tch::no_grad(|| {
+            model
+                .forward(x, false, &mut DefensePoints::dense())
+                .cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Sum, -100, 0.0)
+                .double_value(&[])
+        })
+    };
+    let eps = 1e-3; // pixel units; the loss is smooth at this scale away from ReLU kinks
+    for &c in coords {
+        let bump = |d: f64| {
+            let flat = x.flatten(0, -1).copy();
+            let _ = flat.get(c).g_add_scalar_(d);
+            loss(&flat.view(x.size().as_slice()))
+        };
+        let fd = (bump(eps) - bump(-eps)) / (2.0 * eps);
+        let an = g.double_value(&[c]);
+        assert!(
+            (fd - an).abs() <= 1e-6 + 1e-4 * an.abs(),
+            "coordinate {c}: finite difference {fd}, autograd {an}"
+        );
+    }
+}
+
+#[test]
+fn the_input_gradient_matches_finite_differences_on_an_mlp() {
+    let model = mlp(20, vec![16, 16], 4, 8);
+    let x = pixels(3, 20, 9);
+    let labels = Tensor::from_slice(&[0i64, 3, 1]);
+    check_gradient_by_finite_differences(model, x, labels, &[0, 7, 19, 25, 59]);
+}
+
+#[test]
+fn the_input_gradient_matches_finite_differences_on_resnet20() {
+    tch::manual_seed(10);
+    let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
+    let x = (Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 255.0).round();
+    let labels = Tensor::from_slice(&[6i64]);
+    check_gradient_by_finite_differences(model, x, labels, &[0, 500, 1500, 3071]);
+}
+
+#[test]
+fn attack_parameters_out_of_range_are_refused() {
+    let bad = |kind, lambda, gradient_samples| {
+        Attack {
+            kind,
+            lambda,
+            gradient_samples,
+        }
+        .validate()
+    };
+    let pgd = |steps, step_size| AttackKind::Pgd {
+        steps,
+        step_size,
+        random_start: false,
+    };
+    assert_eq!(bad(AttackKind::Fgsm, -1.0, 1), Err(AttackError::Lambda(-1.0)));
+    assert_eq!(bad(AttackKind::Fgsm, 1.0, 0), Err(AttackError::GradientSamples));
+    assert_eq!(bad(pgd(0, None), 1.0, 1), Err(AttackError::Steps));
+    assert_eq!(bad(pgd(3, Some(0.0)), 1.0, 1), Err(AttackError::StepSize(0.0)));
+    let model = mlp(4, vec![4], 2, 0);
+    assert!(matches!(
+        PolicyWrapper::new(model, Defense::Dense, None, 0, 1),
+        Err(PolicyError::Samples)
+    ));
+}
+
+fn wrapper_outputs(ckpt: &Path, seed: u64) -> (Vec<f32>, Vec<i64>) {
+    let mut model = mlp(64, vec![32, 32], 5, 0);
+    checkpoint::load(&mut model, ckpt).unwrap();
+    let attack = Attack {
+        kind: AttackKind::Fgsm,
+        lambda: 8.0,
+        gradient_samples: 4,
+    };
+    let mut policy = PolicyWrapper::new(model, Defense::SAP_100, Some(attack), 3, seed).unwrap();
+    let x = Tensor::from_slice(&(0..64 * 8).map(|v| (v * 37 % 256) as f32).collect::<Vec<_>>())
+        .view([8, 64]);
+    let labels = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 0, 1, 2]);
+    let c = policy.classify(&x, &labels);
+    let probs = Vec::<f32>::try_from(c.probabilities.flatten(0, -1)).unwrap();
+    (probs, policy.act(&x))
+}
+
+#[test]
+fn the_wrapper_gives_the_same_outputs_for_the_same_seed_whatever_runs_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("mlp.safetensors");
+    checkpoint::save(&mlp(64, vec![32, 32], 5, 12), &ckpt).unwrap();
+    let alone = wrapper_outputs(&ckpt, 77);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (a, b) = std::thread::scope(|s| {
+        // Another thread keeps drawing from torch's global generator meanwhile.
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tch::manual_seed(3);
+                let _ = Tensor::rand([64], (Kind::Float, Device::Cpu)).dropout(0.5, true);
+            }
+        });
+        let a = s.spawn(|| wrapper_outputs(&ckpt, 77));
+        let b = s.spawn(|| wrapper_outputs(&ckpt, 77));
+        let out = (a.join().unwrap(), b.join().unwrap());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
+    });
+    assert_eq!(alone, a);
+    assert_eq!(alone, b);
+    assert_ne!(alone.0, wrapper_outputs(&ckpt, 78).0, "another seed draws other masks");
+}

@@ -1,0 +1,259 @@
+//! SAP, dropout and Gaussian noise against their definitions (DESIGN section 5).
+
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use sap_harness::defense::sap::{self, Sampling};
+use sap_harness::defense::{Defense, DefenseError, DefensePoints, DefenseRng};
+use sap_harness::tch::{Kind, Tensor};
+
+/// Runs `defense` once on a batch of `copies` identical rows of `h`: every row gets its own
+/// draws, so the rows are independent samples of the defended map.
+fn sample_rows(defense: Defense, h: &[f32], copies: i64, seed: u64) -> Vec<Vec<f32>> {
+    let n = h.len() as i64;
+    let batch = Tensor::from_slice(h).view([1, n]).repeat([copies, 1]);
+    let mut rng = DefenseRng::seed_from_u64(seed);
+    let out = DefensePoints::new(defense, &mut rng).apply(batch);
+    let flat = Vec::<f32>::try_from(out.flatten(0, -1)).unwrap();
+    flat.chunks(h.len()).map(<[f32]>::to_vec).collect()
+}
+
+#[test]
+fn sap_keeps_units_with_the_closed_form_rescaling_and_zeroes_the_rest() {
+    // |h| = 0, 1, 3, 0, 4: total 8, p = 0, 1/8, 3/8, 0, 1/2; frac = 1 gives r = 5 draws.
+    let h = [0.0f32, 1.0, 3.0, 0.0, 4.0];
+    assert_eq!(sap::draws(1.0, 5), 5);
+    assert_eq!(sap::draws(0.5, 5), 3, "round(2.5) rounds half away from zero");
+    assert_eq!(sap::draws(0.1, 16384), 1638);
+    // q_j = 1 - (1 - p_j)^5, worked by hand.
+    let q = [0.0, 1.0 - 0.875f64.powi(5), 1.0 - 0.625f64.powi(5), 0.0, 1.0 - 0.5f64.powi(5)];
+    assert!((q[1] - 0.487_091_064_453_125).abs() < 1e-15);
+    for sampling in [Sampling::Exact, Sampling::Independent] {
+        let rows = sample_rows(Defense::Sap { frac: 1.0, sampling }, &h, 4000, 5);
+        let mut kept = [0usize; 5];
+        for row in &rows {
+            for j in 0..5 {
+                if row[j] != 0.0 {
+                    kept[j] += 1;
+                    let want = h[j] as f64 / q[j];
+                    assert!((row[j] as f64 - want).abs() < 1e-5 * want, "{sampling:?} unit {j}");
+                }
+            }
+        }
+        assert_eq!((kept[0], kept[3]), (0, 0), "units with zero mass are never kept");
+        for j in [1, 2, 4] {
+            // Binomial(4000, q) frequency; 5 standard errors is at most 0.04.
+            let freq = kept[j] as f64 / rows.len() as f64;
+            assert!((freq - q[j]).abs() < 0.04, "{sampling:?} unit {j}: {freq} vs {}", q[j]);
+        }
+    }
+}
+
+#[test]
+fn an_all_zero_map_stays_zero_under_every_defense_but_noise() {
+    let h = [0.0f32; 7];
+    for defense in [
+        Defense::SAP_100,
+        Defense::Sap {
+            frac: 0.3,
+            sampling: Sampling::Independent,
+        },
+        Defense::Dropout { p: 0.5 },
+        // sigma is relative to the map's mean |h|, which is 0.
+        Defense::Gaussian { sigma: 1.0 },
+    ] {
+        for row in sample_rows(defense, &h, 20, 1) {
+            assert!(row.iter().all(|&v| v == 0.0), "{defense:?}: {row:?}");
+        }
+    }
+}
+
+#[test]
+fn keep_probability_fast_agrees_with_the_libm_form() {
+    for &r in &[1u64, 5, 100, 16_384, 1_000_000] {
+        for e in 0..=300 {
+            let p = 10f64.powf(-(e as f64) / 20.0); // 1 down to 1e-15
+            let want = sap::keep_probability(p, r);
+            let got = sap::keep_probability_fast(p, r);
+            assert!(
+                ((got - want) / want).abs() < 1e-9,
+                "p = {p:e}, r = {r}: {got} vs {want}"
+            );
+        }
+    }
+    assert_eq!(sap::keep_probability_fast(0.0, 10), 0.0);
+    assert!((sap::keep_probability_fast(1.0, 1) - 1.0).abs() < 1e-12);
+}
+
+/// Per-unit Monte-Carlo means over `copies` rows, and their standard errors from `variance`.
+fn check_unbiased(defense: Defense, h: &[f32], variance: impl Fn(usize) -> f64) {
+    let copies = 20_000;
+    let rows = sample_rows(defense, h, copies, 17);
+    for j in 0..h.len() {
+        let mean = rows.iter().map(|r| r[j] as f64).sum::<f64>() / copies as f64;
+        let se = (variance(j) / copies as f64).sqrt();
+        // Seed 17 is fixed, so the test is deterministic; 5 standard errors (plus float slack)
+        // would be exceeded by chance with probability < 1e-6 per unit under a correct sampler.
+        assert!(
+            (mean - h[j] as f64).abs() <= 5.0 * se + 1e-6,
+            "{defense:?} unit {j}: mean {mean}, h {}, se {se}",
+            h[j]
+        );
+    }
+}
+
+fn test_map() -> Vec<f32> {
+    // 48 units: a third zero, the rest spread over two orders of magnitude.
+    (0..48)
+        .map(|j| if j % 3 == 0 { 0.0 } else { 0.05 * (1 + (j * 7) % 40) as f32 })
+        .collect()
+}
+
+#[test]
+fn sap_is_unbiased_under_both_samplings() {
+    let h = test_map();
+    let total: f64 = h.iter().map(|&v| v as f64).sum();
+    for (frac, sampling) in [(1.0, Sampling::Exact), (0.5, Sampling::Independent)] {
+        let r = sap::draws(frac, h.len());
+        // Var(out_j) = h_j^2 (1 - q_j) / q_j for the kept-and-rescaled unit.
+        let var = |j: usize| {
+            let q = sap::keep_probability(h[j] as f64 / total, r);
+            if q == 0.0 {
+                0.0
+            } else {
+                (h[j] as f64).powi(2) * (1.0 - q) / q
+            }
+        };
+        check_unbiased(Defense::Sap { frac, sampling }, &h, var);
+    }
+}
+
+#[test]
+fn dropout_and_gaussian_noise_are_unbiased() {
+    let h = test_map();
+    let p = 0.3;
+    check_unbiased(Defense::Dropout { p }, &h, |j| {
+        (h[j] as f64).powi(2) * p / (1.0 - p)
+    });
+    let sigma = 0.5;
+    let mean_abs = h.iter().map(|&v| v as f64).sum::<f64>() / h.len() as f64;
+    check_unbiased(Defense::Gaussian { sigma }, &h, |_| (sigma * mean_abs).powi(2));
+}
+
+#[test]
+fn exact_and_independent_sampling_share_marginals_but_not_the_spread_of_the_kept_count() {
+    // Ten equal units and r = 10 draws: q = 1 - 0.9^10 for each unit under both samplings.
+    // The number of distinct units hit by 10 draws (occupancy) has variance
+    //   n(n-1)(1-2/n)^r + n(1-1/n)^r - n^2(1-1/n)^(2r) = 0.9928...
+    // while ten independent Bernoulli(q) have 10 q (1 - q) = 2.2711...
+    let h = [1.0f32; 10];
+    let q = 1.0 - 0.9f64.powi(10);
+    let var_exact = 90.0 * 0.8f64.powi(10) + 10.0 * 0.9f64.powi(10) - 100.0 * 0.9f64.powi(20);
+    let var_independent = 10.0 * q * (1.0 - q);
+    for (sampling, want_var) in [
+        (Sampling::Exact, var_exact),
+        (Sampling::Independent, var_independent),
+    ] {
+        let rows = sample_rows(Defense::Sap { frac: 1.0, sampling }, &h, 20_000, 23);
+        let counts: Vec<f64> = rows
+            .iter()
+            .map(|r| r.iter().filter(|&&v| v != 0.0).count() as f64)
+            .collect();
+        let n = counts.len() as f64;
+        let mean = counts.iter().sum::<f64>() / n;
+        let var = counts.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        // Mean: standard error below 0.011, tolerance 0.05. Variance: relative standard error
+        // about sqrt(2 / n) = 1% (a little more for these light-tailed counts), tolerance 8%.
+        assert!((mean - 10.0 * q).abs() < 0.05, "{sampling:?} mean {mean}");
+        assert!(
+            ((var - want_var) / want_var).abs() < 0.08,
+            "{sampling:?} variance {var}, theory {want_var}"
+        );
+        for j in 0..10 {
+            let freq = rows.iter().filter(|r| r[j] != 0.0).count() as f64 / n;
+            assert!((freq - q).abs() < 0.02, "{sampling:?} marginal of unit {j}: {freq}");
+        }
+    }
+}
+
+#[test]
+fn sap_with_a_large_frac_returns_the_dense_activation() {
+    // Every p_j >= 1/80 here, so with r = 1000 n draws (1 - p_j)^r < e^-600: every unit is
+    // kept and its factor is 1 to double precision.
+    let h: Vec<f32> = (1..=16).map(|j| j as f32 / 4.0).collect();
+    let rows = sample_rows(
+        Defense::Sap {
+            frac: 1000.0,
+            sampling: Sampling::Exact,
+        },
+        &h,
+        50,
+        3,
+    );
+    for row in rows {
+        assert_eq!(row, h);
+    }
+}
+
+#[test]
+fn the_gradient_through_sap_is_the_constant_mask_and_rescaling() {
+    let h: Vec<f32> = test_map();
+    let x = Tensor::from_slice(&h).view([1, 48]).set_requires_grad(true);
+    let mut rng = DefenseRng::seed_from_u64(9);
+    let out = DefensePoints::new(Defense::SAP_100, &mut rng).apply(&x * 1.0);
+    let grad = Tensor::run_backward(&[out.sum(Kind::Float)], &[&x], false, false).remove(0);
+    let out = Vec::<f32>::try_from(out.detach().flatten(0, -1)).unwrap();
+    let grad = Vec::<f32>::try_from(grad.flatten(0, -1)).unwrap();
+    for j in 0..48 {
+        let factor = if h[j] == 0.0 { 0.0 } else { out[j] / h[j] };
+        if h[j] != 0.0 {
+            assert!((grad[j] - factor).abs() <= 1e-6 * factor.max(1.0), "unit {j}");
+        }
+    }
+    assert!(grad.iter().any(|&g| g == 0.0) && grad.iter().any(|&g| g > 1.0));
+}
+
+#[test]
+fn draws_depend_only_on_the_seed_not_on_the_batch_position_of_other_rows() {
+    // Row b draws from its own stream: the first row of a batch of 1 and of a batch of 8
+    // agree when the generator starts from the same seed.
+    let h = test_map();
+    let one = sample_rows(Defense::SAP_100, &h, 1, 4);
+    let eight = sample_rows(Defense::SAP_100, &h, 8, 4);
+    assert_eq!(one[0], eight[0]);
+    assert_ne!(eight[0], eight[1]);
+}
+
+#[test]
+fn sap_factors_come_only_from_the_given_generator() {
+    let h = test_map();
+    let run = |seed| {
+        let mut s = sap::Scratch::default();
+        let mut f = vec![0.0; h.len()];
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        sap::factors(&h, 48, Sampling::Exact, &mut rng, &mut s, &mut f);
+        f
+    };
+    assert_eq!(run(1), run(1));
+    assert_ne!(run(1), run(2));
+}
+
+#[test]
+fn out_of_range_defense_parameters_are_refused_with_the_allowed_range() {
+    let cases = [
+        (
+            Defense::Sap {
+                frac: 0.0,
+                sampling: Sampling::Exact,
+            },
+            DefenseError::Frac(0.0),
+        ),
+        (Defense::Dropout { p: 1.0 }, DefenseError::DropProbability(1.0)),
+        (Defense::Dropout { p: -0.1 }, DefenseError::DropProbability(-0.1)),
+        (Defense::Gaussian { sigma: -1.0 }, DefenseError::Sigma(-1.0)),
+    ];
+    for (defense, err) in cases {
+        assert_eq!(defense.validate(), Err(err.clone()));
+        assert!(err.to_string().contains("allowed"), "{err}");
+    }
+    assert!(Defense::Dense.validate().is_ok());
+}

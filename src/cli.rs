@@ -94,17 +94,31 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let m = Manifest::load(&manifest)?;
             let report = experiment::run(&manifest, &m, &RunOptions { out, run_id })?;
-            println!("{}", summary_table(&report.summary));
-            println!(
-                "{} episodes played, {} resumed; results in {}",
-                report.episodes_played,
-                report.episodes_resumed,
-                report.dir.display()
-            );
+            if !report.summary.is_empty() {
+                println!("{}", summary_table(&report.summary));
+                println!(
+                    "{} episodes played, {} resumed",
+                    report.episodes_played, report.episodes_resumed
+                );
+            }
+            if !report.classifier.is_empty() {
+                println!("{}", classifier_table(&report.classifier));
+                println!(
+                    "{} classifier rows written, {} resumed",
+                    report.classifier_rows_written,
+                    report.classifier.len() as u64 - report.classifier_rows_written
+                );
+            }
+            println!("results in {}", report.dir.display());
         }
         Command::Validate { manifest } => {
             let m = Manifest::load(&manifest)?;
-            println!("{}: ok ({} cells)", manifest.display(), m.cells().len());
+            let robustness: usize = m.robustness.iter().map(|j| j.seeds.len()).sum();
+            println!(
+                "{}: ok ({} eval cells, {robustness} robustness cells)",
+                manifest.display(),
+                m.cells().len()
+            );
         }
         Command::Plan { manifest } => {
             let m = Manifest::load(&manifest)?;
@@ -112,6 +126,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 "{:>5}  {:<8} {:<18} {:<12} {:<7} {:>8} {:>6}",
                 "cell", "family", "game", "preset", "policy", "episodes", "seed"
             );
+            for (i, job) in m.robustness.iter().enumerate() {
+                for seed in &job.seeds {
+                    println!(
+                        "robustness[{i}]: {} seed {seed}: {} defenses x {} lambdas ({} attack, \
+                         {} test examples)",
+                        job.task.name(),
+                        job.defenses.len(),
+                        job.lambdas.len(),
+                        job.attack.kind.name(),
+                        job.examples
+                    );
+                }
+            }
             for c in m.cells() {
                 println!(
                     "{:>5}  {:<8} {:<18} {:<12} {:<7} {:>8} {:>6}",
@@ -221,6 +248,27 @@ fn print_defense_bench(rounds: u32, iterations: u32) {
 
 fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+}
+
+/// Classifier rows as an aligned text table: accuracy and ECE per defense and lambda.
+pub fn classifier_table(rows: &[experiment::robustness::ClassifierRow]) -> String {
+    let mut out = format!(
+        "{:<8} {:>5} {:<10} {:<18} {:<6} {:>7} {:>5} {:>9} {:>7}",
+        "task", "seed", "defense", "params", "attack", "lambda", "n", "accuracy", "ece"
+    );
+    for r in rows {
+        let params = match (&r.frac, &r.sampling, r.p, r.sigma) {
+            (Some(f), Some(s), _, _) => format!("{f} {s}"),
+            (_, _, Some(p), _) => format!("p={p}"),
+            (_, _, _, Some(s)) => format!("sigma={s}"),
+            _ => "-".to_owned(),
+        };
+        out.push_str(&format!(
+            "\n{:<8} {:>5} {:<10} {:<18} {:<6} {:>7} {:>5} {:>9.4} {:>7.4}",
+            r.task, r.train_seed, r.defense, params, r.attack, r.lambda, r.n, r.accuracy, r.ece
+        ));
+    }
+    out
 }
 
 /// The summary as an aligned text table.

@@ -11,6 +11,7 @@
 //!   seeded generator; `classify` and `act`.
 //! - [`manifest`]: TOML manifests, checked with located errors, expanded into cells.
 //! - [`experiment`]: run directories, cells in plan order, resume, summaries.
+//! - [`metrics`]: accuracy, confidence, ECE, NLL of classifiers.
 //! - [`record`]: crash-safe CSV appends and atomic table writes.
 //! - [`stats`]: means, standard deviations, Student-t confidence intervals.
 //! - [`seed`]: named seed streams, so results depend only on the manifest's seeds.
@@ -27,6 +28,7 @@ pub mod defense;
 pub mod env;
 pub mod experiment;
 pub mod manifest;
+pub mod metrics;
 pub mod nn;
 pub mod policy;
 pub mod progress;

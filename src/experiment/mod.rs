@@ -2,6 +2,7 @@
 //! a run that stopped, and the summary.
 
 pub mod baseline;
+pub mod robustness;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ pub mod files {
     pub const EPISODES: &str = "episodes.csv";
     /// One row per game x preset x policy.
     pub const SUMMARY: &str = "summary.csv";
+    /// One row per classifier x defense x attack x lambda (`[[robustness]]` jobs).
+    pub const CLASSIFIER_EVAL: &str = "classifier_eval.csv";
 }
 
 /// One evaluation episode (`episodes.csv`).
@@ -150,6 +153,10 @@ pub struct RunReport {
     pub episodes_resumed: u64,
     /// The summary rows written.
     pub summary: Vec<SummaryRow>,
+    /// Every row of `classifier_eval.csv` (empty without `[[robustness]]` jobs).
+    pub classifier: Vec<robustness::ClassifierRow>,
+    /// Rows of `classifier_eval.csv` written in this call.
+    pub classifier_rows_written: u64,
 }
 
 fn timestamp_id() -> String {
@@ -196,6 +203,29 @@ fn prepare_run_dir(
 /// stopped, then writes the summary.
 pub fn run(manifest_path: &Path, manifest: &Manifest, opts: &RunOptions) -> Result<RunReport> {
     let dir = prepare_run_dir(manifest_path, manifest, opts)?;
+    let (episodes_played, episodes_resumed, summary) = if manifest.eval.is_empty() {
+        (0, 0, Vec::new())
+    } else {
+        run_episodes(&dir, manifest)?
+    };
+    let (classifier, classifier_rows_written) = if manifest.robustness.is_empty() {
+        (Vec::new(), 0)
+    } else {
+        let manifest_dir = manifest_path.parent().unwrap_or(Path::new("."));
+        run_robustness(&dir, manifest_dir, manifest)?
+    };
+    Ok(RunReport {
+        dir,
+        episodes_played,
+        episodes_resumed,
+        summary,
+        classifier,
+        classifier_rows_written,
+    })
+}
+
+/// The `[[eval]]` cells: `episodes.csv`, then `summary.csv`.
+fn run_episodes(dir: &Path, manifest: &Manifest) -> Result<(u64, u64, Vec<SummaryRow>)> {
     let episodes_path = dir.join(files::EPISODES);
     let recorded: Vec<EpisodeRow> = read_rows(&episodes_path)?;
     let done: HashSet<_> = recorded.iter().map(EpisodeRow::key).collect();
@@ -234,10 +264,31 @@ pub fn run(manifest_path: &Path, manifest: &Manifest, opts: &RunOptions) -> Resu
     let rows: Vec<EpisodeRow> = read_rows(&episodes_path)?;
     let summary = summarize_episodes(&rows);
     write_table(&dir.join(files::SUMMARY), &summary)?;
-    Ok(RunReport {
-        dir,
-        episodes_played: played,
-        episodes_resumed: resumed,
-        summary,
-    })
+    Ok((played, resumed, summary))
+}
+
+/// The `[[robustness]]` cells: `classifier_eval.csv`, skipping rows already recorded.
+fn run_robustness(
+    dir: &Path,
+    manifest_dir: &Path,
+    manifest: &Manifest,
+) -> Result<(Vec<robustness::ClassifierRow>, u64)> {
+    let path = dir.join(files::CLASSIFIER_EVAL);
+    let recorded: Vec<robustness::ClassifierRow> = read_rows(&path)?;
+    let done: HashSet<String> = recorded.iter().map(|r| r.key()).collect();
+    let mut sink = CsvAppender::open(&path, &robustness::header_row())?;
+    let mut written = 0;
+    for (i, job) in manifest.robustness.iter().enumerate() {
+        for &seed in &job.seeds {
+            tracing::info!(
+                "robustness[{i}] {} seed {seed}: {} defenses x {} lambdas",
+                job.task.name(),
+                job.defenses.len(),
+                job.lambdas.len()
+            );
+            written += robustness::run_cell(dir, manifest_dir, i, job, seed, &done, &mut sink)
+                .with_context(|| format!("robustness[{i}] seed {seed}"))?;
+        }
+    }
+    Ok((read_rows(&path)?, written))
 }

@@ -20,6 +20,7 @@
 //! itself a valid manifest and is saved in each run directory.
 
 mod error;
+mod robustness;
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 pub use error::{did_you_mean, ManifestError};
+pub use robustness::{AttackSpec, RobustnessJob, Task};
 
 use crate::env::{games::game_names, AtariSettings, ClassicGame, Game, Preset};
 use error::{explain_serde_message, suggestion};
@@ -109,7 +111,11 @@ pub struct Manifest {
     /// The seed every job uses unless it lists its own `seeds`.
     pub seed: u64,
     /// Evaluation jobs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub eval: Vec<EvalJob>,
+    /// Defense x attack x lambda jobs on classifiers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub robustness: Vec<RobustnessJob>,
 }
 
 /// One evaluation job: a policy on several games and seeds.
@@ -248,6 +254,8 @@ struct RawManifest {
     seed: u64,
     #[serde(default)]
     eval: Vec<RawEvalJob>,
+    #[serde(default)]
+    robustness: Vec<robustness::RawRobustnessJob>,
 }
 
 #[derive(Deserialize)]
@@ -328,10 +336,10 @@ impl Resolver<'_> {
             );
             return Err(self.error(raw.name.span(), "name".into(), msg));
         }
-        if raw.eval.is_empty() {
+        if raw.eval.is_empty() && raw.robustness.is_empty() {
             return Err(ManifestError::whole_file(
                 self.path,
-                "the manifest defines no jobs; add at least one [[eval]] table",
+                "the manifest defines no jobs; add at least one [[eval]] or [[robustness]] table",
             ));
         }
         let eval = raw
@@ -340,11 +348,18 @@ impl Resolver<'_> {
             .enumerate()
             .map(|(i, job)| self.resolve_job(i, job, raw.seed))
             .collect::<Result<_, _>>()?;
+        let robustness = raw
+            .robustness
+            .into_iter()
+            .enumerate()
+            .map(|(i, job)| self.resolve_robustness(i, job, raw.seed))
+            .collect::<Result<_, _>>()?;
         Ok(Manifest {
             name: name.clone(),
             description: raw.description,
             seed: raw.seed,
             eval,
+            robustness,
         })
     }
 
@@ -370,18 +385,7 @@ impl Resolver<'_> {
             true,
             "episodes",
         )?;
-        let seeds = match job.seeds {
-            None => vec![seed],
-            Some(seeds) => {
-                let mut unique = HashSet::new();
-                if seeds.get_ref().is_empty() || !seeds.get_ref().iter().all(|s| unique.insert(*s))
-                {
-                    let msg = "allowed: a non-empty list of distinct seeds".to_owned();
-                    return Err(self.error(seeds.span(), key("seeds"), msg));
-                }
-                seeds.into_inner()
-            }
-        };
+        let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
         let (preset, env) = match job.family {
             Family::Atari => {
                 let preset = job.preset.map(Spanned::into_inner).unwrap_or_default();
@@ -419,6 +423,27 @@ impl Resolver<'_> {
             seeds,
             env,
         })
+    }
+
+    /// A job's `seeds`, or the manifest seed when absent.
+    fn seed_list(
+        &self,
+        seeds: Option<Spanned<Vec<u64>>>,
+        key: String,
+        seed: u64,
+    ) -> Result<Vec<u64>, ManifestError> {
+        match seeds {
+            None => Ok(vec![seed]),
+            Some(seeds) => {
+                let mut unique = HashSet::new();
+                if seeds.get_ref().is_empty() || !seeds.get_ref().iter().all(|s| unique.insert(*s))
+                {
+                    let msg = "allowed: a non-empty list of distinct seeds".to_owned();
+                    return Err(self.error(seeds.span(), key, msg));
+                }
+                Ok(seeds.into_inner())
+            }
+        }
     }
 
     fn check_game(

@@ -1,0 +1,315 @@
+//! `[[robustness]]` cells: train (or load) a classifier on a synthetic task, then measure
+//! accuracy and calibration under every defense x lambda with the job's attack, one row per
+//! (defense, lambda) in `classifier_eval.csv`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+use tch::nn::OptimizerConfig;
+use tch::{Device, Kind, Tensor};
+
+use crate::attack::AttackKind;
+use crate::defense::{Defense, DefensePoints};
+use crate::manifest::{RobustnessJob, Task};
+use crate::metrics::classifier_metrics;
+use crate::nn::{checkpoint, Architecture, MlpConfig, Model};
+use crate::policy::PolicyWrapper;
+use crate::record::CsvAppender;
+use crate::seed;
+
+/// Classes of the glyphs task.
+pub const GLYPH_CLASSES: i64 = 10;
+/// Pixels of one glyph (8x8, one channel).
+pub const GLYPH_PIXELS: i64 = 64;
+/// Standard deviation of the pixel noise added to each glyph's prototype, pixel units.
+pub const GLYPH_NOISE: f64 = 70.0;
+
+/// One row of `classifier_eval.csv`: a defense at one attack radius.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierRow {
+    /// Data set.
+    pub task: String,
+    /// Architecture.
+    pub network: String,
+    /// Checkpoint file evaluated.
+    pub checkpoint: String,
+    /// Seed of the training run.
+    pub train_seed: u64,
+    /// Seed of the evaluation (test set, defense draws, random starts).
+    pub eval_seed: u64,
+    /// Defense kind.
+    pub defense: String,
+    /// SAP draws as a fraction of the map size (SAP only).
+    pub frac: Option<f64>,
+    /// SAP sampling (SAP only).
+    pub sampling: Option<String>,
+    /// Dropout probability (dropout only).
+    pub p: Option<f64>,
+    /// Relative noise scale (gaussian only).
+    pub sigma: Option<f64>,
+    /// Attack kind.
+    pub attack: String,
+    /// L-infinity radius, pixel units.
+    pub lambda: f64,
+    /// PGD iterations (PGD only).
+    pub steps: Option<u32>,
+    /// PGD step size, pixel units (PGD only).
+    pub step_size: Option<f64>,
+    /// PGD random start (PGD only).
+    pub random_start: Option<bool>,
+    /// Passes per gradient estimate actually run (1 for a deterministic defense).
+    pub gradient_samples: u32,
+    /// Softmax passes averaged per prediction actually run (1 for a deterministic defense).
+    pub samples: u32,
+    /// Test examples.
+    pub n: usize,
+    /// Accuracy on the attacked inputs.
+    pub accuracy: f64,
+    /// Mean top probability.
+    pub mean_confidence: f64,
+    /// Expected calibration error, 15 bins.
+    pub ece: f64,
+    /// Mean negative log-likelihood of the label.
+    pub nll: f64,
+}
+
+impl ClassifierRow {
+    /// What identifies a row for resuming: task, seed, defense, attack, lambda.
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            self.task,
+            self.train_seed,
+            self.defense,
+            opt(self.frac),
+            self.sampling.as_deref().unwrap_or(""),
+            opt(self.p),
+            opt(self.sigma),
+            self.attack,
+            self.lambda
+        )
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(String::new, |v| v.to_string())
+}
+
+/// `count` glyphs and their labels, from `seed`. Each class has a fixed 8x8 binary
+/// prototype (pixels 40 or 215, the same for every seed); an example adds Gaussian noise of
+/// standard deviation [`GLYPH_NOISE`] and is rounded and clipped to 0..255.
+///
+/// # Shapes
+/// -> (`[count, 64]` float pixel values, `[count]` int64 labels)
+pub fn glyphs(count: usize, seed: u64) -> (Tensor, Tensor) {
+    let prototypes: Vec<[f32; 64]> = (0..GLYPH_CLASSES as u64)
+        .map(|c| {
+            let bits = seed::derive(0x6c79_7068, "glyph", c);
+            std::array::from_fn(|j| if bits >> j & 1 == 1 { 215.0 } else { 40.0 })
+        })
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut pixels = Vec::with_capacity(count * 64);
+    let mut labels = Vec::with_capacity(count);
+    for _ in 0..count {
+        let c = rng.gen_range(0..GLYPH_CLASSES as usize);
+        labels.push(c as i64);
+        for &v in &prototypes[c] {
+            let z: f64 = rng.sample(StandardNormal);
+            pixels.push((v as f64 + GLYPH_NOISE * z).round().clamp(0.0, 255.0) as f32);
+        }
+    }
+    (
+        Tensor::from_slice(&pixels).view([count as i64, GLYPH_PIXELS]),
+        Tensor::from_slice(&labels),
+    )
+}
+
+/// The architecture a job trains.
+pub fn architecture(job: &RobustnessJob) -> Architecture {
+    match job.task {
+        Task::Glyphs => Architecture::Mlp(MlpConfig {
+            inputs: GLYPH_PIXELS,
+            hidden: job.hidden.clone(),
+            outputs: GLYPH_CLASSES,
+            input_scale: 1.0 / 255.0,
+        }),
+    }
+}
+
+/// Trains the job's network with Adam (lr 1e-3, batches of 64 fresh glyphs) and saves it.
+fn train(job: &RobustnessJob, seed: u64, path: &Path) -> Result<()> {
+    let device = Device::cuda_if_available();
+    tch::manual_seed(seed::derive(seed, "init", 0) as i64);
+    let model = Model::new(architecture(job), device);
+    let mut opt = tch::nn::Adam::default().build(&model.vs, 1e-3)?;
+    for step in 0..job.train_steps {
+        let (x, y) = glyphs(64, seed::derive(seed, "train-batch", step as u64));
+        let logits = model.forward(&x.to_device(device), true, &mut DefensePoints::dense());
+        let loss = logits.cross_entropy_for_logits(&y.to_device(device));
+        opt.backward_step(&loss);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    checkpoint::save(&model, path)?;
+    Ok(())
+}
+
+fn load(job: &RobustnessJob, path: &Path) -> Result<Model> {
+    let mut model = Model::new(architecture(job), Device::cuda_if_available());
+    checkpoint::load(&mut model, path)?;
+    Ok(model)
+}
+
+/// Runs one cell (job `job_index`, `seed`): every (defense, lambda) pair not in `done` is
+/// evaluated and appended to `sink`. Returns the rows written.
+pub fn run_cell(
+    run_dir: &Path,
+    manifest_dir: &Path,
+    job_index: usize,
+    job: &RobustnessJob,
+    seed: u64,
+    done: &HashSet<String>,
+    sink: &mut CsvAppender<ClassifierRow>,
+) -> Result<u64> {
+    let ckpt: PathBuf = match &job.checkpoint {
+        Some(path) => manifest_dir.join(path),
+        None => {
+            let name = format!("robustness{job_index}-{}-s{seed}.safetensors", job.task.name());
+            let path = run_dir.join("checkpoints").join(name);
+            if !path.exists() {
+                tracing::info!("training {} ({} steps)", path.display(), job.train_steps);
+                train(job, seed, &path)?;
+            }
+            path
+        }
+    };
+    // Loaded once up front, so a bad checkpoint fails before any evaluation.
+    load(job, &ckpt).with_context(|| match &job.checkpoint {
+        Some(_) => format!("robustness[{job_index}].checkpoint"),
+        None => "the cell's own checkpoint".to_owned(),
+    })?;
+    let device = Device::cuda_if_available();
+    let (x, labels) = glyphs(job.examples as usize, seed::derive(seed, "test", 0));
+    let (x, labels_dev) = (x.to_device(device), labels.to_device(device));
+    let labels: Vec<i64> = Vec::try_from(&labels).expect("int64 labels");
+    let shown = ckpt
+        .strip_prefix(run_dir)
+        .unwrap_or(&ckpt)
+        .display()
+        .to_string();
+    let mut written = 0;
+    for (d, defense) in job.defenses.iter().enumerate() {
+        for (l, &lambda) in job.lambdas.iter().enumerate() {
+            let attack = job.attack_at(lambda);
+            let mut row = describe(job, *defense, lambda, seed, &shown);
+            if done.contains(&row.key()) {
+                continue;
+            }
+            let wrapper_seed = seed::derive(seed, "robustness-eval", (d * job.lambdas.len() + l) as u64);
+            let mut policy = PolicyWrapper::new(
+                load(job, &ckpt)?,
+                *defense,
+                Some(attack),
+                job.samples,
+                wrapper_seed,
+            )?;
+            let c = policy.classify(&x, &labels_dev);
+            let probs: Vec<f32> = Vec::try_from(
+                c.probabilities
+                    .to_device(Device::Cpu)
+                    .to_kind(Kind::Float)
+                    .flatten(0, -1),
+            )
+            .expect("float probabilities");
+            let m = classifier_metrics(&probs, GLYPH_CLASSES as usize, &labels);
+            row.gradient_samples = attack.effective_gradient_samples(defense);
+            row.samples = policy.effective_samples();
+            row.n = m.n;
+            row.accuracy = m.accuracy;
+            row.mean_confidence = m.mean_confidence;
+            row.ece = m.ece;
+            row.nll = m.nll;
+            sink.append(&row)?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// A row with every parameter filled in and the metrics still zero.
+fn describe(job: &RobustnessJob, defense: Defense, lambda: f64, seed: u64, ckpt: &str) -> ClassifierRow {
+    let (frac, sampling, p, sigma) = match defense {
+        Defense::Dense => (None, None, None, None),
+        Defense::Sap { frac, sampling } => (Some(frac), Some(sampling.name().to_owned()), None, None),
+        Defense::Dropout { p } => (None, None, Some(p), None),
+        Defense::Gaussian { sigma } => (None, None, None, Some(sigma)),
+    };
+    let attack = job.attack_at(lambda);
+    let (steps, random_start) = match attack.kind {
+        AttackKind::Fgsm => (None, None),
+        AttackKind::Pgd {
+            steps,
+            random_start,
+            ..
+        } => (Some(steps), Some(random_start)),
+    };
+    ClassifierRow {
+        task: job.task.name().to_owned(),
+        network: architecture(job).name().to_owned(),
+        checkpoint: ckpt.to_owned(),
+        train_seed: seed,
+        eval_seed: seed,
+        defense: defense.kind().to_owned(),
+        frac,
+        sampling,
+        p,
+        sigma,
+        attack: attack.kind.name().to_owned(),
+        lambda,
+        steps,
+        step_size: attack.step_size(),
+        random_start,
+        gradient_samples: attack.gradient_samples,
+        samples: job.samples,
+        n: 0,
+        accuracy: 0.0,
+        mean_confidence: 0.0,
+        ece: 0.0,
+        nll: 0.0,
+    }
+}
+
+/// A zero row, used to write the CSV header.
+pub fn header_row() -> ClassifierRow {
+    ClassifierRow {
+        task: String::new(),
+        network: String::new(),
+        checkpoint: String::new(),
+        train_seed: 0,
+        eval_seed: 0,
+        defense: String::new(),
+        frac: None,
+        sampling: None,
+        p: None,
+        sigma: None,
+        attack: String::new(),
+        lambda: 0.0,
+        steps: None,
+        step_size: None,
+        random_start: None,
+        gradient_samples: 0,
+        samples: 0,
+        n: 0,
+        accuracy: 0.0,
+        mean_confidence: 0.0,
+        ece: 0.0,
+        nll: 0.0,
+    }
+}

@@ -1,0 +1,327 @@
+//! `[[robustness]]` jobs: a classifier trained in the cell (or loaded from a checkpoint),
+//! then evaluated under every defense x lambda with one attack.
+//!
+//! ```toml
+//! [[robustness]]
+//! task = "glyphs"            # synthetic 10-class 8x8 images, pixel units 0..255
+//! hidden = [64, 64]          # MLP hidden widths
+//! train_steps = 400
+//! examples = 1000            # test examples
+//! samples = 10               # softmax passes averaged per prediction
+//! defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0, sampling = "exact" }]
+//! attack = { kind = "fgsm", gradient_samples = 10 }
+//! lambdas = [0, 2, 4, 8, 16]
+//! ```
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::{ManifestError, Resolver};
+use crate::attack::{Attack, AttackKind};
+use crate::defense::{Defense, Sampling};
+
+/// The synthetic classification tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Ten classes of 8x8 glyphs: a fixed binary prototype per class plus pixel noise.
+    Glyphs,
+}
+
+impl Task {
+    /// The name used in manifests and CSV rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Glyphs => "glyphs",
+        }
+    }
+}
+
+/// A checked `[[robustness]]` job.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RobustnessJob {
+    /// The data set.
+    pub task: Task,
+    /// MLP hidden widths.
+    pub hidden: Vec<i64>,
+    /// Adam steps of 64 examples when no checkpoint is given.
+    pub train_steps: u32,
+    /// Test examples.
+    pub examples: u32,
+    /// Softmax passes averaged per prediction.
+    pub samples: u32,
+    /// Defenses, each evaluated at every lambda.
+    pub defenses: Vec<Defense>,
+    /// The attack (its radius comes from `lambdas`).
+    pub attack: AttackSpec,
+    /// Attack radii, pixel units.
+    pub lambdas: Vec<f64>,
+    /// Seeds; each is one cell.
+    pub seeds: Vec<u64>,
+    /// A trained network to load instead of training (safetensors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+}
+
+/// An attack without its radius, as written under `attack = { ... }`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct AttackSpec {
+    /// FGSM or PGD with its parameters.
+    #[serde(flatten)]
+    pub kind: AttackKind,
+    /// Passes per gradient estimate.
+    pub gradient_samples: u32,
+}
+
+impl RobustnessJob {
+    /// The attack at radius `lambda`.
+    pub fn attack_at(&self, lambda: f64) -> Attack {
+        Attack {
+            kind: self.attack.kind,
+            lambda,
+            gradient_samples: self.attack.gradient_samples,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRobustnessJob {
+    task: Task,
+    hidden: Option<Spanned<Vec<i64>>>,
+    train_steps: Option<Spanned<u32>>,
+    examples: Option<Spanned<u32>>,
+    samples: Option<Spanned<u32>>,
+    defenses: Spanned<Vec<Spanned<RawDefense>>>,
+    attack: Spanned<RawAttack>,
+    lambdas: Spanned<Vec<Spanned<f64>>>,
+    seeds: Option<Spanned<Vec<u64>>>,
+    checkpoint: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefense {
+    kind: Spanned<String>,
+    frac: Option<Spanned<f64>>,
+    sampling: Option<Sampling>,
+    p: Option<Spanned<f64>>,
+    sigma: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttack {
+    kind: Spanned<String>,
+    gradient_samples: Option<Spanned<u32>>,
+    steps: Option<Spanned<u32>>,
+    step_size: Option<Spanned<f64>>,
+    random_start: Option<bool>,
+}
+
+impl Resolver<'_> {
+    fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
+        &self,
+        v: &Spanned<T>,
+        key: String,
+        what: &str,
+    ) -> Result<T, ManifestError> {
+        if *v.get_ref() <= T::default() {
+            let msg = format!("{} is not allowed; allowed: {what}", v.get_ref());
+            return Err(self.error(v.span(), key, msg));
+        }
+        Ok(*v.get_ref())
+    }
+
+    pub(super) fn resolve_robustness(
+        &self,
+        i: usize,
+        job: RawRobustnessJob,
+        seed: u64,
+    ) -> Result<RobustnessJob, ManifestError> {
+        let key = |k: &str| format!("robustness[{i}].{k}");
+        let hidden = match &job.hidden {
+            None => vec![64, 64],
+            Some(h) => {
+                if h.get_ref().is_empty() || h.get_ref().iter().any(|&w| !(1..=65_536).contains(&w))
+                {
+                    let msg = "allowed: a non-empty list of widths in 1..=65536".to_owned();
+                    return Err(self.error(h.span(), key("hidden"), msg));
+                }
+                h.get_ref().clone()
+            }
+        };
+        let count = |v: &Option<Spanned<u32>>, k: &str, default: u32| match v {
+            None => Ok(default),
+            Some(v) => self.positive(v, key(k), "an integer >= 1"),
+        };
+        let train_steps = count(&job.train_steps, "train_steps", 400)?;
+        let examples = count(&job.examples, "examples", 1000)?;
+        let samples = count(&job.samples, "samples", 1)?;
+        if job.defenses.get_ref().is_empty() {
+            let msg = "the list is empty; name at least one defense".to_owned();
+            return Err(self.error(job.defenses.span(), key("defenses"), msg));
+        }
+        let defenses = job
+            .defenses
+            .get_ref()
+            .iter()
+            .enumerate()
+            .map(|(d, raw)| self.resolve_defense(&format!("robustness[{i}].defenses[{d}]"), raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (attack, gradient_samples) = self.resolve_attack(&key("attack"), &job.attack)?;
+        if job.lambdas.get_ref().is_empty() {
+            let msg = "the list is empty; allowed: radii >= 0 in pixel units".to_owned();
+            return Err(self.error(job.lambdas.span(), key("lambdas"), msg));
+        }
+        let mut lambdas = Vec::new();
+        for (l, v) in job.lambdas.get_ref().iter().enumerate() {
+            let x = *v.get_ref();
+            if !(x >= 0.0 && x.is_finite()) {
+                let msg = format!("{x} is not allowed; allowed: a radius >= 0 in pixel units");
+                return Err(self.error(v.span(), format!("robustness[{i}].lambdas[{l}]"), msg));
+            }
+            lambdas.push(x);
+        }
+        let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
+        Ok(RobustnessJob {
+            task: job.task,
+            hidden,
+            train_steps,
+            examples,
+            samples,
+            defenses,
+            attack: AttackSpec {
+                kind: attack,
+                gradient_samples,
+            },
+            lambdas,
+            seeds,
+            checkpoint: job.checkpoint,
+        })
+    }
+
+    fn resolve_defense(
+        &self,
+        key: &str,
+        raw: &Spanned<RawDefense>,
+    ) -> Result<Defense, ManifestError> {
+        let r = raw.get_ref();
+        let k = |s: &str| format!("{key}.{s}");
+        let kind = r.kind.get_ref().as_str();
+        // Which keys each kind takes; any other present key is an error naming it.
+        let (defense, takes): (Defense, &[&str]) = match kind {
+            "dense" => (Defense::Dense, &[]),
+            "sap" => {
+                let frac = r.frac.as_ref().map_or(1.0, |v| *v.get_ref());
+                let sampling = r.sampling.unwrap_or_default();
+                (Defense::Sap { frac, sampling }, &["frac", "sampling"])
+            }
+            "dropout" => {
+                let Some(p) = &r.p else {
+                    return Err(self.error(raw.span(), key.into(), "dropout needs `p`".into()));
+                };
+                (Defense::Dropout { p: *p.get_ref() }, &["p"])
+            }
+            "gaussian" => {
+                let Some(s) = &r.sigma else {
+                    let msg = "gaussian needs `sigma`".to_owned();
+                    return Err(self.error(raw.span(), key.into(), msg));
+                };
+                (Defense::Gaussian { sigma: *s.get_ref() }, &["sigma"])
+            }
+            other => {
+                let allowed = ["dense", "sap", "dropout", "gaussian"];
+                let msg = format!(
+                    "unknown defense `{other}`; allowed: {}{}",
+                    allowed.join(", "),
+                    super::suggestion(other, allowed)
+                );
+                return Err(self.error(r.kind.span(), k("kind"), msg));
+            }
+        };
+        let present: [(&str, Option<Range<usize>>); 4] = [
+            ("frac", r.frac.as_ref().map(Spanned::span)),
+            ("sampling", r.sampling.map(|_| raw.span())),
+            ("p", r.p.as_ref().map(Spanned::span)),
+            ("sigma", r.sigma.as_ref().map(Spanned::span)),
+        ];
+        for (name, span) in present {
+            if let Some(span) = span {
+                if !takes.contains(&name) {
+                    let msg = format!(
+                        "`{name}` is not a parameter of {kind}; {kind} takes {}",
+                        if takes.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            takes.join(", ")
+                        }
+                    );
+                    return Err(self.error(span, k(name), msg));
+                }
+            }
+        }
+        if let Err(e) = defense.validate() {
+            let (name, span) = match defense {
+                Defense::Sap { .. } => ("frac", r.frac.as_ref().map(Spanned::span)),
+                Defense::Dropout { .. } => ("p", r.p.as_ref().map(Spanned::span)),
+                _ => ("sigma", r.sigma.as_ref().map(Spanned::span)),
+            };
+            return Err(self.error(span.unwrap_or(raw.span()), k(name), e.to_string()));
+        }
+        Ok(defense)
+    }
+
+    fn resolve_attack(
+        &self,
+        key: &str,
+        raw: &Spanned<RawAttack>,
+    ) -> Result<(AttackKind, u32), ManifestError> {
+        let r = raw.get_ref();
+        let k = |s: &str| format!("{key}.{s}");
+        let gradient_samples = match &r.gradient_samples {
+            None => 1,
+            Some(v) => self.positive(v, k("gradient_samples"), "an integer >= 1")?,
+        };
+        let kind = match r.kind.get_ref().as_str() {
+            "fgsm" => {
+                for (name, given) in [
+                    ("steps", r.steps.is_some()),
+                    ("step_size", r.step_size.is_some()),
+                    ("random_start", r.random_start.is_some()),
+                ] {
+                    if given {
+                        let msg = format!("`{name}` is not a parameter of fgsm; use kind = \"pgd\"");
+                        return Err(self.error(raw.span(), k(name), msg));
+                    }
+                }
+                AttackKind::Fgsm
+            }
+            "pgd" => {
+                let steps = match &r.steps {
+                    None => 10,
+                    Some(v) => self.positive(v, k("steps"), "an integer >= 1")?,
+                };
+                let step_size = match &r.step_size {
+                    None => None,
+                    Some(v) => Some(self.positive(v, k("step_size"), "a step > 0 in pixel units")?),
+                };
+                AttackKind::Pgd {
+                    steps,
+                    step_size,
+                    random_start: r.random_start.unwrap_or(false),
+                }
+            }
+            other => {
+                let msg = format!(
+                    "unknown attack `{other}`; allowed: fgsm, pgd{}",
+                    super::suggestion(other, ["fgsm", "pgd"])
+                );
+                return Err(self.error(r.kind.span(), k("kind"), msg));
+            }
+        };
+        Ok((kind, gradient_samples))
+    }
+}

@@ -126,6 +126,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 "{:>5}  {:<8} {:<18} {:<12} {:<7} {:>8} {:>6}",
                 "cell", "family", "game", "preset", "policy", "episodes", "seed"
             );
+            for c in m.cells() {
+                println!(
+                    "{:>5}  {:<8} {:<18} {:<12} {:<7} {:>8} {:>6}",
+                    c.index,
+                    c.game.family().name(),
+                    c.game.name(),
+                    c.preset_name(),
+                    c.policy.name(),
+                    c.episodes,
+                    c.seed
+                );
+            }
             for (i, job) in m.robustness.iter().enumerate() {
                 for seed in &job.seeds {
                     println!(
@@ -138,18 +150,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                         job.examples
                     );
                 }
-            }
-            for c in m.cells() {
-                println!(
-                    "{:>5}  {:<8} {:<18} {:<12} {:<7} {:>8} {:>6}",
-                    c.index,
-                    c.game.family().name(),
-                    c.game.name(),
-                    c.preset_name(),
-                    c.policy.name(),
-                    c.episodes,
-                    c.seed
-                );
             }
         }
         Command::Games => {

@@ -20,9 +20,17 @@ pub struct ClassifierMetrics {
 pub const ECE_BINS: usize = 15;
 
 /// Computes the metrics from row-major probabilities (`labels.len()` rows of `classes`).
-pub fn classifier_metrics(probabilities: &[f32], classes: usize, labels: &[i64]) -> ClassifierMetrics {
+pub fn classifier_metrics(
+    probabilities: &[f32],
+    classes: usize,
+    labels: &[i64],
+) -> ClassifierMetrics {
     let n = labels.len();
-    assert_eq!(probabilities.len(), n * classes, "one row of probabilities per label");
+    assert_eq!(
+        probabilities.len(),
+        n * classes,
+        "one row of probabilities per label"
+    );
     let mut bins = [(0usize, 0.0f64, 0.0f64); ECE_BINS]; // (count, correct, confidence sum)
     let (mut correct, mut conf_sum, mut nll) = (0usize, 0.0f64, 0.0f64);
     for (row, &label) in probabilities.chunks(classes).zip(labels) {
@@ -44,7 +52,9 @@ pub fn classifier_metrics(probabilities: &[f32], classes: usize, labels: &[i64])
     let ece = bins
         .iter()
         .filter(|b| b.0 > 0)
-        .map(|&(count, hits, conf)| (count as f64 / n as f64) * (hits / count as f64 - conf / count as f64).abs())
+        .map(|&(count, hits, conf)| {
+            (count as f64 / n as f64) * (hits / count as f64 - conf / count as f64).abs()
+        })
         .sum();
     ClassifierMetrics {
         n,

@@ -35,11 +35,15 @@ fn fgsm_on_a_linear_network_is_the_analytic_sign_gradient_step() {
     let model = mlp(3, vec![], 2, 1);
     let vars = model.vs.variables();
     tch::no_grad(|| {
-        let _ = vars["out.weight"].shallow_clone().copy_(&Tensor::from_slice2(&[
-            [1.0f32, -2.0, 0.5],
-            [-1.0, 1.0, 3.0],
-        ]));
-        let _ = vars["out.bias"].shallow_clone().copy_(&Tensor::from_slice(&[0.1f32, -0.1]));
+        vars["out.weight"]
+            .shallow_clone()
+            .copy_(&Tensor::from_slice2(&[
+                [1.0f32, -2.0, 0.5],
+                [-1.0, 1.0, 3.0],
+            ]));
+        vars["out.bias"]
+            .shallow_clone()
+            .copy_(&Tensor::from_slice(&[0.1f32, -0.1]));
     });
     let x = Tensor::from_slice2(&[[100.0f32, 200.0, 254.0]]);
     let label = Tensor::from_slice(&[0i64]);
@@ -54,7 +58,11 @@ fn fgsm_on_a_linear_network_is_the_analytic_sign_gradient_step() {
     let mut rng = DefenseRng::seed_from_u64(0);
     let adv = attack.perturb(&model, Defense::Dense, &mut rng, &x, &label);
     let adv = Vec::<f32>::try_from(adv.flatten(0, -1)).unwrap();
-    assert_eq!(adv, vec![96.0, 204.0, 255.0], "the last pixel is clipped at 255");
+    assert_eq!(
+        adv,
+        vec![96.0, 204.0, 255.0],
+        "the last pixel is clipped at 255"
+    );
 }
 
 #[test]
@@ -104,9 +112,7 @@ fn pgd_increases_the_loss_over_fgsm_on_a_dense_network() {
     let labels = Tensor::arange(32, (Kind::Int64, Device::Cpu)).remainder(5);
     let loss = |adv: &Tensor| {
         let logits = tch::no_grad(|| model.forward(adv, false, &mut DefensePoints::dense()));
-        logits
-            .cross_entropy_for_logits(&labels)
-            .double_value(&[])
+        logits.cross_entropy_for_logits(&labels).double_value(&[])
     };
     let mut rng = DefenseRng::seed_from_u64(0);
     let fgsm = Attack {
@@ -130,7 +136,12 @@ fn pgd_increases_the_loss_over_fgsm_on_a_dense_network() {
 }
 
 /// Central finite differences of the summed cross-entropy in f64.
-fn check_gradient_by_finite_differences(mut model: Model, x: Tensor, labels: Tensor, coords: &[i64]) {
+fn check_gradient_by_finite_differences(
+    mut model: Model,
+    x: Tensor,
+    labels: Tensor,
+    coords: &[i64],
+) {
     model.vs.double();
     let x = x.to_kind(Kind::Double);
     let mut rng = DefenseRng::seed_from_u64(0);
@@ -192,10 +203,19 @@ fn attack_parameters_out_of_range_are_refused() {
         step_size,
         random_start: false,
     };
-    assert_eq!(bad(AttackKind::Fgsm, -1.0, 1), Err(AttackError::Lambda(-1.0)));
-    assert_eq!(bad(AttackKind::Fgsm, 1.0, 0), Err(AttackError::GradientSamples));
+    assert_eq!(
+        bad(AttackKind::Fgsm, -1.0, 1),
+        Err(AttackError::Lambda(-1.0))
+    );
+    assert_eq!(
+        bad(AttackKind::Fgsm, 1.0, 0),
+        Err(AttackError::GradientSamples)
+    );
     assert_eq!(bad(pgd(0, None), 1.0, 1), Err(AttackError::Steps));
-    assert_eq!(bad(pgd(3, Some(0.0)), 1.0, 1), Err(AttackError::StepSize(0.0)));
+    assert_eq!(
+        bad(pgd(3, Some(0.0)), 1.0, 1),
+        Err(AttackError::StepSize(0.0))
+    );
     let model = mlp(4, vec![4], 2, 0);
     assert!(matches!(
         PolicyWrapper::new(model, Defense::Dense, None, 0, 1),
@@ -212,8 +232,12 @@ fn wrapper_outputs(ckpt: &Path, seed: u64) -> (Vec<f32>, Vec<i64>) {
         gradient_samples: 4,
     };
     let mut policy = PolicyWrapper::new(model, Defense::SAP_100, Some(attack), 3, seed).unwrap();
-    let x = Tensor::from_slice(&(0..64 * 8).map(|v| (v * 37 % 256) as f32).collect::<Vec<_>>())
-        .view([8, 64]);
+    let x = Tensor::from_slice(
+        &(0..64 * 8)
+            .map(|v| (v * 37 % 256) as f32)
+            .collect::<Vec<_>>(),
+    )
+    .view([8, 64]);
     let labels = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 0, 1, 2]);
     let c = policy.classify(&x, &labels);
     let probs = Vec::<f32>::try_from(c.probabilities.flatten(0, -1)).unwrap();
@@ -243,5 +267,9 @@ fn the_wrapper_gives_the_same_outputs_for_the_same_seed_whatever_runs_beside_it(
     });
     assert_eq!(alone, a);
     assert_eq!(alone, b);
-    assert_ne!(alone.0, wrapper_outputs(&ckpt, 78).0, "another seed draws other masks");
+    assert_ne!(
+        alone.0,
+        wrapper_outputs(&ckpt, 78).0,
+        "another seed draws other masks"
+    );
 }

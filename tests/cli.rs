@@ -76,6 +76,40 @@ fn quickstart_runs_end_to_end_and_writes_episode_and_summary_csvs() {
     assert_line_starts(&summary, 3, "classic,CartPole,none,random,10,");
     assert!(dir.join("manifest.toml").exists() && dir.join("manifest.resolved.toml").exists());
 
+    // Dense vs defenses under FGSM: 4 defenses x 5 lambdas, every parameter in the row.
+    let classifier = lines(&dir.join("classifier_eval.csv"));
+    assert_eq!(
+        classifier[0],
+        "task,network,checkpoint,train_seed,eval_seed,defense,frac,sampling,p,sigma,attack,\
+         lambda,steps,step_size,random_start,gradient_samples,samples,n,accuracy,\
+         mean_confidence,ece,nll"
+    );
+    assert_eq!(classifier.len(), 1 + 4 * 5);
+    let ckpt = "glyphs,mlp,checkpoints/robustness0-glyphs-s2018.safetensors,2018,2018";
+    assert_line_starts(
+        &classifier,
+        1,
+        &format!("{ckpt},dense,,,,,fgsm,0.0,,,,1,1,1000,"),
+    );
+    assert_line_starts(
+        &classifier,
+        6,
+        &format!("{ckpt},sap,1.0,exact,,,fgsm,0.0,,,,10,10,1000,"),
+    );
+    assert_line_starts(
+        &classifier,
+        20,
+        &format!("{ckpt},dropout,,,0.5,,fgsm,64.0,,,,10,10,1000,"),
+    );
+    // With no attack the classifier is accurate; FGSM at lambda = 64 hurts the dense one.
+    let accuracy = |line: &str| line.split(',').nth(18).unwrap().parse::<f64>().unwrap();
+    assert!(accuracy(&classifier[1]) > 0.9, "{}", classifier[1]);
+    assert!(
+        accuracy(&classifier[5]) < accuracy(&classifier[1]),
+        "{}",
+        classifier[5]
+    );
+
     // Same manifest and seed: the same rows, in a new run directory.
     let out = sap(
         &[
@@ -92,6 +126,10 @@ fn quickstart_runs_end_to_end_and_writes_episode_and_summary_csvs() {
     assert_eq!(
         episodes,
         lines(&tmp.path().join("res/quickstart/b/episodes.csv"))
+    );
+    assert_eq!(
+        classifier,
+        lines(&tmp.path().join("res/quickstart/b/classifier_eval.csv"))
     );
 }
 
@@ -174,11 +212,22 @@ fn validate_and_plan_describe_the_quickstart_cells() {
     let tmp = tempfile::tempdir().unwrap();
     let q = quickstart();
     let out = sap(&["validate", q.to_str().unwrap()], tmp.path());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (3 cells)"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout.contains("ok (3 eval cells, 1 robustness cells)"),
+        "{stdout}"
+    );
     let out = sap(&["plan", q.to_str().unwrap()], tmp.path());
     let plan = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(plan.lines().count(), 4, "{plan}");
+    assert_eq!(plan.lines().count(), 5, "{plan}");
     assert!(plan.lines().nth(1).unwrap().contains("Pong"), "{plan}");
+    assert!(
+        plan.lines()
+            .nth(4)
+            .unwrap()
+            .starts_with("robustness[0]: glyphs seed 2018: 4 defenses x 5 lambdas"),
+        "{plan}"
+    );
 }
 
 #[test]
@@ -199,4 +248,48 @@ fn games_lists_every_bundled_game_with_action_counts() {
     assert!(rows
         .iter()
         .any(|r| r.starts_with("classic") && r.contains("CartPole")));
+}
+
+#[test]
+fn a_checkpoint_that_does_not_fit_the_network_is_refused_naming_the_key_and_file() {
+    use sap_harness::nn::{checkpoint, Architecture, MlpConfig, Model};
+    let tmp = tempfile::tempdir().unwrap();
+    let other = Model::new(
+        Architecture::Mlp(MlpConfig {
+            inputs: 64,
+            hidden: vec![32],
+            outputs: 10,
+            input_scale: 1.0,
+        }),
+        sap_harness::tch::Device::Cpu,
+    );
+    checkpoint::save(&other, &tmp.path().join("small.safetensors")).unwrap();
+    let manifest = r#"
+name = "ckpt"
+seed = 1
+[[robustness]]
+task = "glyphs"
+hidden = [64, 64]
+checkpoint = "small.safetensors"
+defenses = [{ kind = "dense" }]
+attack = { kind = "fgsm" }
+lambdas = [0]
+"#;
+    std::fs::write(tmp.path().join("m.toml"), manifest).unwrap();
+    let out = sap(&["run", "m.toml", "--out", "res"], tmp.path());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("robustness[0].checkpoint"), "{stderr}");
+    assert!(
+        stderr.contains("small.safetensors: the checkpoint does not fit the mlp network"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`hidden.0.weight` has shape [32, 64], the network needs [64, 64]"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
 }

@@ -16,7 +16,10 @@ use sap_harness::tch::{self, Device, Kind, Reduction, Tensor};
 
 fn golden() -> BTreeMap<String, Tensor> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/golden.safetensors");
-    Tensor::read_safetensors(path).unwrap().into_iter().collect()
+    Tensor::read_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 /// `formula_value` of reference.py.
@@ -84,7 +87,10 @@ fn check_against_torch(arch: Architecture, key: &str, shape: &[i64], labels: &[i
             Some((name.to_owned(), Vec::<i64>::try_from(v).unwrap()))
         })
         .collect();
-    assert_eq!(ours, theirs, "state dict names and shapes differ from PyTorch");
+    assert_eq!(
+        ours, theirs,
+        "state dict names and shapes differ from PyTorch"
+    );
 
     load_formula_state(&model);
     let x = formula_input(shape).set_requires_grad(true);
@@ -102,9 +108,15 @@ fn check_against_torch(arch: Architecture, key: &str, shape: &[i64], labels: &[i
     let want_grad = &g[&format!("{key}.grad")];
     // f32 with different kernel orderings: 1e-4 of the output scale.
     let err = max_abs(&(&logits - want_logits)) / max_abs(want_logits).max(1.0);
-    assert!(err < 1e-4, "{key} logits differ from PyTorch by {err} (relative)");
+    assert!(
+        err < 1e-4,
+        "{key} logits differ from PyTorch by {err} (relative)"
+    );
     let err = max_abs(&(&grad - want_grad)) / max_abs(want_grad);
-    assert!(err < 1e-4, "{key} input gradient differs from PyTorch by {err} (relative)");
+    assert!(
+        err < 1e-4,
+        "{key} input gradient differs from PyTorch by {err} (relative)"
+    );
 }
 
 #[test]

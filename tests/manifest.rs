@@ -152,3 +152,81 @@ fn a_toml_syntax_error_is_located() {
     let e = error("name = \"x\"\nseed = = 1\n");
     assert!(e.starts_with("exp.toml:2:"), "{e}");
 }
+
+fn robustness(defenses: &str, attack: &str, extra: &str) -> String {
+    format!(
+        "name = \"r\"\nseed = 1\n[[robustness]]\ntask = \"glyphs\"\ndefenses = [{defenses}]\n\
+         attack = {attack}\nlambdas = [0, 4]\n{extra}\n"
+    )
+}
+
+#[test]
+fn robustness_jobs_resolve_defaults_and_round_trip() {
+    let m = parse(&robustness(
+        r#"{ kind = "dense" }, { kind = "sap", frac = 0.5 }, { kind = "gaussian", sigma = 0.2 }"#,
+        r#"{ kind = "pgd", steps = 7, random_start = true, gradient_samples = 4 }"#,
+        "",
+    ))
+    .unwrap();
+    let job = &m.robustness[0];
+    assert_eq!(job.hidden, vec![64, 64]);
+    assert_eq!(job.seeds, vec![1]);
+    assert_eq!(job.attack_at(4.0).step_size(), Some(2.5 * 4.0 / 7.0));
+    assert_eq!(job.defenses[1].label(), "sap-50");
+    assert_eq!(parse(&m.to_toml()).unwrap(), m);
+}
+
+#[test]
+fn out_of_range_defense_and_attack_parameters_name_their_key_and_the_allowed_values() {
+    let dense = r#"{ kind = "dense" }"#;
+    let fgsm = r#"{ kind = "fgsm" }"#;
+    let cases = [
+        (
+            robustness(r#"{ kind = "sap", frac = 0.0 }"#, fgsm, ""),
+            "key `robustness[0].defenses[0].frac`: sap frac = 0 is not allowed; allowed: a finite number > 0",
+        ),
+        (
+            robustness(r#"{ kind = "dropout", p = 1.0 }"#, fgsm, ""),
+            "key `robustness[0].defenses[0].p`: dropout p = 1 is not allowed; allowed: 0 <= p < 1",
+        ),
+        (
+            robustness(r#"{ kind = "gaussian", sigma = -0.5 }"#, fgsm, ""),
+            "key `robustness[0].defenses[0].sigma`: gaussian sigma = -0.5 is not allowed",
+        ),
+        (
+            robustness(dense, r#"{ kind = "pgd", steps = 0 }"#, ""),
+            "key `robustness[0].attack.steps`: 0 is not allowed; allowed: an integer >= 1",
+        ),
+        (
+            robustness(dense, fgsm, "samples = 0"),
+            "key `robustness[0].samples`: 0 is not allowed; allowed: an integer >= 1",
+        ),
+        (
+            robustness(dense, r#"{ kind = "fgsm", gradient_samples = 0 }"#, ""),
+            "key `robustness[0].attack.gradient_samples`: 0 is not allowed",
+        ),
+        (
+            robustness(dense, r#"{ kind = "fgsn" }"#, ""),
+            "unknown attack `fgsn`; allowed: fgsm, pgd; did you mean `fgsm`?",
+        ),
+        (
+            robustness(r#"{ kind = "sap", p = 0.5 }"#, fgsm, ""),
+            "`p` is not a parameter of sap; sap takes frac, sampling",
+        ),
+        (
+            robustness(r#"{ kind = "dropuot", p = 0.5 }"#, fgsm, ""),
+            "did you mean `dropout`?",
+        ),
+    ];
+    for (text, want) in cases {
+        let msg = error(&text);
+        assert!(msg.contains(want), "wanted {want:?} in:\n{msg}");
+        assert!(msg.starts_with("exp.toml:"), "{msg}");
+    }
+    let negative = robustness(dense, fgsm, "").replace("lambdas = [0, 4]", "lambdas = [0, -4]");
+    let msg = error(&negative);
+    assert!(
+        msg.contains("key `robustness[0].lambdas[1]`: -4 is not allowed; allowed: a radius >= 0"),
+        "{msg}"
+    );
+}

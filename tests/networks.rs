@@ -39,7 +39,12 @@ fn each_network_visits_one_defense_point_per_relu_and_returns_one_row_per_exampl
 fn resnet20_has_the_papers_parameter_count() {
     // He et al. 2016, Table 6: 0.27M parameters (option A shortcuts have none).
     let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
-    let params: i64 = model.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+    let params: i64 = model
+        .vs
+        .trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64)
+        .sum();
     assert_eq!(params, 269_722);
 }
 
@@ -72,7 +77,9 @@ fn a_checkpoint_of_another_network_is_refused_naming_the_file_and_tensor() {
         "{msg}"
     );
     let mut resnet = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
-    let msg = checkpoint::load(&mut resnet, &path).unwrap_err().to_string();
+    let msg = checkpoint::load(&mut resnet, &path)
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("`bn1.bias` [16] is missing"), "{msg}");
     assert!(msg.contains("and 116 more"), "{msg}");
 }
@@ -84,8 +91,14 @@ fn a_file_that_is_not_a_checkpoint_gets_one_clear_error() {
     std::fs::write(&path, "not tensors").unwrap();
     let mut m = Model::new(mlp_arch(vec![8]), Device::Cpu);
     let msg = checkpoint::load(&mut m, &path).unwrap_err().to_string();
-    assert!(msg.contains("notes.safetensors: not a readable safetensors checkpoint"), "{msg}");
+    assert!(
+        msg.contains("notes.safetensors: not a readable safetensors checkpoint"),
+        "{msg}"
+    );
     let missing = dir.path().join("absent.safetensors");
     let msg = checkpoint::load(&mut m, &missing).unwrap_err().to_string();
-    assert!(msg.ends_with("absent.safetensors: no such checkpoint file"), "{msg}");
+    assert!(
+        msg.ends_with("absent.safetensors: no such checkpoint file"),
+        "{msg}"
+    );
 }

@@ -181,7 +181,10 @@ pub fn run_cell(
     let ckpt: PathBuf = match &job.checkpoint {
         Some(path) => manifest_dir.join(path),
         None => {
-            let name = format!("robustness{job_index}-{}-s{seed}.safetensors", job.task.name());
+            let name = format!(
+                "robustness{job_index}-{}-s{seed}.safetensors",
+                job.task.name()
+            );
             let path = run_dir.join("checkpoints").join(name);
             if !path.exists() {
                 tracing::info!("training {} ({} steps)", path.display(), job.train_steps);
@@ -212,7 +215,8 @@ pub fn run_cell(
             if done.contains(&row.key()) {
                 continue;
             }
-            let wrapper_seed = seed::derive(seed, "robustness-eval", (d * job.lambdas.len() + l) as u64);
+            let wrapper_seed =
+                seed::derive(seed, "robustness-eval", (d * job.lambdas.len() + l) as u64);
             let mut policy = PolicyWrapper::new(
                 load(job, &ckpt)?,
                 *defense,
@@ -244,10 +248,18 @@ pub fn run_cell(
 }
 
 /// A row with every parameter filled in and the metrics still zero.
-fn describe(job: &RobustnessJob, defense: Defense, lambda: f64, seed: u64, ckpt: &str) -> ClassifierRow {
+fn describe(
+    job: &RobustnessJob,
+    defense: Defense,
+    lambda: f64,
+    seed: u64,
+    ckpt: &str,
+) -> ClassifierRow {
     let (frac, sampling, p, sigma) = match defense {
         Defense::Dense => (None, None, None, None),
-        Defense::Sap { frac, sampling } => (Some(frac), Some(sampling.name().to_owned()), None, None),
+        Defense::Sap { frac, sampling } => {
+            (Some(frac), Some(sampling.name().to_owned()), None, None)
+        }
         Defense::Dropout { p } => (None, None, Some(p), None),
         Defense::Gaussian { sigma } => (None, None, None, Some(sigma)),
     };

@@ -230,7 +230,12 @@ impl Resolver<'_> {
                     let msg = "gaussian needs `sigma`".to_owned();
                     return Err(self.error(raw.span(), key.into(), msg));
                 };
-                (Defense::Gaussian { sigma: *s.get_ref() }, &["sigma"])
+                (
+                    Defense::Gaussian {
+                        sigma: *s.get_ref(),
+                    },
+                    &["sigma"],
+                )
             }
             other => {
                 let allowed = ["dense", "sap", "dropout", "gaussian"];
@@ -293,7 +298,8 @@ impl Resolver<'_> {
                     ("random_start", r.random_start.is_some()),
                 ] {
                     if given {
-                        let msg = format!("`{name}` is not a parameter of fgsm; use kind = \"pgd\"");
+                        let msg =
+                            format!("`{name}` is not a parameter of fgsm; use kind = \"pgd\"");
                         return Err(self.error(raw.span(), k(name), msg));
                     }
                 }
@@ -306,7 +312,9 @@ impl Resolver<'_> {
                 };
                 let step_size = match &r.step_size {
                     None => None,
-                    Some(v) => Some(self.positive(v, k("step_size"), "a step > 0 in pixel units")?),
+                    Some(v) => {
+                        Some(self.positive(v, k("step_size"), "a step > 0 in pixel units")?)
+                    }
                 };
                 AttackKind::Pgd {
                     steps,

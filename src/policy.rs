@@ -76,6 +76,11 @@ impl PolicyWrapper {
         &self.model
     }
 
+    /// Gives the network back, e.g. to wrap it with another defense.
+    pub fn into_model(self) -> Model {
+        self.model
+    }
+
     /// The defense.
     pub fn defense(&self) -> Defense {
         self.defense

@@ -193,8 +193,8 @@ pub fn run_cell(
             path
         }
     };
-    // Loaded once up front, so a bad checkpoint fails before any evaluation.
-    load(job, &ckpt).with_context(|| match &job.checkpoint {
+    // Loaded once, before any evaluation, and passed from wrapper to wrapper.
+    let mut model = load(job, &ckpt).with_context(|| match &job.checkpoint {
         Some(_) => format!("robustness[{job_index}].checkpoint"),
         None => "the cell's own checkpoint".to_owned(),
     })?;
@@ -217,13 +217,8 @@ pub fn run_cell(
             }
             let wrapper_seed =
                 seed::derive(seed, "robustness-eval", (d * job.lambdas.len() + l) as u64);
-            let mut policy = PolicyWrapper::new(
-                load(job, &ckpt)?,
-                *defense,
-                Some(attack),
-                job.samples,
-                wrapper_seed,
-            )?;
+            let mut policy =
+                PolicyWrapper::new(model, *defense, Some(attack), job.samples, wrapper_seed)?;
             let c = policy.classify(&x, &labels_dev);
             let probs: Vec<f32> = Vec::try_from(
                 c.probabilities
@@ -240,6 +235,7 @@ pub fn run_cell(
             row.mean_confidence = m.mean_confidence;
             row.ece = m.ece;
             row.nll = m.nll;
+            model = policy.into_model();
             sink.append(&row)?;
             written += 1;
         }

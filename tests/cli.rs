@@ -30,20 +30,21 @@ fn lines(path: &Path) -> Vec<String> {
 }
 
 #[test]
-fn quickstart_runs_end_to_end_and_writes_episode_and_summary_csvs() {
+fn quickstart_runs_end_to_end_and_writes_episode_summary_and_classifier_csvs() {
     let tmp = tempfile::tempdir().unwrap();
     let manifest = quickstart();
-    let out = sap(
-        &[
+    let run = |id: &str| {
+        let args = [
             "run",
             manifest.to_str().unwrap(),
             "--out",
             "res",
             "--run-id",
-            "a",
-        ],
-        tmp.path(),
-    );
+            id,
+        ];
+        sap(&args, tmp.path())
+    };
+    let out = run("a");
     assert!(
         out.status.success(),
         "{}",
@@ -111,17 +112,7 @@ fn quickstart_runs_end_to_end_and_writes_episode_and_summary_csvs() {
     );
 
     // Same manifest and seed: the same rows, in a new run directory.
-    let out = sap(
-        &[
-            "run",
-            manifest.to_str().unwrap(),
-            "--out",
-            "res",
-            "--run-id",
-            "b",
-        ],
-        tmp.path(),
-    );
+    let out = run("b");
     assert!(out.status.success());
     assert_eq!(
         episodes,

@@ -94,6 +94,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let m = Manifest::load(&manifest)?;
             let report = experiment::run(&manifest, &m, &RunOptions { out, run_id })?;
+            for t in &report.training {
+                let eval = t
+                    .last_eval_mean
+                    .map_or("-".to_owned(), |m| format!("{m:.2}"));
+                println!(
+                    "{}: {} agent steps ({} this call), {} training games, last evaluation mean \
+                     return {eval}",
+                    t.cell, t.steps, t.steps_run, t.games
+                );
+            }
             if !report.summary.is_empty() {
                 println!("{}", summary_table(&report.summary));
                 println!(
@@ -115,13 +125,28 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let m = Manifest::load(&manifest)?;
             let robustness: usize = m.robustness.iter().map(|j| j.seeds.len()).sum();
             println!(
-                "{}: ok ({} eval cells, {robustness} robustness cells)",
+                "{}: ok ({} train cells, {} eval cells, {robustness} robustness cells)",
                 manifest.display(),
+                m.train_cells().len(),
                 m.cells().len()
             );
         }
         Command::Plan { manifest } => {
             let m = Manifest::load(&manifest)?;
+            for c in m.train_cells() {
+                let j = &c.job;
+                println!(
+                    "{}: {} frames ({} agent steps), {} actors x {} envs, replay {}, \
+                     learning starts at {} agent steps",
+                    c.id(),
+                    j.frames,
+                    j.steps(j.frames),
+                    j.runtime.actors,
+                    j.runtime.envs_per_actor,
+                    j.ddqn.replay_capacity,
+                    j.ddqn.learning_starts
+                );
+            }
             println!(
                 "{:>5}  {:<8} {:<18} {:<12} {:<7} {:>8} {:>6}",
                 "cell", "family", "game", "preset", "policy", "episodes", "seed"

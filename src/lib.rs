@@ -33,6 +33,8 @@ pub mod nn;
 pub mod policy;
 pub mod progress;
 pub mod record;
+pub mod rl;
+pub mod runtime;
 pub mod seed;
 pub mod stats;
 

@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod robustness;
+pub mod train;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,10 @@ pub mod files {
     pub const SUMMARY: &str = "summary.csv";
     /// One row per classifier x defense x attack x lambda (`[[robustness]]` jobs).
     pub const CLASSIFIER_EVAL: &str = "classifier_eval.csv";
+    /// One row per training game, every training cell (merged from `cells/*/train.csv`).
+    pub const TRAIN: &str = "train.csv";
+    /// One row per evaluation episode during training (merged from the cells).
+    pub const TRAIN_EVAL: &str = "train_eval.csv";
 }
 
 /// One evaluation episode (`episodes.csv`).
@@ -157,6 +162,23 @@ pub struct RunReport {
     pub classifier: Vec<robustness::ClassifierRow>,
     /// Rows of `classifier_eval.csv` written in this call.
     pub classifier_rows_written: u64,
+    /// One line per training cell.
+    pub training: Vec<TrainSummary>,
+}
+
+/// How a training cell ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainSummary {
+    /// The cell id.
+    pub cell: String,
+    /// Agent steps trained in this call.
+    pub steps_run: u64,
+    /// Agent steps reached.
+    pub steps: u64,
+    /// Training games recorded.
+    pub games: usize,
+    /// Mean return of the last evaluation.
+    pub last_eval_mean: Option<f64>,
 }
 
 fn timestamp_id() -> String {
@@ -203,6 +225,7 @@ fn prepare_run_dir(
 /// stopped, then writes the summary.
 pub fn run(manifest_path: &Path, manifest: &Manifest, opts: &RunOptions) -> Result<RunReport> {
     let dir = prepare_run_dir(manifest_path, manifest, opts)?;
+    let training = run_training(&dir, manifest)?;
     let (episodes_played, episodes_resumed, summary) = if manifest.eval.is_empty() {
         (0, 0, Vec::new())
     } else {
@@ -221,7 +244,44 @@ pub fn run(manifest_path: &Path, manifest: &Manifest, opts: &RunOptions) -> Resu
         summary,
         classifier,
         classifier_rows_written,
+        training,
     })
+}
+
+/// The `[[train]]` cells, in plan order, each resumed or skipped as its checkpoints say; the
+/// run-level `train.csv` and `train_eval.csv` are rebuilt from the cells after each one.
+fn run_training(dir: &Path, manifest: &Manifest) -> Result<Vec<TrainSummary>> {
+    let cells = manifest.train_cells();
+    let mut out = Vec::new();
+    for cell in &cells {
+        let o = train::run_cell(dir, cell)?;
+        out.push(TrainSummary {
+            cell: cell.id(),
+            steps_run: o.steps_run,
+            steps: o.steps,
+            games: o.games,
+            last_eval_mean: o.last_eval_mean,
+        });
+        merge_cell_tables::<train::TrainRow>(dir, &cells, files::TRAIN)?;
+        merge_cell_tables::<train::TrainEvalRow>(dir, &cells, files::TRAIN_EVAL)?;
+    }
+    Ok(out)
+}
+
+/// Concatenates `cells/<id>/<name>` over the cells into `<dir>/<name>`, atomically.
+fn merge_cell_tables<R: Serialize + serde::de::DeserializeOwned>(
+    dir: &Path,
+    cells: &[crate::manifest::TrainCell],
+    name: &str,
+) -> Result<()> {
+    let mut rows: Vec<R> = Vec::new();
+    for cell in cells {
+        rows.extend(read_rows::<R>(
+            &dir.join("cells").join(cell.id()).join(name),
+        )?);
+    }
+    write_table(&dir.join(name), &rows)?;
+    Ok(())
 }
 
 /// The `[[eval]]` cells: `episodes.csv`, then `summary.csv`.

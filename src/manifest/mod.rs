@@ -21,6 +21,7 @@
 
 mod error;
 mod robustness;
+mod train;
 
 use std::collections::HashSet;
 use std::ops::Range;
@@ -31,6 +32,7 @@ use toml::Spanned;
 
 pub use error::{did_you_mean, ManifestError};
 pub use robustness::{AttackSpec, RobustnessJob, Task};
+pub use train::{default_runtime, DdqnSettings, OptimizerKind, PeriodUnit, TrainCell, TrainJob};
 
 use crate::env::{games::game_names, AtariSettings, ClassicGame, Game, Preset};
 use error::{explain_serde_message, suggestion};
@@ -110,6 +112,9 @@ pub struct Manifest {
     pub description: String,
     /// The seed every job uses unless it lists its own `seeds`.
     pub seed: u64,
+    /// Double DQN training jobs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub train: Vec<TrainJob>,
     /// Evaluation jobs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub eval: Vec<EvalJob>,
@@ -216,17 +221,32 @@ impl Manifest {
         toml::to_string_pretty(self).expect("a resolved manifest always serialises")
     }
 
+    /// Expands the `[[train]]` jobs into numbered training cells: jobs in file order, then
+    /// games, then seeds.
+    pub fn train_cells(&self) -> Vec<TrainCell> {
+        let mut cells = Vec::new();
+        for (job_index, job) in self.train.iter().enumerate() {
+            for name in &job.games {
+                for &seed in &job.seeds {
+                    cells.push(TrainCell {
+                        index: cells.len(),
+                        job_index,
+                        game: train::game_id(job.family, name),
+                        seed,
+                        job: job.clone(),
+                    });
+                }
+            }
+        }
+        cells
+    }
+
     /// Expands the jobs into numbered cells: jobs in file order, then games, then seeds.
     pub fn cells(&self) -> Vec<Cell> {
         let mut cells = Vec::new();
         for (job_index, job) in self.eval.iter().enumerate() {
             for name in &job.games {
-                let game = match job.family {
-                    Family::Atari => GameId::Atari(Game::from_name(name).expect("checked")),
-                    Family::Classic => {
-                        GameId::Classic(ClassicGame::from_name(name).expect("checked"))
-                    }
-                };
+                let game = train::game_id(job.family, name);
                 for &seed in &job.seeds {
                     cells.push(Cell {
                         index: cells.len(),
@@ -252,6 +272,8 @@ struct RawManifest {
     #[serde(default)]
     description: String,
     seed: u64,
+    #[serde(default)]
+    train: Vec<train::RawTrainJob>,
     #[serde(default)]
     eval: Vec<RawEvalJob>,
     #[serde(default)]
@@ -336,12 +358,19 @@ impl Resolver<'_> {
             );
             return Err(self.error(raw.name.span(), "name".into(), msg));
         }
-        if raw.eval.is_empty() && raw.robustness.is_empty() {
+        if raw.train.is_empty() && raw.eval.is_empty() && raw.robustness.is_empty() {
             return Err(ManifestError::whole_file(
                 self.path,
-                "the manifest defines no jobs; add at least one [[eval]] or [[robustness]] table",
+                "the manifest defines no jobs; add at least one [[train]], [[eval]] or \
+                 [[robustness]] table",
             ));
         }
+        let train = raw
+            .train
+            .into_iter()
+            .enumerate()
+            .map(|(i, job)| self.resolve_train(i, job, raw.seed))
+            .collect::<Result<_, _>>()?;
         let eval = raw
             .eval
             .into_iter()
@@ -358,6 +387,7 @@ impl Resolver<'_> {
             name: name.clone(),
             description: raw.description,
             seed: raw.seed,
+            train,
             eval,
             robustness,
         })
@@ -365,19 +395,7 @@ impl Resolver<'_> {
 
     fn resolve_job(&self, i: usize, job: RawEvalJob, seed: u64) -> Result<EvalJob, ManifestError> {
         let key = |k: &str| format!("eval[{i}].{k}");
-        if job.games.get_ref().is_empty() {
-            let msg = "the list is empty; name at least one game".to_owned();
-            return Err(self.error(job.games.span(), key("games"), msg));
-        }
-        let mut seen = HashSet::new();
-        for (g, game) in job.games.get_ref().iter().enumerate() {
-            let game_key = format!("eval[{i}].games[{g}]");
-            let name = game.get_ref().as_str();
-            if !seen.insert(name) {
-                return Err(self.error(game.span(), game_key, format!("`{name}` is listed twice")));
-            }
-            self.check_game(job.family, name, game.span(), game_key)?;
-        }
+        self.check_games(&format!("eval[{i}]"), job.family, &job.games)?;
         let episodes = self.check_range(
             &job.episodes,
             key("episodes"),
@@ -392,19 +410,15 @@ impl Resolver<'_> {
                 let overrides = job.env.map(Spanned::into_inner).unwrap_or_default();
                 (
                     Some(preset),
-                    Some(self.apply_overrides(i, preset.settings(), overrides)?),
+                    Some(self.apply_overrides(
+                        &format!("eval[{i}]"),
+                        preset.settings(),
+                        overrides,
+                    )?),
                 )
             }
             Family::Classic => {
-                if let Some(p) = &job.preset {
-                    let msg = "presets apply to Atari games only; remove it for family \"classic\"";
-                    return Err(self.error(p.span(), key("preset"), msg.into()));
-                }
-                if let Some(e) = &job.env {
-                    let msg = "environment settings apply to Atari games only; remove [eval.env] \
-                               for family \"classic\"";
-                    return Err(self.error(e.span(), key("env"), msg.into()));
-                }
+                self.reject_atari_keys(&format!("eval[{i}]"), &job.preset, &job.env)?;
                 (None, None)
             }
         };
@@ -423,6 +437,51 @@ impl Resolver<'_> {
             seeds,
             env,
         })
+    }
+
+    /// Checks a job's `games`: non-empty, no repeats, each a game of `family`.
+    fn check_games(
+        &self,
+        prefix: &str,
+        family: Family,
+        games: &Spanned<Vec<Spanned<String>>>,
+    ) -> Result<(), ManifestError> {
+        if games.get_ref().is_empty() {
+            let msg = "the list is empty; name at least one game".to_owned();
+            return Err(self.error(games.span(), format!("{prefix}.games"), msg));
+        }
+        let mut seen = HashSet::new();
+        for (g, game) in games.get_ref().iter().enumerate() {
+            let game_key = format!("{prefix}.games[{g}]");
+            let name = game.get_ref().as_str();
+            if !seen.insert(name) {
+                return Err(self.error(game.span(), game_key, format!("`{name}` is listed twice")));
+            }
+            self.check_game(family, name, game.span(), game_key)?;
+        }
+        Ok(())
+    }
+
+    /// A classic-control job may not name a preset or Atari settings.
+    fn reject_atari_keys(
+        &self,
+        prefix: &str,
+        preset: &Option<Spanned<Preset>>,
+        env: &Option<Spanned<RawEnvOverrides>>,
+    ) -> Result<(), ManifestError> {
+        if let Some(p) = preset {
+            let msg = "presets apply to Atari games only; remove it for family \"classic\"";
+            return Err(self.error(p.span(), format!("{prefix}.preset"), msg.into()));
+        }
+        if let Some(e) = env {
+            let table = prefix.split('[').next().unwrap_or(prefix);
+            let msg = format!(
+                "environment settings apply to Atari games only; remove [{table}.env] for family \
+                 \"classic\""
+            );
+            return Err(self.error(e.span(), format!("{prefix}.env"), msg));
+        }
+        Ok(())
     }
 
     /// A job's `seeds`, or the manifest seed when absent.
@@ -494,13 +553,14 @@ impl Resolver<'_> {
         Err(self.error(span, key, msg))
     }
 
+    /// Applies `[<prefix>.env]` overrides to a preset's settings.
     fn apply_overrides(
         &self,
-        i: usize,
+        prefix: &str,
         mut s: AtariSettings,
         o: RawEnvOverrides,
     ) -> Result<AtariSettings, ManifestError> {
-        let key = |k: &str| format!("eval[{i}].env.{k}");
+        let key = |k: &str| format!("{prefix}.env.{k}");
         if let Some(v) = &o.frame_skip {
             s.frame_skip = self.check_range(v, key("frame_skip"), 1..64, true, "frames")?;
         }

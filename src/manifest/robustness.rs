@@ -122,7 +122,7 @@ struct RawAttack {
 }
 
 impl Resolver<'_> {
-    fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
+    pub(super) fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
         &self,
         v: &Spanned<T>,
         key: String,

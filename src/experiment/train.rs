@@ -1,0 +1,644 @@
+//! `[[train]]` cells: Double DQN through the actor-learner runtime, with `train.csv` (one row
+//! per training game), `train_eval.csv` (one row per evaluation episode), checkpoints, and
+//! resume.
+//!
+//! Files of a cell, under `cells/<cell id>/` in the run directory:
+//! - `train.csv`, `train_eval.csv`;
+//! - `checkpoints/state-<step>.safetensors` (networks, optimiser moments, update count) and
+//!   `state-<step>.toml` (counters and the replay sampler's generator), the TOML written
+//!   last, so a checkpoint exists only once both files are whole; the two newest are kept;
+//! - `final.safetensors`: the trained online network, loadable with
+//!   [`crate::nn::checkpoint::load`].
+//!
+//! Resume: the newest checkpoint restores the networks, the optimiser and the counters; rows
+//! after its step are cut from the CSVs, so none is duplicated. Replay is not saved (a full
+//! Atari buffer is 7 GB): it is refilled with `learning_starts` agent steps played by the
+//! restored network at the restored epsilon before updates resume; those steps are not
+//! counted in the budget and their games are not recorded.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use crate::defense::DefensePoints;
+use crate::env::{ale::action_counts, AtariEnv, ClassicEnv, Environment, Mode};
+use crate::manifest::{Family, GameId, TrainCell};
+use crate::nn::{Architecture, MlpConfig};
+use crate::progress::TrainProgress;
+use crate::record::{read_rows, write_atomic, write_table, CsvAppender};
+use crate::rl::{DoubleDqn, Replay};
+use crate::runtime::{self, ActorSpec, EpisodeEnd, Frame, Hooks, LearnerState, StepContext};
+use crate::seed::derive;
+
+/// One training game (`train.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainRow {
+    /// `atari` or `classic`.
+    pub family: String,
+    /// Game name.
+    pub game: String,
+    /// Atari preset, `none` for classic games.
+    pub preset: String,
+    /// Training seed.
+    pub seed: u64,
+    /// Agent steps counted when the game ended.
+    pub step: u64,
+    /// `step` x frame_skip.
+    pub frames: u64,
+    /// Game index in the cell, from 0.
+    pub episode: u64,
+    /// Raw score of the whole game (all lives, never clipped).
+    #[serde(rename = "return")]
+    pub episode_return: f64,
+    /// Agent steps of the game.
+    pub length: u64,
+    /// Exploration epsilon of the game's last action.
+    pub epsilon: f64,
+    /// Mean loss of the updates since the previous row (empty when there were none).
+    pub loss: Option<f64>,
+    /// Mean `Q(s, a)` of those updates' batches.
+    pub mean_q: Option<f64>,
+    /// Agent steps per second of wall time since the previous row.
+    pub agent_steps_per_s: f64,
+    /// Updates per second of wall time since the previous row.
+    pub updates_per_s: f64,
+}
+
+/// One evaluation episode during training (`train_eval.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainEvalRow {
+    /// `atari` or `classic`.
+    pub family: String,
+    /// Game name.
+    pub game: String,
+    /// Atari preset, `none` for classic games.
+    pub preset: String,
+    /// Training seed.
+    pub seed: u64,
+    /// Agent steps of training when the evaluation ran.
+    pub step: u64,
+    /// `step` x frame_skip.
+    pub frames: u64,
+    /// Episode index within this evaluation.
+    pub episode: u32,
+    /// Raw score (evaluation plays whole games, unclipped).
+    #[serde(rename = "return")]
+    pub episode_return: f64,
+    /// Agent steps.
+    pub length: u64,
+    /// The evaluation epsilon.
+    pub epsilon: f64,
+    /// The episode hit the frame cap or time limit.
+    pub truncated: bool,
+}
+
+/// What a checkpoint's description (`state-<step>.toml`) holds besides the tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct CheckpointInfo {
+    cell: String,
+    step: u64,
+    updates: u64,
+    finished: bool,
+    tensors: String,
+    /// The replay sampler's ChaCha8 generator: seed (hex), stream, word position.
+    rng_seed: String,
+    rng_stream: String,
+    rng_word_pos: String,
+}
+
+/// What a training cell produced.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    /// The cell's folder.
+    pub dir: PathBuf,
+    /// Agent steps counted in this call (0 when the cell was already finished).
+    pub steps_run: u64,
+    /// Agent steps the cell's training reached.
+    pub steps: u64,
+    /// Training games recorded in all.
+    pub games: usize,
+    /// The last evaluation's mean return, if any evaluation ran.
+    pub last_eval_mean: Option<f64>,
+}
+
+/// Runs (or resumes, or skips when finished) one training cell under `run_dir`.
+pub fn run_cell(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome> {
+    match cell.job.family {
+        Family::Atari => run_typed::<u8>(run_dir, cell),
+        Family::Classic => run_typed::<f32>(run_dir, cell),
+    }
+}
+
+/// The Q-network of a cell's game and its replay layout (values per frame, stack depth).
+pub fn network(cell: &TrainCell) -> Result<(Architecture, usize, usize)> {
+    Ok(match cell.game {
+        GameId::Atari(game) => {
+            let (minimal, full) = action_counts(game)?;
+            let settings = cell.job.env.expect("Atari jobs have settings");
+            let actions = match settings.action_set {
+                crate::env::ActionSet::Minimal => minimal,
+                crate::env::ActionSet::Full => full,
+            };
+            let arch = Architecture::NatureCnn {
+                actions: actions as i64,
+            };
+            (arch, 84 * 84, 4)
+        }
+        GameId::Classic(game) => {
+            let env = ClassicEnv::new(game);
+            let inputs = env.observation_shape()[0];
+            let arch = Architecture::Mlp(MlpConfig {
+                inputs: inputs as i64,
+                hidden: cell.job.ddqn.hidden.clone(),
+                outputs: env.num_actions() as i64,
+                input_scale: 1.0,
+            });
+            (arch, inputs, 1)
+        }
+    })
+}
+
+/// Builds a cell's environment in `mode`; `seed` is ALE's construction seed.
+fn make_env(cell: &TrainCell, mode: Mode, seed: u64) -> Result<Box<dyn Environment>> {
+    Ok(match cell.game {
+        GameId::Atari(game) => {
+            let settings = cell.job.env.expect("Atari jobs have settings");
+            Box::new(AtariEnv::new(game, settings, mode, seed)?)
+        }
+        GameId::Classic(game) => Box::new(ClassicEnv::new(game)),
+    })
+}
+
+fn run_typed<T: Frame>(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome> {
+    let id = cell.id();
+    let dir = run_dir.join("cells").join(&id);
+    let ckpt_dir = dir.join("checkpoints");
+    std::fs::create_dir_all(&ckpt_dir)
+        .with_context(|| format!("creating {}", ckpt_dir.display()))?;
+    let job = &cell.job;
+    let d = &job.ddqn;
+    let (arch, frame_len, stack) = network(cell)?;
+    let device = Device::cuda_if_available();
+    let mut ddqn = DoubleDqn::new(
+        arch.clone(),
+        device,
+        d.optimizer_config(),
+        d.gamma,
+        d.loss,
+        derive(cell.seed, "init", 0),
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(derive(cell.seed, "replay", 0));
+    let end_step = job.steps(job.frames);
+    let resumed = latest_checkpoint(&ckpt_dir, &id)?;
+    let start_step = match &resumed {
+        Some((info, path)) => {
+            let tensors = Tensor::read_safetensors(path.with_file_name(&info.tensors))
+                .with_context(|| format!("reading checkpoint {}", path.display()))?;
+            ddqn.load_state(&tensors).map_err(|key| {
+                anyhow::anyhow!(
+                    "{}: the checkpoint lacks `{key}` or has it in another shape; it was \
+                     written by another network or version",
+                    path.display()
+                )
+            })?;
+            rng = restore_rng(info).with_context(|| format!("{}", path.display()))?;
+            info.step
+        }
+        None => 0,
+    };
+    let train_path = dir.join("train.csv");
+    let eval_path = dir.join("train_eval.csv");
+    // CRUCIAL for resume: rows after the checkpoint are replayed, so cut them first.
+    let kept_games = cut_rows_after::<TrainRow>(&train_path, start_step)?;
+    cut_rows_after::<TrainEvalRow>(&eval_path, start_step)?;
+    if let Some((info, _)) = &resumed {
+        if info.finished {
+            return Ok(TrainOutcome {
+                dir,
+                steps_run: 0,
+                steps: info.step,
+                games: kept_games,
+                last_eval_mean: last_eval_mean(&eval_path)?,
+            });
+        }
+        tracing::info!(
+            "{id}: resuming from agent step {} ({} updates); refilling replay with {} steps",
+            info.step,
+            info.updates,
+            d.learning_starts
+        );
+    }
+    let slots = job.runtime.slots() as u64;
+    let timeline = runtime::Timeline {
+        slots,
+        start_step,
+        end_step,
+        refill_rounds: if start_step > 0 {
+            d.learning_starts.div_ceil(slots)
+        } else {
+            0
+        },
+        learning_starts: d.learning_starts,
+        update_period: d.update_period,
+        sync_period: job.runtime.sync_period,
+    };
+    let replay = Replay::<T>::new(d.replay_capacity, slots as usize, frame_len, stack)?;
+    let mut learner = LearnerState {
+        ddqn,
+        replay,
+        rng,
+        steps: start_step,
+        batch_size: d.batch_size,
+        target_period: d.target_period_updates().max(1),
+    };
+    let actor_seed = derive(cell.seed, "actors", start_step);
+    let factory = |slot: usize| make_env(cell, Mode::Train, derive(actor_seed, "ale", slot as u64));
+    let spec = ActorSpec {
+        arch,
+        exploration: d.exploration(),
+        seed: actor_seed,
+        make_env: &factory,
+    };
+    let mut hooks = CellHooks {
+        cell,
+        id: id.clone(),
+        ckpt_dir,
+        end_step,
+        eval_steps: job.steps(job.eval_every).max(1),
+        ckpt_steps: job.steps(job.checkpoint_every).max(1),
+        train_sink: CsvAppender::open(&train_path, &sample_train_row())?,
+        eval_sink: CsvAppender::open(&eval_path, &sample_eval_row())?,
+        games: kept_games as u64,
+        window: Window::new(start_step, learner.ddqn.updates()),
+        eval_env: None,
+        last_eval_mean: None,
+        progress: TrainProgress::new(
+            &id,
+            start_step * job.frame_skip(),
+            end_step * job.frame_skip(),
+        ),
+    };
+    runtime::run(&job.runtime, timeline, &spec, &mut learner, &mut hooks)
+        .with_context(|| format!("training {id}"))?;
+    hooks.progress.finish();
+    let games = hooks.games as usize;
+    let last_eval_mean = hooks.last_eval_mean;
+    Ok(TrainOutcome {
+        dir,
+        steps_run: end_step - start_step,
+        steps: end_step,
+        games,
+        last_eval_mean,
+    })
+}
+
+fn sample_train_row() -> TrainRow {
+    TrainRow {
+        family: String::new(),
+        game: String::new(),
+        preset: String::new(),
+        seed: 0,
+        step: 0,
+        frames: 0,
+        episode: 0,
+        episode_return: 0.0,
+        length: 0,
+        epsilon: 0.0,
+        loss: None,
+        mean_q: None,
+        agent_steps_per_s: 0.0,
+        updates_per_s: 0.0,
+    }
+}
+
+fn sample_eval_row() -> TrainEvalRow {
+    TrainEvalRow {
+        family: String::new(),
+        game: String::new(),
+        preset: String::new(),
+        seed: 0,
+        step: 0,
+        frames: 0,
+        episode: 0,
+        episode_return: 0.0,
+        length: 0,
+        epsilon: 0.0,
+        truncated: false,
+    }
+}
+
+/// Row types that carry the training step they were written at.
+trait AtStep {
+    fn step(&self) -> u64;
+}
+
+impl AtStep for TrainRow {
+    fn step(&self) -> u64 {
+        self.step
+    }
+}
+
+impl AtStep for TrainEvalRow {
+    fn step(&self) -> u64 {
+        self.step
+    }
+}
+
+/// Rewrites `path` (atomically) without the rows after `step`; returns the rows kept.
+fn cut_rows_after<R>(path: &Path, step: u64) -> Result<usize>
+where
+    R: AtStep + Serialize + serde::de::DeserializeOwned,
+{
+    if !path.exists() {
+        return Ok(0);
+    }
+    let rows: Vec<R> = read_rows(path)?;
+    let total = rows.len();
+    let kept: Vec<R> = rows.into_iter().filter(|r| r.step() <= step).collect();
+    if kept.len() != total || std::fs::read(path)?.last() != Some(&b'\n') {
+        write_table(path, &kept)?;
+    }
+    Ok(kept.len())
+}
+
+fn last_eval_mean(path: &Path) -> Result<Option<f64>> {
+    let rows: Vec<TrainEvalRow> = read_rows(path)?;
+    let Some(last) = rows.last().map(|r| r.step) else {
+        return Ok(None);
+    };
+    let returns: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.step == last)
+        .map(|r| r.episode_return)
+        .collect();
+    Ok(Some(returns.iter().sum::<f64>() / returns.len() as f64))
+}
+
+/// The newest whole checkpoint of a cell: its JSON and path.
+fn latest_checkpoint(dir: &Path, cell: &str) -> Result<Option<(CheckpointInfo, PathBuf)>> {
+    let mut found: Option<(CheckpointInfo, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !(name.starts_with("state-") && name.ends_with(".toml")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        let info: CheckpointInfo = toml::from_str(&text)
+            .with_context(|| format!("{}: not a checkpoint description", path.display()))?;
+        if info.cell != cell {
+            bail!(
+                "{} belongs to cell {}, not {cell}: this run directory holds another manifest's \
+                 cells",
+                path.display(),
+                info.cell
+            );
+        }
+        let newer = match &found {
+            Some((f, _)) => info.step > f.step,
+            None => true,
+        };
+        if newer {
+            found = Some((info, path));
+        }
+    }
+    Ok(found)
+}
+
+fn restore_rng(info: &CheckpointInfo) -> Result<ChaCha8Rng> {
+    let bytes = (0..info.rng_seed.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(info.rng_seed.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .context("the generator seed is not hex")?;
+    let seed: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the generator seed is not 32 bytes"))?;
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_stream(info.rng_stream.parse().context("the generator stream")?);
+    rng.set_word_pos(info.rng_word_pos.parse().context("the word position")?);
+    Ok(rng)
+}
+
+/// Update statistics and timing since the previous train row.
+struct Window {
+    loss: f64,
+    q: f64,
+    n: u64,
+    steps: u64,
+    updates: u64,
+    since: Instant,
+}
+
+impl Window {
+    fn new(steps: u64, updates: u64) -> Self {
+        Self {
+            loss: 0.0,
+            q: 0.0,
+            n: 0,
+            steps,
+            updates,
+            since: Instant::now(),
+        }
+    }
+}
+
+struct CellHooks<'a> {
+    cell: &'a TrainCell,
+    id: String,
+    ckpt_dir: PathBuf,
+    end_step: u64,
+    eval_steps: u64,
+    ckpt_steps: u64,
+    train_sink: CsvAppender<TrainRow>,
+    eval_sink: CsvAppender<TrainEvalRow>,
+    games: u64,
+    window: Window,
+    eval_env: Option<Box<dyn Environment>>,
+    last_eval_mean: Option<f64>,
+    progress: TrainProgress,
+}
+
+impl CellHooks<'_> {
+    fn preset(&self) -> String {
+        self.cell.job.preset.map_or("none", |p| p.name()).to_owned()
+    }
+
+    /// Plays the evaluation episodes with the online network and `eval_epsilon`.
+    fn evaluate<T: Frame>(&mut self, learner: &LearnerState<T>) -> Result<()> {
+        let job = &self.cell.job;
+        let preset = self.preset();
+        if job.eval_episodes == 0 {
+            return Ok(());
+        }
+        if self.eval_env.is_none() {
+            let seed = derive(self.cell.seed, "eval-ale", 0);
+            self.eval_env = Some(make_env(self.cell, Mode::Eval, seed)?);
+        }
+        let env = self.eval_env.as_mut().expect("built above");
+        let model = &learner.ddqn.online;
+        let shape: Vec<i64> = std::iter::once(1).chain(model.arch.input_shape()).collect();
+        let epsilon = job.ddqn.eval_epsilon;
+        let phase = derive(self.cell.seed, "eval", learner.steps);
+        let mut sum = 0.0;
+        for episode in 0..job.eval_episodes {
+            let mut rng = ChaCha8Rng::seed_from_u64(derive(phase, "explore", episode as u64));
+            let mut obs = T::unpack(env.reset(derive(phase, "episode", episode as u64))?)
+                .context("the environment returned the wrong kind of observation")?;
+            let (mut ret, mut length) = (0.0, 0u64);
+            let truncated = loop {
+                let action = if rng.gen::<f64>() < epsilon {
+                    rng.gen_range(0..env.num_actions())
+                } else {
+                    let x = Tensor::from_slice(&obs).view(&shape[..]).to(model.device());
+                    let q = tch::no_grad(|| model.forward(&x, false, &mut DefensePoints::dense()));
+                    q.argmax(1, false).int64_value(&[0]) as usize
+                };
+                let step = env.step(action);
+                ret += step.score;
+                length += 1;
+                if step.game_over || step.truncated {
+                    break step.truncated;
+                }
+                obs = T::unpack(step.obs).context("wrong kind of observation")?;
+            };
+            sum += ret;
+            self.eval_sink.append(&TrainEvalRow {
+                family: job.family.name().into(),
+                game: self.cell.game.name().into(),
+                preset: preset.clone(),
+                seed: self.cell.seed,
+                step: learner.steps,
+                frames: learner.steps * job.frame_skip(),
+                episode,
+                episode_return: ret,
+                length,
+                epsilon,
+                truncated,
+            })?;
+        }
+        let mean = sum / job.eval_episodes as f64;
+        self.last_eval_mean = Some(mean);
+        self.progress
+            .evaluated(learner.steps * job.frame_skip(), mean);
+        Ok(())
+    }
+
+    fn checkpoint<T: Frame>(&self, learner: &LearnerState<T>, finished: bool) -> Result<()> {
+        let step = learner.steps;
+        let stem = format!("state-{step:012}");
+        let tensors_name = format!("{stem}.safetensors");
+        let tensors: Vec<(String, Tensor)> = learner
+            .ddqn
+            .state()
+            .into_iter()
+            .map(|(k, t)| (k, t.to_device(Device::Cpu).contiguous()))
+            .collect();
+        let tmp = self.ckpt_dir.join(format!(".{tensors_name}.tmp"));
+        Tensor::write_safetensors(&tensors, &tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.ckpt_dir.join(&tensors_name))?;
+        if finished {
+            crate::nn::checkpoint::save(
+                &learner.ddqn.online,
+                &self
+                    .ckpt_dir
+                    .parent()
+                    .expect("cell dir")
+                    .join("final.safetensors"),
+            )?;
+        }
+        let info = CheckpointInfo {
+            cell: self.id.clone(),
+            step,
+            updates: learner.ddqn.updates(),
+            finished,
+            tensors: tensors_name,
+            rng_seed: learner
+                .rng
+                .get_seed()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            rng_stream: learner.rng.get_stream().to_string(),
+            rng_word_pos: learner.rng.get_word_pos().to_string(),
+        };
+        // The description last: a checkpoint counts only once it is there.
+        let text = toml::to_string(&info).expect("checkpoint descriptions serialise");
+        write_atomic(&self.ckpt_dir.join(format!("{stem}.toml")), text.as_bytes())?;
+        self.prune(step)
+    }
+
+    /// Keeps the two newest checkpoints.
+    fn prune(&self, newest: u64) -> Result<()> {
+        let mut steps: Vec<u64> = std::fs::read_dir(&self.ckpt_dir)?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_prefix("state-")?
+                    .strip_suffix(".toml")?
+                    .parse()
+                    .ok()
+            })
+            .filter(|&s| s <= newest)
+            .collect();
+        steps.sort_unstable();
+        for old in steps.iter().rev().skip(2) {
+            let stem = format!("state-{old:012}");
+            let _ = std::fs::remove_file(self.ckpt_dir.join(format!("{stem}.toml")));
+            let _ = std::fs::remove_file(self.ckpt_dir.join(format!("{stem}.safetensors")));
+        }
+        Ok(())
+    }
+}
+
+impl<T: Frame> Hooks<T> for CellHooks<'_> {
+    fn on_episode(&mut self, end: &EpisodeEnd) -> Result<()> {
+        let job = &self.cell.job;
+        let secs = self.window.since.elapsed().as_secs_f64().max(1e-9);
+        let mean = |sum: f64| (self.window.n > 0).then(|| sum / self.window.n as f64);
+        let row = TrainRow {
+            family: job.family.name().into(),
+            game: self.cell.game.name().into(),
+            preset: self.preset(),
+            seed: self.cell.seed,
+            step: end.step,
+            frames: end.step * job.frame_skip(),
+            episode: self.games,
+            episode_return: end.episode_return,
+            length: end.length,
+            epsilon: end.epsilon,
+            loss: mean(self.window.loss),
+            mean_q: mean(self.window.q),
+            agent_steps_per_s: (end.step - self.window.steps) as f64 / secs,
+            updates_per_s: (end.updates - self.window.updates) as f64 / secs,
+        };
+        self.train_sink.append(&row)?;
+        self.games += 1;
+        self.window = Window::new(end.step, end.updates);
+        self.progress.game_done(row.episode_return);
+        Ok(())
+    }
+
+    fn after_step(&mut self, learner: &mut LearnerState<T>, ctx: &StepContext) -> Result<()> {
+        if let Some(u) = ctx.update {
+            self.window.loss += u.loss;
+            self.window.q += u.mean_q;
+            self.window.n += 1;
+        }
+        let step = learner.steps;
+        let fs = self.cell.job.frame_skip();
+        self.progress.advance(step * fs, learner.ddqn.updates());
+        if step % self.eval_steps == 0 || step == self.end_step {
+            self.evaluate(learner)?;
+        }
+        if step % self.ckpt_steps == 0 || step == self.end_step {
+            self.checkpoint(learner, step == self.end_step)?;
+        }
+        Ok(())
+    }
+}

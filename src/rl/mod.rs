@@ -1,0 +1,12 @@
+//! Double DQN: replay that stores each frame once, the update, optimisers with checkpointable
+//! state, and exploration schedules. The threads that feed it live in [`crate::runtime`].
+
+pub mod ddqn;
+pub mod optim;
+pub mod replay;
+pub mod schedule;
+
+pub use ddqn::{double_dqn_targets, DoubleDqn, Loss, UpdateStats};
+pub use optim::{Optimizer, OptimizerConfig};
+pub use replay::{Batch, Replay, ReplayError};
+pub use schedule::{Exploration, LinearSchedule};

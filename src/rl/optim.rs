@@ -1,0 +1,174 @@
+//! The two optimisers of the DQN literature, written out so that their whole state is a list
+//! of named tensors that checkpoints save and load:
+//!
+//! - Adam (Kingma and Ba 2015, Algorithm 1; PyTorch's `torch.optim.Adam`), used by Dopamine
+//!   and Rainbow with lr 6.25e-5 and eps 1.5e-4.
+//! - Centered RMSProp (Graves 2013), as in the Nature DQN code: lr 2.5e-4, decay 0.95 and
+//!   0.01 added under the square root ("min squared gradient").
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// An optimiser and its hyperparameters.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    /// `m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;`
+    /// `p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)`.
+    Adam {
+        /// Learning rate.
+        lr: f64,
+        /// Added to the denominator.
+        eps: f64,
+        /// First-moment decay.
+        beta1: f64,
+        /// Second-moment decay.
+        beta2: f64,
+    },
+    /// `ms = d ms + (1-d) g^2; mg = d mg + (1-d) g; p -= lr * g / sqrt(ms - mg^2 + eps)`.
+    RmsProp {
+        /// Learning rate.
+        lr: f64,
+        /// Decay of the running moments.
+        decay: f64,
+        /// Added under the square root.
+        eps: f64,
+    },
+}
+
+impl OptimizerConfig {
+    /// The name used in manifests (`adam`, `rmsprop`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerConfig::Adam { .. } => "adam",
+            OptimizerConfig::RmsProp { .. } => "rmsprop",
+        }
+    }
+}
+
+/// An optimiser over a fixed, named list of parameters.
+#[derive(Debug)]
+pub struct Optimizer {
+    config: OptimizerConfig,
+    /// `(name, parameter)`, sorted by name.
+    params: Vec<(String, Tensor)>,
+    /// Two moment tensors per parameter: Adam's `m, v`, or RMSProp's `ms, mg`.
+    moments: Vec<[Tensor; 2]>,
+    steps: u64,
+}
+
+impl Optimizer {
+    /// An optimiser for `params` (the trainable variables of a `VarStore`), moments zero.
+    pub fn new(config: OptimizerConfig, params: Vec<(String, Tensor)>) -> Self {
+        let mut params = params;
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        let moments = params
+            .iter()
+            .map(|(_, p)| [p.zeros_like().detach(), p.zeros_like().detach()])
+            .collect();
+        Self {
+            config,
+            params,
+            moments,
+            steps: 0,
+        }
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> OptimizerConfig {
+        self.config
+    }
+
+    /// Applies one step from the gradients the parameters hold, then zeroes them.
+    pub fn step(&mut self) {
+        self.steps += 1;
+        let t = self.steps as i32;
+        tch::no_grad(|| {
+            for ((_, p), [a, b]) in self.params.iter_mut().zip(self.moments.iter_mut()) {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                match self.config {
+                    OptimizerConfig::Adam {
+                        lr,
+                        eps,
+                        beta1,
+                        beta2,
+                    } => {
+                        // m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+                        let _ = a.g_mul_scalar_(beta1).g_add_(&(&g * (1.0 - beta1)));
+                        let _ = b.g_mul_scalar_(beta2).g_add_(&(&g * &g * (1.0 - beta2)));
+                        let c1 = 1.0 - beta1.powi(t);
+                        let c2 = 1.0 - beta2.powi(t);
+                        // p -= lr * m_hat / (sqrt(v_hat) + eps)
+                        let denom = (&*b / c2).sqrt() + eps;
+                        let _ = p.g_sub_(&(&*a / &denom * (lr / c1)));
+                    }
+                    OptimizerConfig::RmsProp { lr, decay, eps } => {
+                        // ms = d ms + (1 - d) g^2;  mg = d mg + (1 - d) g
+                        let _ = a.g_mul_scalar_(decay).g_add_(&(&g * &g * (1.0 - decay)));
+                        let _ = b.g_mul_scalar_(decay).g_add_(&(&g * (1.0 - decay)));
+                        // p -= lr * g / sqrt(ms - mg^2 + eps)
+                        let denom = (&*a - &*b * &*b + eps).sqrt();
+                        let _ = p.g_sub_(&(&g / &denom * lr));
+                    }
+                }
+            }
+        });
+        self.zero_grad();
+    }
+
+    /// Zeroes every parameter's gradient.
+    pub fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+    }
+
+    /// The state as named tensors (`{name}.m0`, `{name}.m1`, and `step` as a one-element
+    /// i64 tensor), for checkpoints.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("step".to_owned(), Tensor::from_slice(&[self.steps as i64]))];
+        for ((name, _), [a, b]) in self.params.iter().zip(&self.moments) {
+            out.push((format!("{name}.m0"), a.shallow_clone()));
+            out.push((format!("{name}.m1"), b.shallow_clone()));
+        }
+        out
+    }
+
+    /// Restores a state written by [`Optimizer::state`]. Returns the name of the first
+    /// missing or misshapen tensor as the error.
+    pub fn load_state(&mut self, lookup: impl Fn(&str) -> Option<Tensor>) -> Result<(), String> {
+        let step = lookup("step").ok_or("step")?;
+        if step.numel() != 1 || step.kind() != Kind::Int64 {
+            return Err("step".into());
+        }
+        let mut restored = Vec::with_capacity(self.moments.len());
+        for ((name, p), _) in self.params.iter().zip(&self.moments) {
+            let mut pair = Vec::with_capacity(2);
+            for m in ["m0", "m1"] {
+                let key = format!("{name}.{m}");
+                let t = lookup(&key).ok_or_else(|| key.clone())?;
+                if t.size() != p.size() {
+                    return Err(key);
+                }
+                pair.push(t.to_kind(p.kind()).to_device(p.device()));
+            }
+            let b = pair.pop().expect("two moments");
+            let a = pair.pop().expect("two moments");
+            restored.push([a, b]);
+        }
+        self.moments = restored;
+        self.steps = step.int64_value(&[0]) as u64;
+        Ok(())
+    }
+}

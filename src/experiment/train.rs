@@ -63,9 +63,9 @@ pub struct TrainRow {
     pub loss: Option<f64>,
     /// Mean `Q(s, a)` of those updates' batches.
     pub mean_q: Option<f64>,
-    /// Agent steps per second of wall time since the previous row.
+    /// Agent steps per second of wall time, measured over at least the last 5 s.
     pub agent_steps_per_s: f64,
-    /// Updates per second of wall time since the previous row.
+    /// Updates per second of wall time, measured over at least the last 5 s.
     pub updates_per_s: f64,
 }
 
@@ -425,15 +425,19 @@ fn restore_rng(info: &CheckpointInfo) -> Result<ChaCha8Rng> {
     Ok(rng)
 }
 
-/// Update statistics and timing since the previous train row.
+/// Update statistics since the previous train row, and a rate window of at least
+/// [`RATE_WINDOW_S`] seconds of wall time (rates over a few milliseconds mean nothing).
 struct Window {
     loss: f64,
     q: f64,
     n: u64,
-    steps: u64,
-    updates: u64,
-    since: Instant,
+    rate_steps: u64,
+    rate_updates: u64,
+    rate_since: Instant,
 }
+
+/// Shortest wall time the rates of a train row are measured over, in seconds.
+const RATE_WINDOW_S: f64 = 5.0;
 
 impl Window {
     fn new(steps: u64, updates: u64) -> Self {
@@ -441,10 +445,26 @@ impl Window {
             loss: 0.0,
             q: 0.0,
             n: 0,
-            steps,
-            updates,
-            since: Instant::now(),
+            rate_steps: steps,
+            rate_updates: updates,
+            rate_since: Instant::now(),
         }
+    }
+
+    /// Agent steps/s and updates/s since the rate window began, then a new window when this
+    /// one has lasted long enough.
+    fn rates(&mut self, steps: u64, updates: u64) -> (f64, f64) {
+        let secs = self.rate_since.elapsed().as_secs_f64().max(1e-9);
+        let rates = (
+            (steps - self.rate_steps) as f64 / secs,
+            (updates - self.rate_updates) as f64 / secs,
+        );
+        if secs >= RATE_WINDOW_S {
+            self.rate_steps = steps;
+            self.rate_updates = updates;
+            self.rate_since = Instant::now();
+        }
+        rates
     }
 }
 
@@ -599,8 +619,9 @@ impl CellHooks<'_> {
 impl<T: Frame> Hooks<T> for CellHooks<'_> {
     fn on_episode(&mut self, end: &EpisodeEnd) -> Result<()> {
         let job = &self.cell.job;
-        let secs = self.window.since.elapsed().as_secs_f64().max(1e-9);
         let mean = |sum: f64| (self.window.n > 0).then(|| sum / self.window.n as f64);
+        let (loss, mean_q) = (mean(self.window.loss), mean(self.window.q));
+        let (agent_steps_per_s, updates_per_s) = self.window.rates(end.step, end.updates);
         let row = TrainRow {
             family: job.family.name().into(),
             game: self.cell.game.name().into(),
@@ -612,14 +633,14 @@ impl<T: Frame> Hooks<T> for CellHooks<'_> {
             episode_return: end.episode_return,
             length: end.length,
             epsilon: end.epsilon,
-            loss: mean(self.window.loss),
-            mean_q: mean(self.window.q),
-            agent_steps_per_s: (end.step - self.window.steps) as f64 / secs,
-            updates_per_s: (end.updates - self.window.updates) as f64 / secs,
+            loss,
+            mean_q,
+            agent_steps_per_s,
+            updates_per_s,
         };
         self.train_sink.append(&row)?;
         self.games += 1;
-        self.window = Window::new(end.step, end.updates);
+        (self.window.loss, self.window.q, self.window.n) = (0.0, 0.0, 0);
         self.progress.game_done(row.episode_return);
         Ok(())
     }

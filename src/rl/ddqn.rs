@@ -173,8 +173,10 @@ impl DoubleDqn {
                 .map(|(_, t)| t.shallow_clone())
         };
         for (prefix, model) in [("online", &mut self.online), ("target", &mut self.target)] {
+            let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
             tch::no_grad(|| {
-                for (name, mut var) in model.vs.variables() {
+                for (name, mut var) in vars {
                     let key = format!("{prefix}.{name}");
                     let src = find(&key).ok_or_else(|| key.clone())?;
                     if src.size() != var.size() {

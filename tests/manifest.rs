@@ -230,3 +230,81 @@ fn out_of_range_defense_and_attack_parameters_name_their_key_and_the_allowed_val
         "{msg}"
     );
 }
+
+fn train(extra: &str) -> String {
+    format!(
+        "name = \"t\"\nseed = 3\n[[train]]\nfamily = \"atari\"\ngames = [\"Pong\"]\n\
+         frames = 400_000\n{extra}"
+    )
+}
+
+#[test]
+fn train_jobs_take_their_preset_defaults_and_round_trip() {
+    let m = parse(&train("preset = \"nature\"\n[train.runtime]\nactors = 2\n")).unwrap();
+    let job = &m.train[0];
+    assert_eq!(job.ddqn.learning_starts, 50_000);
+    assert_eq!(job.ddqn.target_period_updates(), 10_000);
+    assert_eq!(job.ddqn.optimizer_config().name(), "rmsprop");
+    assert_eq!(job.runtime.actors, 2);
+    let v5 = parse(&train("")).unwrap();
+    // 8,000 agent steps at one update per 4 steps.
+    assert_eq!(v5.train[0].ddqn.target_period_updates(), 2_000);
+    let cells: Vec<String> = m.train_cells().iter().map(|c| c.id()).collect();
+    assert_eq!(cells, ["train-000-Pong-nature-s3"]);
+    let resolved = m.to_toml();
+    assert!(
+        resolved.contains("target_period_unit = \"updates\""),
+        "{resolved}"
+    );
+    assert_eq!(parse(&resolved).unwrap(), m);
+}
+
+#[test]
+fn an_unknown_preset_in_a_train_job_lists_the_presets() {
+    let e = error(&train("preset = \"dopamine\"\n"));
+    assert!(e.contains("train[0].preset"), "{e}");
+    assert!(e.contains("`dopamine-v5`, `nature`"), "{e}");
+}
+
+#[test]
+fn zero_actors_are_refused_with_the_allowed_range() {
+    let e = error(&train("[train.runtime]\nactors = 0\n"));
+    assert!(e.contains("key `train[0].runtime.actors`"), "{e}");
+    assert!(e.contains("allowed: an integer in [1, 4096]"), "{e}");
+}
+
+#[test]
+fn a_replay_smaller_than_a_batch_is_refused() {
+    let e = error(&train(
+        "[train.ddqn]\nreplay_capacity = 16\nlearning_starts = 100\n",
+    ));
+    assert!(e.contains("key `train[0].ddqn.replay_capacity`"), "{e}");
+    assert!(e.contains("smaller than a batch"), "{e}");
+    assert!(e.contains("at least 32"), "{e}");
+}
+
+#[test]
+fn a_budget_inside_the_warm_up_is_refused_in_agent_steps_and_frames() {
+    let e = error(&train("[train.ddqn]\nlearning_starts = 100_000\n"));
+    assert!(e.contains("key `train[0].frames`"), "{e}");
+    assert!(e.contains("400000 frames are 100000 agent steps"), "{e}");
+    assert!(e.contains("allowed: more than 400000 frames"), "{e}");
+}
+
+#[test]
+fn a_target_period_without_its_unit_is_refused() {
+    let e = error(&train("[train.ddqn]\ntarget_period = 100\n"));
+    assert!(e.contains("key `train[0].ddqn.target_period`"), "{e}");
+    assert!(e.contains("target_period_unit"), "{e}");
+    let e = error(&train(
+        "[train.ddqn]\ntarget_period = 10\ntarget_period_unit = \"agent_steps\"\n",
+    ));
+    assert!(e.contains("not a whole number of updates"), "{e}");
+}
+
+#[test]
+fn mlp_widths_are_refused_for_atari_agents() {
+    let e = error(&train("[train.ddqn]\nhidden = [64]\n"));
+    assert!(e.contains("key `train[0].ddqn.hidden`"), "{e}");
+    assert!(e.contains("Nature network"), "{e}");
+}

@@ -262,25 +262,34 @@ fn run_training(dir: &Path, manifest: &Manifest) -> Result<Vec<TrainSummary>> {
             games: o.games,
             last_eval_mean: o.last_eval_mean,
         });
-        merge_cell_tables::<train::TrainRow>(dir, &cells, files::TRAIN)?;
-        merge_cell_tables::<train::TrainEvalRow>(dir, &cells, files::TRAIN_EVAL)?;
+        merge_cell_tables(dir, &cells, files::TRAIN)?;
+        merge_cell_tables(dir, &cells, files::TRAIN_EVAL)?;
     }
     Ok(out)
 }
 
-/// Concatenates `cells/<id>/<name>` over the cells into `<dir>/<name>`, atomically.
-fn merge_cell_tables<R: Serialize + serde::de::DeserializeOwned>(
-    dir: &Path,
-    cells: &[crate::manifest::TrainCell],
-    name: &str,
-) -> Result<()> {
-    let mut rows: Vec<R> = Vec::new();
+/// Concatenates `cells/<id>/<name>` over the cells into `<dir>/<name>`, atomically: the
+/// header once, then every complete row of each cell in plan order.
+fn merge_cell_tables(dir: &Path, cells: &[crate::manifest::TrainCell], name: &str) -> Result<()> {
+    let mut header: Option<String> = None;
+    let mut body = String::new();
     for cell in cells {
-        rows.extend(read_rows::<R>(
-            &dir.join("cells").join(cell.id()).join(name),
-        )?);
+        let path = dir.join("cells").join(cell.id()).join(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        let mut lines = complete.split_inclusive('\n');
+        if let Some(h) = lines.next() {
+            header.get_or_insert_with(|| h.to_owned());
+        }
+        lines.for_each(|l| body.push_str(l));
     }
-    write_table(&dir.join(name), &rows)?;
+    if let Some(h) = header {
+        write_atomic(&dir.join(name), (h + &body).as_bytes())?;
+    }
     Ok(())
 }
 

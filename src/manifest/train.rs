@@ -350,14 +350,21 @@ impl Resolver<'_> {
             }
         };
         let frame_skip = env.map_or(1, |e| e.frame_skip as u64);
+        let ddqn_span = job.ddqn.as_ref().map(Spanned::span);
         let raw = job.ddqn.map(Spanned::into_inner).unwrap_or_default();
+        let capacity_span = raw
+            .replay_capacity
+            .as_ref()
+            .map(Spanned::span)
+            .or(ddqn_span)
+            .unwrap_or(job.frames.span());
         let ddqn = self.resolve_ddqn(i, job.family, preset, raw)?;
         let runtime = self.resolve_runtime(i, job.family, job.runtime.unwrap_or_default())?;
         let stack = if job.family == Family::Atari { 4 } else { 1 };
         let min_capacity = ddqn.batch_size.max(runtime.slots() * (stack + 2));
         if ddqn.replay_capacity < min_capacity {
             return Err(self.error(
-                job.frames.span(),
+                capacity_span,
                 key("ddqn.replay_capacity"),
                 format!(
                     "{} transitions is smaller than a batch or than the {} environment slots \
@@ -443,7 +450,11 @@ impl Resolver<'_> {
             d.learning_starts = *v.get_ref();
         }
         if d.learning_starts < d.batch_size as u64 {
-            let span = raw.learning_starts.as_ref().map(Spanned::span);
+            let span = raw
+                .learning_starts
+                .as_ref()
+                .map(Spanned::span)
+                .or(raw.batch_size.as_ref().map(Spanned::span));
             return Err(self.error(
                 span.unwrap_or(0..0),
                 key("learning_starts"),
@@ -475,7 +486,12 @@ impl Resolver<'_> {
         }
         if d.target_period_unit == PeriodUnit::AgentSteps && d.target_period % d.update_period != 0
         {
-            let span = raw.target_period.as_ref().map_or(0..0, Spanned::span);
+            let span = raw
+                .target_period
+                .as_ref()
+                .map(Spanned::span)
+                .or(raw.update_period.as_ref().map(Spanned::span))
+                .unwrap_or(0..0);
             let msg = format!(
                 "{} agent steps is not a whole number of updates (update_period {}); allowed: a \
                  multiple of update_period",

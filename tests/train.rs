@@ -1,0 +1,215 @@
+//! Training cells end to end: DDQN solves CartPole, Atari training through the real runtime
+//! writes its files, and a killed run resumes without duplicated or lost rows.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sap_harness::experiment::train::{TrainEvalRow, TrainRow};
+use sap_harness::nn::{checkpoint, Architecture, Model};
+use sap_harness::record::read_rows;
+
+fn sap(args: &[&str], cwd: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sap"));
+    c.args(args).current_dir(cwd).env("SAP_LOG", "warn");
+    c
+}
+
+fn run_ok(args: &[&str], cwd: &Path) -> String {
+    let out = sap(args, cwd).output().expect("sap runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn cell_dir(root: &Path, run: &str, cell: &str) -> PathBuf {
+    root.join("res")
+        .join(run)
+        .join("a")
+        .join("cells")
+        .join(cell)
+}
+
+/// Budget stated in the README: 40,000 agent steps with the classic defaults, seed 1.
+#[test]
+fn ddqn_solves_cartpole_within_forty_thousand_agent_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("cartpole.toml"),
+        r#"
+name = "cartpole"
+seed = 1
+[[train]]
+family = "classic"
+games = ["CartPole"]
+frames = 40_000
+eval_every = 40_000
+eval_episodes = 100
+"#,
+    )
+    .unwrap();
+    run_ok(
+        &["run", "cartpole.toml", "--out", "res", "--run-id", "a"],
+        tmp.path(),
+    );
+    let rows: Vec<TrainEvalRow> =
+        read_rows(&tmp.path().join("res/cartpole/a/train_eval.csv")).unwrap();
+    assert_eq!(rows.len(), 100);
+    assert!(rows.iter().all(|r| r.step == 40_000 && r.epsilon == 0.0));
+    let mean = rows.iter().map(|r| r.episode_return).sum::<f64>() / 100.0;
+    assert!(
+        mean >= 195.0,
+        "mean return {mean} over 100 evaluation episodes"
+    );
+}
+
+#[test]
+fn training_pong_through_the_runtime_writes_train_and_eval_csvs_and_a_loadable_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("pong.toml"),
+        r#"
+name = "pong"
+seed = 4
+[[train]]
+family = "atari"
+games = ["Pong"]
+preset = "nature"
+frames = 4_000          # 1000 agent steps
+eval_every = 4_000
+eval_episodes = 1
+checkpoint_every = 2_000
+[train.env]
+max_episode_frames = 800   # 200 agent steps: games end inside the budget
+[train.ddqn]
+replay_capacity = 2_000
+learning_starts = 400
+[train.runtime]
+actors = 2
+envs_per_actor = 2
+sync_period = 10
+"#,
+    )
+    .unwrap();
+    let stdout = run_ok(
+        &["run", "pong.toml", "--out", "res", "--run-id", "a"],
+        tmp.path(),
+    );
+    assert!(stdout.contains("1000 agent steps"), "{stdout}");
+    let run = tmp.path().join("res/pong/a");
+    let train = std::fs::read_to_string(run.join("train.csv")).unwrap();
+    assert!(train.starts_with(
+        "family,game,preset,seed,step,frames,episode,return,length,epsilon,loss,mean_q,\
+         agent_steps_per_s,updates_per_s\n"
+    ));
+    let rows: Vec<TrainRow> = read_rows(&run.join("train.csv")).unwrap();
+    assert!(!rows.is_empty());
+    assert!(rows
+        .iter()
+        .all(|r| r.game == "Pong" && r.preset == "nature" && r.seed == 4));
+    assert!(rows.iter().all(|r| r.frames == 4 * r.step));
+    let eval: Vec<TrainEvalRow> = read_rows(&run.join("train_eval.csv")).unwrap();
+    assert_eq!(eval.len(), 1);
+    assert_eq!((eval[0].step, eval[0].epsilon), (1_000, 0.05));
+    let cell = cell_dir(tmp.path(), "pong", "train-000-Pong-nature-s4");
+    let mut model = Model::new(Architecture::NatureCnn { actions: 6 }, tch::Device::Cpu);
+    checkpoint::load(&mut model, &cell.join("final.safetensors")).unwrap();
+    let states: Vec<_> = std::fs::read_dir(cell.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    assert_eq!(states.len(), 2, "{states:?}");
+}
+
+/// The newest checkpoint step written so far, if any.
+fn newest_checkpoint(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("state-")?
+                .strip_suffix(".toml")?
+                .parse()
+                .ok()
+        })
+        .max()
+}
+
+#[test]
+fn a_killed_training_run_resumes_from_its_checkpoint_without_duplicated_or_lost_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("resume.toml"),
+        r#"
+name = "resume"
+seed = 2
+[[train]]
+family = "classic"
+games = ["CartPole"]
+frames = 30_000
+eval_every = 3_000
+eval_episodes = 3
+checkpoint_every = 3_000
+"#,
+    )
+    .unwrap();
+    let args = ["run", "resume.toml", "--out", "res", "--run-id", "a"];
+    let cell = cell_dir(tmp.path(), "resume", "train-000-CartPole-none-s2");
+    let mut child = sap(&args, tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while newest_checkpoint(&cell.join("checkpoints")).unwrap_or(0) < 9_000 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let resumed_from = newest_checkpoint(&cell.join("checkpoints")).unwrap();
+    let before: Vec<TrainRow> = read_rows(&cell.join("train.csv")).unwrap();
+    let before_eval: Vec<TrainEvalRow> = read_rows(&cell.join("train_eval.csv")).unwrap();
+
+    run_ok(&args, tmp.path());
+    let after: Vec<TrainRow> = read_rows(&tmp.path().join("res/resume/a/train.csv")).unwrap();
+    let after_eval: Vec<TrainEvalRow> =
+        read_rows(&tmp.path().join("res/resume/a/train_eval.csv")).unwrap();
+    // Rows up to the checkpoint are kept as they were; none after it is repeated.
+    let kept = |rows: &[TrainRow]| -> Vec<(u64, u64, f64)> {
+        rows.iter()
+            .filter(|r| r.step <= resumed_from)
+            .map(|r| (r.step, r.episode, r.episode_return))
+            .collect()
+    };
+    assert_eq!(kept(&before), kept(&after));
+    assert!(after.iter().any(|r| r.step > resumed_from));
+    for (i, r) in after.iter().enumerate() {
+        assert_eq!(r.episode, i as u64, "episode numbers run on without gaps");
+    }
+    assert!(after.windows(2).all(|w| w[0].step < w[1].step));
+    // One evaluation of 3 episodes every 3,000 steps, each exactly once.
+    let steps: Vec<u64> = after_eval.iter().map(|r| r.step).collect();
+    let expected: Vec<u64> = (1..=10).flat_map(|k| [k * 3_000; 3]).collect();
+    assert_eq!(steps, expected);
+    let same_before = |rows: &[TrainEvalRow]| -> Vec<(u64, f64)> {
+        rows.iter()
+            .filter(|r| r.step <= resumed_from)
+            .map(|r| (r.step, r.episode_return))
+            .collect()
+    };
+    assert_eq!(same_before(&before_eval), same_before(&after_eval));
+    // A third call finds the cell finished and changes nothing.
+    let stdout = run_ok(&args, tmp.path());
+    assert!(stdout.contains("(0 this call)"), "{stdout}");
+    let again: Vec<TrainRow> = read_rows(&tmp.path().join("res/resume/a/train.csv")).unwrap();
+    assert_eq!(again, after);
+}

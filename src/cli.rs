@@ -54,7 +54,8 @@ pub enum Command {
     /// Measure throughput; prints ratios measured side by side in one run.
     #[command(
         after_help = "Examples:\n  sap bench env --games Pong,Breakout --frames 200000\n  \
-                            sap bench defense --rounds 3 --iterations 5"
+                            sap bench defense --rounds 3 --iterations 5\n  \
+                            sap bench ddqn --steps 2000 --actors 1 --envs-per-actor 4"
     )]
     Bench {
         /// What to measure.
@@ -71,6 +72,18 @@ pub enum Command {
         /// Batches per workload and round (`defense`).
         #[arg(long, default_value_t = 5)]
         iterations: u32,
+        /// Agent steps per measurement (`ddqn`).
+        #[arg(long, default_value_t = 2_000)]
+        steps: u64,
+        /// Actor threads (`ddqn`).
+        #[arg(long, default_value_t = 1)]
+        actors: usize,
+        /// Environments per actor (`ddqn`).
+        #[arg(long, default_value_t = 4)]
+        envs_per_actor: usize,
+        /// torch threads of the learner (`ddqn`).
+        #[arg(long, default_value_t = 1)]
+        learner_threads: usize,
     },
 }
 
@@ -82,6 +95,9 @@ pub enum BenchTarget {
     /// Dense, SAP-100 exact and independent forward passes, and FGSM with 10 gradient
     /// samples, on ResNet-20 (batch 128) and the Nature CNN (batch 32).
     Defense,
+    /// Double DQN on Pong: learner-only updates/s, actors-only and end-to-end agent
+    /// steps/s, and batched inference against local network copies.
+    Ddqn,
 }
 
 /// Runs a parsed command line.
@@ -230,6 +246,30 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Bench {
+            target: BenchTarget::Ddqn,
+            steps,
+            actors,
+            envs_per_actor,
+            learner_threads,
+            ..
+        } => {
+            if steps < 100 || actors == 0 || envs_per_actor == 0 || learner_threads == 0 {
+                anyhow::bail!(
+                    "--steps must be at least 100; --actors, --envs-per-actor and \
+                     --learner-threads at least 1"
+                );
+            }
+            let config = crate::runtime::RuntimeConfig {
+                actors,
+                envs_per_actor,
+                sync_period: 50,
+                channel_capacity: 8,
+                actor_threads: 1,
+                learner_threads,
+            };
+            print_ddqn_bench(&crate::bench::bench_ddqn(config, steps)?);
+        }
+        Command::Bench {
             target: BenchTarget::Defense,
             rounds,
             iterations,
@@ -242,6 +282,44 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_ddqn_bench(b: &crate::bench::DdqnBench) {
+    let c = &b.config;
+    println!(
+        "Double DQN on Pong (dopamine-v5), Nature CNN, batch 32, 1 update per 4 agent steps, \
+         CPU; {} actors x {} envs, {} learner torch threads, 1 per actor",
+        c.actors, c.envs_per_actor, c.learner_threads
+    );
+    println!("{:<44} {:>12}", "measurement", "rate");
+    for (what, v) in [
+        ("learner only, updates/s", b.learner_updates_per_s),
+        (
+            "actors only (local copies), agent steps/s",
+            b.actor_steps_per_s,
+        ),
+        (
+            "actors only (batched inference), steps/s",
+            b.batched_inference_steps_per_s,
+        ),
+        ("end to end, agent steps/s", b.end_to_end_steps_per_s),
+    ] {
+        println!("{what:<44} {v:>12.1}");
+    }
+    println!(
+        "end-to-end / (4 x learner-only) = {:.3}   (target >= 0.85: the learner is never \
+         starved)",
+        b.ratio()
+    );
+    println!(
+        "local copies / batched inference = {:.3}",
+        b.actor_steps_per_s / b.batched_inference_steps_per_s
+    );
+    println!(
+        "replay: {:.1} bytes per stored transition ({:.4} x one 84x84 frame)",
+        b.bytes_per_transition,
+        b.bytes_per_transition / 7056.0
+    );
 }
 
 fn print_defense_bench(rounds: u32, iterations: u32) {

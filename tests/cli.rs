@@ -30,7 +30,7 @@ fn lines(path: &Path) -> Vec<String> {
 }
 
 #[test]
-fn quickstart_runs_end_to_end_and_writes_episode_summary_and_classifier_csvs() {
+fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier_csvs() {
     let tmp = tempfile::tempdir().unwrap();
     let manifest = quickstart();
     let run = |id: &str| {
@@ -122,6 +122,26 @@ fn quickstart_runs_end_to_end_and_writes_episode_summary_and_classifier_csvs() {
         classifier,
         lines(&tmp.path().join("res/quickstart/b/classifier_eval.csv"))
     );
+    // Training: the same games and evaluations; only the wall-clock rate columns differ.
+    let without_rates = |run: &str| -> Vec<String> {
+        lines(&tmp.path().join(format!("res/quickstart/{run}/train.csv")))
+            .iter()
+            .map(|l| l.rsplitn(3, ',').nth(2).unwrap().to_owned())
+            .collect()
+    };
+    let train = without_rates("a");
+    assert!(train.len() > 10, "{} training rows", train.len());
+    assert_eq!(
+        train[0],
+        "family,game,preset,seed,step,frames,episode,return,length,epsilon,loss,mean_q"
+    );
+    assert_eq!(train, without_rates("b"));
+    let eval = lines(&dir.join("train_eval.csv"));
+    assert_eq!(eval.len(), 1 + 2 * 10);
+    assert_eq!(
+        eval,
+        lines(&tmp.path().join("res/quickstart/b/train_eval.csv"))
+    );
 }
 
 #[test]
@@ -205,16 +225,20 @@ fn validate_and_plan_describe_the_quickstart_cells() {
     let out = sap(&["validate", q.to_str().unwrap()], tmp.path());
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        stdout.contains("ok (3 eval cells, 1 robustness cells)"),
+        stdout.contains("ok (1 train cells, 3 eval cells, 1 robustness cells)"),
         "{stdout}"
     );
     let out = sap(&["plan", q.to_str().unwrap()], tmp.path());
     let plan = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(plan.lines().count(), 5, "{plan}");
-    assert!(plan.lines().nth(1).unwrap().contains("Pong"), "{plan}");
+    assert_eq!(plan.lines().count(), 6, "{plan}");
+    assert!(
+        plan.starts_with("train-000-CartPole-none-s2018: 20000 frames (20000 agent steps)"),
+        "{plan}"
+    );
+    assert!(plan.lines().nth(2).unwrap().contains("Pong"), "{plan}");
     assert!(
         plan.lines()
-            .nth(4)
+            .nth(5)
             .unwrap()
             .starts_with("robustness[0]: glyphs seed 2018: 4 defenses x 5 lambdas"),
         "{plan}"

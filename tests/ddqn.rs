@@ -10,8 +10,11 @@ use sap_harness::rl::{
 };
 use tch::{Kind, Tensor};
 
+/// A sampled transition: (state stack, action, reward, next stack, done).
+type Transition = (Vec<u8>, i64, f32, Vec<u8>, f32);
+
 /// Frames are one value long: the value names the frame, so stacks can be read by eye.
-fn sample_all(replay: &Replay<u8>, n: usize) -> Vec<(Vec<u8>, i64, f32, Vec<u8>, f32)> {
+fn sample_all(replay: &Replay<u8>, n: usize) -> Vec<Transition> {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let mut b = Batch::default();
     replay.sample(n, &mut rng, &mut b);

@@ -119,7 +119,7 @@ pub fn run<T: Frame, H: Hooks<T>>(
     let previous_threads = tch::get_num_threads();
     std::thread::scope(|scope| {
         let mut receivers = Vec::new();
-        for actor in 0..config.actors {
+        for (actor, sent) in sent.iter().enumerate() {
             let (tx, rx) = bounded(config.channel_capacity.max(1));
             receivers.push(rx);
             let run = ActorRun {
@@ -131,7 +131,7 @@ pub fn run<T: Frame, H: Hooks<T>>(
                 spec,
                 board: &board,
                 tx,
-                sent: &sent[actor],
+                sent,
             };
             let fail = &fail;
             std::thread::Builder::new()

@@ -74,6 +74,17 @@ impl Environment for Counter {
     }
 }
 
+/// A boxed [`Counter`] with episodes of `length` steps.
+fn counter(length: u32, panic_at: Option<u32>) -> Box<dyn Environment> {
+    Box::new(Counter {
+        t: 0,
+        length,
+        seed: 0,
+        panic_at,
+        total: 0,
+    })
+}
+
 fn arch() -> Architecture {
     Architecture::Mlp(MlpConfig {
         inputs: 4,
@@ -167,13 +178,10 @@ fn run(
     hooks: &mut Recorder,
 ) -> Result<LearnerState<f32>> {
     let factory = move |slot: usize| -> Result<Box<dyn Environment>> {
-        Ok(Box::new(Counter {
-            t: 0,
-            length: 5 + slot as u32,
-            seed: 0,
-            panic_at: panic_at.filter(|p| p.0 == slot).map(|p| p.1),
-            total: 0,
-        }))
+        Ok(counter(
+            5 + slot as u32,
+            panic_at.filter(|p| p.0 == slot).map(|p| p.1),
+        ))
     };
     let spec = ActorSpec {
         arch: arch(),
@@ -228,15 +236,7 @@ fn a_full_channel_blocks_the_actors_instead_of_growing() {
         ..Recorder::default()
     };
     // Warm-up past the budget: no updates, so only the channel can hold the actors back.
-    let factory = |_: usize| -> Result<Box<dyn Environment>> {
-        Ok(Box::new(Counter {
-            t: 0,
-            length: 4,
-            seed: 0,
-            panic_at: None,
-            total: 0,
-        }))
-    };
+    let factory = |_: usize| -> Result<Box<dyn Environment>> { Ok(counter(4, None)) };
     let spec = ActorSpec {
         arch: arch(),
         exploration: exploration(),
@@ -244,8 +244,7 @@ fn a_full_channel_blocks_the_actors_instead_of_growing() {
         make_env: &factory,
     };
     let mut state = learner(cfg.slots());
-    let mut t = timeline(&cfg, 400, 10_000);
-    t.learning_starts = 10_000;
+    let t = timeline(&cfg, 400, 10_000);
     runtime::run(&cfg, t, &spec, &mut state, &mut rec).unwrap();
     let max = rec.in_flight_during_stall.iter().max().copied().unwrap();
     assert_eq!(max, 3, "rounds in flight while the learner stalled");
@@ -282,13 +281,7 @@ fn an_actor_that_cannot_build_its_environment_ends_the_run_with_that_error() {
             if slot == 1 {
                 anyhow::bail!("no ROM for slot {slot}");
             }
-            Ok(Box::new(Counter {
-                t: 0,
-                length: 4,
-                seed: 0,
-                panic_at: None,
-                total: 0,
-            }))
+            Ok(counter(4, None))
         };
         let spec = ActorSpec {
             arch: arch(),

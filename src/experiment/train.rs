@@ -182,50 +182,44 @@ fn run_typed<T: Frame>(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome>
         .with_context(|| format!("creating {}", ckpt_dir.display()))?;
     let job = &cell.job;
     let d = &job.ddqn;
+    let end_step = job.steps(job.frames);
+    let train_path = dir.join("train.csv");
+    let eval_path = dir.join("train_eval.csv");
+    let resumed = latest_checkpoint(&ckpt_dir, &id)?;
+    let start_step = resumed.as_ref().map_or(0, |(info, _)| info.step);
+    // CRUCIAL for resume: rows after the checkpoint are played again, so cut them first.
+    let kept_games = cut_rows_after::<TrainRow>(&train_path, start_step)?;
+    cut_rows_after::<TrainEvalRow>(&eval_path, start_step)?;
+    if let Some((info, _)) = resumed.as_ref().filter(|(info, _)| info.finished) {
+        return Ok(TrainOutcome {
+            dir,
+            steps_run: 0,
+            steps: info.step,
+            games: kept_games,
+            last_eval_mean: last_eval_mean(&eval_path)?,
+        });
+    }
     let (arch, frame_len, stack) = network(cell)?;
-    let device = Device::cuda_if_available();
     let mut ddqn = DoubleDqn::new(
         arch.clone(),
-        device,
+        Device::cuda_if_available(),
         d.optimizer_config(),
         d.gamma,
         d.loss,
         derive(cell.seed, "init", 0),
     );
     let mut rng = ChaCha8Rng::seed_from_u64(derive(cell.seed, "replay", 0));
-    let end_step = job.steps(job.frames);
-    let resumed = latest_checkpoint(&ckpt_dir, &id)?;
-    let start_step = match &resumed {
-        Some((info, path)) => {
-            let tensors = Tensor::read_safetensors(path.with_file_name(&info.tensors))
-                .with_context(|| format!("reading checkpoint {}", path.display()))?;
-            ddqn.load_state(&tensors).map_err(|key| {
-                anyhow::anyhow!(
-                    "{}: the checkpoint lacks `{key}` or has it in another shape; it was \
-                     written by another network or version",
-                    path.display()
-                )
-            })?;
-            rng = restore_rng(info).with_context(|| format!("{}", path.display()))?;
-            info.step
-        }
-        None => 0,
-    };
-    let train_path = dir.join("train.csv");
-    let eval_path = dir.join("train_eval.csv");
-    // CRUCIAL for resume: rows after the checkpoint are replayed, so cut them first.
-    let kept_games = cut_rows_after::<TrainRow>(&train_path, start_step)?;
-    cut_rows_after::<TrainEvalRow>(&eval_path, start_step)?;
-    if let Some((info, _)) = &resumed {
-        if info.finished {
-            return Ok(TrainOutcome {
-                dir,
-                steps_run: 0,
-                steps: info.step,
-                games: kept_games,
-                last_eval_mean: last_eval_mean(&eval_path)?,
-            });
-        }
+    if let Some((info, path)) = &resumed {
+        let tensors = Tensor::read_safetensors(path.with_file_name(&info.tensors))
+            .with_context(|| format!("reading checkpoint {}", path.display()))?;
+        ddqn.load_state(&tensors).map_err(|key| {
+            anyhow::anyhow!(
+                "{}: the checkpoint lacks `{key}` or has it in another shape; it was written \
+                 by another network or version",
+                path.display()
+            )
+        })?;
+        rng = restore_rng(info).with_context(|| format!("{}", path.display()))?;
         tracing::info!(
             "{id}: resuming from agent step {} ({} updates); refilling replay with {} steps",
             info.step,

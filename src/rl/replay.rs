@@ -205,7 +205,8 @@ impl<T: Copy + Default> Replay<T> {
         self.streams.iter().map(|s| s.flags.len()).sum()
     }
 
-    /// Transitions that can be sampled now.
+    /// Transitions that can be sampled now (a scan of every slot: for reports, not hot
+    /// paths).
     pub fn transitions(&self) -> usize {
         (0..self.streams.len())
             .map(|i| {

@@ -133,7 +133,7 @@ impl<T: Frame> ActorRun<'_, T> {
                 .iter()
                 .map(|s| self.timeline.role(round, s.index))
                 .collect();
-            let mut outcomes = Vec::with_capacity(state.len());
+            let mut start_frames = Vec::with_capacity(state.len());
             let mut inputs = Vec::new();
             let mut active = Vec::new();
             for (s, role) in state.iter_mut().zip(&roles) {
@@ -152,7 +152,7 @@ impl<T: Frame> ActorRun<'_, T> {
                 }
                 inputs.extend_from_slice(s.obs.as_ref().expect("set above"));
                 active.push(s.index);
-                outcomes.push(start_frame);
+                start_frames.push(start_frame);
             }
             let greedy = greedy_actions(&model, &inputs, active.len(), &obs_shape);
             let mut msg = RoundMsg {
@@ -182,7 +182,7 @@ impl<T: Frame> ActorRun<'_, T> {
                 s.obs = (!ended).then_some(stack);
                 msg.outcomes.push(EnvOutcome {
                     slot: s.index,
-                    start_frame: outcomes[k].take(),
+                    start_frame: start_frames[k].take(),
                     action: action as u8,
                     reward: step.reward as f32,
                     score: step.score,

@@ -1,5 +1,5 @@
 //! Summary statistics: mean, sample standard deviation and a Student-t 95% confidence
-//! interval for the mean.
+//! interval for the mean; relative rewards (DESIGN section 7).
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -42,6 +42,37 @@ pub fn summarize(xs: &[f64]) -> Summary {
     }
 }
 
+/// The returns of one game x defense x attack x lambda, against that game's dense clean
+/// mean and random-policy mean (DESIGN section 7).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RelativeReward {
+    /// The returns' summary.
+    pub summary: Summary,
+    /// Mean return of the dense network without attack, same game and checkpoints.
+    pub dense_clean_mean: f64,
+    /// Mean return of the random policy on the same game and preset.
+    pub random_mean: f64,
+    /// `mean / dense_clean_mean`, the paper's relative reward (`None` when the dense clean
+    /// mean is 0).
+    pub relative: Option<f64>,
+    /// `(mean - random) / (dense_clean - random)`, meaningful for negative scores too
+    /// (`None` when the dense clean mean equals the random mean).
+    pub normalized: Option<f64>,
+}
+
+/// Summarises `returns` relative to the dense clean and random means.
+pub fn relative_reward(returns: &[f64], dense_clean_mean: f64, random_mean: f64) -> RelativeReward {
+    let summary = summarize(returns);
+    let ratio = |num: f64, den: f64| (den != 0.0).then(|| num / den);
+    RelativeReward {
+        summary,
+        dense_clean_mean,
+        random_mean,
+        relative: ratio(summary.mean, dense_clean_mean),
+        normalized: ratio(summary.mean - random_mean, dense_clean_mean - random_mean),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +94,32 @@ mod tests {
     fn one_observation_has_no_spread() {
         let s = summarize(&[-21.0]);
         assert_eq!((s.n, s.mean, s.std, s.ci95), (1, -21.0, None, None));
+    }
+
+    #[test]
+    fn relative_rewards_match_hand_computed_values_on_a_positive_game() {
+        // Breakout-like: attacked returns 10, 20, 30 (mean 20), dense clean mean 40, random 1.
+        let r = relative_reward(&[10.0, 20.0, 30.0], 40.0, 1.0);
+        assert_eq!(r.summary.n, 3);
+        assert_eq!(r.relative, Some(0.5));
+        // (20 - 1) / (40 - 1) = 19 / 39
+        assert!((r.normalized.unwrap() - 19.0 / 39.0).abs() < 1e-15);
+        // std 10, t_{0.975,2} = 4.302653: half-width 4.302653 * 10 / sqrt(3) = 24.8414.
+        let (lo, hi) = r.summary.ci95.unwrap();
+        assert!((hi - lo - 2.0 * 4.302652729749464 * 10.0 / 3f64.sqrt()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn relative_rewards_on_a_negative_score_game_match_hand_computed_values() {
+        // Pong: random -20.7, dense clean 19. A defense scoring -10 keeps
+        // (-10 + 20.7) / (19 + 20.7) = 10.7 / 39.7 = 0.2695 of the dense margin over random,
+        // while the paper's ratio is negative (-10 / 19).
+        let r = relative_reward(&[-12.0, -8.0], 19.0, -20.7);
+        assert!((r.summary.mean + 10.0).abs() < 1e-12);
+        assert!((r.relative.unwrap() + 10.0 / 19.0).abs() < 1e-15);
+        assert!((r.normalized.unwrap() - 10.7 / 39.7).abs() < 1e-12);
+        // A dense clean mean of 0 has no ratio; one equal to random has no normalised form.
+        assert_eq!(relative_reward(&[1.0], 0.0, -1.0).relative, None);
+        assert_eq!(relative_reward(&[1.0], 2.0, 2.0).normalized, None);
     }
 }

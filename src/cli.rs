@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::env::{ale::action_counts, ClassicEnv, ClassicGame, Environment, Game};
 use crate::experiment::{self, RunOptions, SummaryRow};
-use crate::manifest::{did_you_mean, Manifest};
+use crate::manifest::{did_you_mean, CellKind, Manifest, Stage};
 
 /// Stochastic Activation Pruning experiment harness.
 #[derive(Debug, Parser)]
@@ -22,9 +22,12 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every cell of a manifest and write CSVs under the run directory.
-    #[command(after_help = "Example:\n  sap run experiments/quickstart.toml\n  \
-                            sap run experiments/quickstart.toml --run-id first   # resumes if it exists")]
+    /// Run every cell of a manifest (each as a child process) and write CSVs under the run
+    /// directory.
+    #[command(after_help = "Examples:\n  sap run experiments/quickstart.toml\n  \
+                            sap run experiments/quickstart.toml --run-id first   # resumes if it exists\n  \
+                            sap run experiments/paper_atari.toml --jobs 8\n  \
+                            sap run experiments/paper_atari.toml --resume results/paper_atari/20261124-101500")]
     Run {
         /// The manifest (TOML).
         manifest: PathBuf,
@@ -32,8 +35,41 @@ pub enum Command {
         #[arg(long, default_value = "results")]
         out: PathBuf,
         /// Run id (default: a UTC timestamp). An existing run of the same manifest resumes.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         run_id: Option<String>,
+        /// Resume this run directory: complete cells are skipped, interrupted ones continue.
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
+        /// Cells run at once, each a child process with cores / N torch threads.
+        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+        jobs: u32,
+    },
+    /// Run one cell of a manifest in this process (what `sap run` children and Slurm array
+    /// tasks do).
+    #[command(
+        after_help = "Example:\n  sap run-cell experiments/quickstart.toml --cell 3 --run-dir results/quickstart/first"
+    )]
+    RunCell {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+        /// The cell's number (`sap plan` lists them).
+        #[arg(long)]
+        cell: usize,
+        /// The run directory (created with the manifest's copies if missing).
+        #[arg(long, value_name = "RUN_DIR")]
+        run_dir: PathBuf,
+        /// torch threads (default: torch's own choice).
+        #[arg(long, value_parser = at_least_one)]
+        threads: Option<u32>,
+        /// Report progress as `@progress` lines on stdout (for `sap run`).
+        #[arg(long)]
+        progress_lines: bool,
+    },
+    /// Merge the complete cells' CSVs of a run into its tables and summaries.
+    #[command(after_help = "Example:\n  sap collect results/quickstart/first")]
+    Collect {
+        /// The run directory.
+        run_dir: PathBuf,
     },
     /// Check a manifest and report the first problem, with file, line, column and key.
     #[command(after_help = "Example:\n  sap validate experiments/quickstart.toml")]
@@ -87,6 +123,14 @@ pub enum Command {
     },
 }
 
+/// A count flag: an integer >= 1.
+fn at_least_one(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not allowed; allowed: an integer >= 1")),
+    }
+}
+
 /// Benchmark targets.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum BenchTarget {
@@ -107,91 +151,120 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             manifest,
             out,
             run_id,
+            resume,
+            jobs,
         } => {
             let m = Manifest::load(&manifest)?;
-            let report = experiment::run(&manifest, &m, &RunOptions { out, run_id })?;
-            for t in &report.training {
-                let eval = t
-                    .last_eval_mean
-                    .map_or("-".to_owned(), |m| format!("{m:.2}"));
-                println!(
-                    "{}: {} agent steps ({} this call), {} training games, last evaluation mean \
-                     return {eval}",
-                    t.cell, t.steps, t.steps_run, t.games
+            let dir = experiment::prepare_run_dir(
+                &manifest,
+                &m,
+                &RunOptions {
+                    out,
+                    run_id,
+                    resume,
+                },
+            )?;
+            let exe = std::env::current_exe().context("finding the sap executable")?;
+            let opts = crate::runner::LocalOptions::new(jobs as usize, exe);
+            let plan = m.plan();
+            let report = crate::runner::run_local(&manifest, &dir, &plan, &opts)?;
+            let collected = experiment::collect(&dir, &m)?;
+            print_collected(&collected);
+            println!(
+                "{} cells run, {} already complete, {} failed ({} jobs x {} torch threads)",
+                report.ran,
+                report.already_done,
+                report.failed.len(),
+                opts.jobs,
+                opts.threads_per_job
+            );
+            println!("results in {}", dir.display());
+            if !report.failed.is_empty() {
+                for f in &report.failed {
+                    eprintln!(
+                        "error: cell {}: {} (log: {})",
+                        f.id,
+                        f.message,
+                        f.log.display()
+                    );
+                }
+                eprintln!(
+                    "error: {} of {} cells did not complete; fix the cause and resume with \
+                     `sap run {} --resume {}`",
+                    report.failed.len(),
+                    plan.len(),
+                    manifest.display(),
+                    dir.display()
                 );
+                return Ok(ExitCode::FAILURE);
             }
-            if !report.summary.is_empty() {
-                println!("{}", summary_table(&report.summary));
-                println!(
-                    "{} episodes played, {} resumed",
-                    report.episodes_played, report.episodes_resumed
-                );
+        }
+        Command::RunCell {
+            manifest,
+            cell,
+            run_dir,
+            threads,
+            progress_lines,
+        } => {
+            if progress_lines {
+                crate::progress::report_as_lines();
             }
-            if !report.classifier.is_empty() {
-                println!("{}", classifier_table(&report.classifier));
-                println!(
-                    "{} classifier rows written, {} resumed",
-                    report.classifier_rows_written,
-                    report.classifier.len() as u64 - report.classifier_rows_written
-                );
+            if let Some(t) = threads {
+                tch::set_num_threads(t as i32);
             }
-            println!("results in {}", report.dir.display());
+            let m = Manifest::load(&manifest)?;
+            if run_dir.join(experiment::files::RESOLVED).exists() {
+                experiment::check_run_dir(&run_dir, &m)?;
+            } else {
+                experiment::create_run_dir(&manifest, &m, &run_dir)?;
+            }
+            let plan = m.plan();
+            let o = experiment::run_cell(&run_dir, &manifest, &m, &plan, cell)
+                .with_context(|| format!("cell {cell}"))?;
+            println!("{}: complete ({} new)", o.id, o.work);
+        }
+        Command::Collect { run_dir } => {
+            let m = Manifest::load_run(&run_dir)?;
+            let c = experiment::collect(&run_dir, &m)?;
+            print_collected(&c);
+            println!(
+                "{} of {} cells complete; tables in {}",
+                c.complete,
+                c.cells,
+                run_dir.display()
+            );
         }
         Command::Validate { manifest } => {
             let m = Manifest::load(&manifest)?;
-            let robustness: usize = m.robustness.iter().map(|j| j.seeds.len()).sum();
+            let plan = m.plan();
+            let count = |f: fn(&CellKind) -> bool| plan.iter().filter(|c| f(&c.kind)).count();
             println!(
-                "{}: ok ({} train cells, {} eval cells, {robustness} robustness cells)",
+                "{}: ok ({} train cells, {} eval cells, {} agent cells, {} robustness cells)",
                 manifest.display(),
-                m.train_cells().len(),
-                m.cells().len()
+                count(|k| matches!(k, CellKind::Train(_))),
+                count(|k| matches!(k, CellKind::Episodes(_))),
+                count(|k| matches!(k, CellKind::Agent(_))),
+                count(|k| matches!(k, CellKind::Robustness { .. })),
             );
         }
         Command::Plan { manifest } => {
             let m = Manifest::load(&manifest)?;
-            for c in m.train_cells() {
-                let j = &c.job;
-                println!(
-                    "{}: {} frames ({} agent steps), {} actors x {} envs, replay {}, \
-                     learning starts at {} agent steps",
-                    c.id(),
-                    j.frames,
-                    j.steps(j.frames),
-                    j.runtime.actors,
-                    j.runtime.envs_per_actor,
-                    j.ddqn.replay_capacity,
-                    j.ddqn.learning_starts
-                );
+            let plan = m.plan();
+            for c in &plan {
+                let deps = if c.deps.is_empty() {
+                    String::new()
+                } else {
+                    let d: Vec<String> = c.deps.iter().map(|d| d.to_string()).collect();
+                    format!("  (after {})", d.join(", "))
+                };
+                println!("{:>4}  {}: {}{deps}", c.index, c.id(), c.describe(&m));
             }
+            let train = plan.iter().filter(|c| c.stage() == Stage::Train).count();
             println!(
-                "{:>5}  {:<8} {:<18} {:<12} {:<7} {:>8} {:>6}",
-                "cell", "family", "game", "preset", "policy", "episodes", "seed"
+                "{} cells: {train} training, {} evaluation",
+                plan.len(),
+                plan.len() - train
             );
-            for c in m.cells() {
-                println!(
-                    "{:>5}  {:<8} {:<18} {:<12} {:<7} {:>8} {:>6}",
-                    c.index,
-                    c.game.family().name(),
-                    c.game.name(),
-                    c.preset_name(),
-                    c.policy.name(),
-                    c.episodes,
-                    c.seed
-                );
-            }
-            for (i, job) in m.robustness.iter().enumerate() {
-                for seed in &job.seeds {
-                    println!(
-                        "robustness[{i}]: {} seed {seed}: {} defenses x {} lambdas ({} attack, \
-                         {} test examples)",
-                        job.task.name(),
-                        job.defenses.len(),
-                        job.lambdas.len(),
-                        job.attack.kind.name(),
-                        job.examples
-                    );
-                }
-            }
         }
         Command::Games => {
             println!(
@@ -282,6 +355,59 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what a run's tables hold: training lines, the random-policy summary, relative
+/// rewards and classifier rows.
+fn print_collected(c: &experiment::Collected) {
+    for t in &c.training {
+        let eval = t
+            .last_eval_mean
+            .map_or("-".to_owned(), |m| format!("{m:.2}"));
+        let state = if t.done { "" } else { " (incomplete)" };
+        println!(
+            "{}{state}: {} training games up to agent step {}, last evaluation mean return {eval}",
+            t.cell, t.games, t.last_step
+        );
+    }
+    if !c.summary.is_empty() {
+        println!("{}", summary_table(&c.summary));
+    }
+    if !c.relative.is_empty() {
+        println!("{}", relative_table(&c.relative));
+    }
+    if !c.classifier.is_empty() {
+        println!("{}", classifier_table(&c.classifier));
+    }
+}
+
+/// Relative rewards as an aligned text table.
+pub fn relative_table(rows: &[experiment::RelativeRow]) -> String {
+    let mut out = format!(
+        "{:<14} {:<12} {:<22} {:<6} {:>7} {:>4} {:>10} {:>9} {:>10}",
+        "game", "preset", "defense", "attack", "lambda", "n", "mean", "relative", "normalized"
+    );
+    for r in rows {
+        let defense = match (&r.frac, &r.sampling, r.p, r.sigma) {
+            (Some(f), Some(s), _, _) => format!("sap {f} {s}"),
+            (_, _, Some(p), _) => format!("dropout p={p}"),
+            (_, _, _, Some(s)) => format!("gaussian sigma={s}"),
+            _ => r.defense.clone(),
+        };
+        out.push_str(&format!(
+            "\n{:<14} {:<12} {:<22} {:<6} {:>7} {:>4} {:>10.2} {:>9} {:>10}",
+            r.game,
+            r.preset,
+            defense,
+            r.attack,
+            r.lambda,
+            r.n,
+            r.mean,
+            opt(r.relative_reward),
+            opt(r.normalized_reward)
+        ));
+    }
+    out
 }
 
 fn print_ddqn_bench(b: &crate::bench::DdqnBench) {

@@ -15,6 +15,7 @@
 //! - [`record`]: crash-safe CSV appends and atomic table writes.
 //! - [`stats`]: means, standard deviations, Student-t confidence intervals.
 //! - [`seed`]: named seed streams, so results depend only on the manifest's seeds.
+//! - [`runner`]: `sap run --jobs N`: cells as child processes with a live display.
 //! - [`progress`]: a progress bar on a terminal, log lines elsewhere.
 //! - [`bench`]: throughput measurements printed as ratios.
 //! - [`cli`]: the `sap` command line.
@@ -34,6 +35,7 @@ pub mod policy;
 pub mod progress;
 pub mod record;
 pub mod rl;
+pub mod runner;
 pub mod runtime;
 pub mod seed;
 pub mod stats;

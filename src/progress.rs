@@ -1,8 +1,87 @@
 //! Progress on long work: a progress bar on a terminal, plain log lines otherwise
-//! (Slurm logs, CI, pipes).
+//! (Slurm logs, CI, pipes), or, in a cell run by `sap run --jobs N`, machine-readable
+//! lines on stdout that the parent turns into its live display.
 
-use std::io::IsTerminal;
-use std::time::Duration;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+static LINES: AtomicBool = AtomicBool::new(false);
+
+/// The prefix of a progress line on a child cell's stdout.
+pub const LINE_PREFIX: &str = "@progress ";
+
+/// Makes every reporter in this process print [`ProgressLine`]s on stdout instead of bars
+/// and log lines (a cell running under `sap run`, which shows them).
+pub fn report_as_lines() {
+    LINES.store(true, Ordering::Relaxed);
+}
+
+fn as_lines() -> bool {
+    LINES.load(Ordering::Relaxed)
+}
+
+fn terminal_bar() -> bool {
+    !as_lines() && std::io::stderr().is_terminal()
+}
+
+/// One progress report of a cell: `@progress done=3 total=10 unit=episodes frames=5120
+/// secs=4.2`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgressLine {
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+    /// `episodes` or `frames`.
+    pub unit: String,
+    /// Emulator frames played by this process.
+    pub frames: u64,
+    /// Seconds since this process started the cell.
+    pub secs: f64,
+}
+
+impl ProgressLine {
+    /// Parses a line written by [`ProgressLine::emit`].
+    pub fn parse(line: &str) -> Option<Self> {
+        let rest = line.strip_prefix(LINE_PREFIX)?;
+        let mut out = ProgressLine {
+            done: 0,
+            total: 0,
+            unit: String::new(),
+            frames: 0,
+            secs: 0.0,
+        };
+        for field in rest.split_whitespace() {
+            let (k, v) = field.split_once('=')?;
+            match k {
+                "done" => out.done = v.parse().ok()?,
+                "total" => out.total = v.parse().ok()?,
+                "unit" => out.unit = v.to_owned(),
+                "frames" => out.frames = v.parse().ok()?,
+                "secs" => out.secs = v.parse().ok()?,
+                _ => {}
+            }
+        }
+        Some(out)
+    }
+
+    /// Frames per second over the cell so far.
+    pub fn fps(&self) -> f64 {
+        self.frames as f64 / self.secs.max(1e-9)
+    }
+
+    fn emit(&self) {
+        let mut out = std::io::stdout().lock();
+        // A closed pipe only loses the display, never the cell's results.
+        let _ = writeln!(
+            out,
+            "{LINE_PREFIX}done={} total={} unit={} frames={} secs={:.3}",
+            self.done, self.total, self.unit, self.frames, self.secs
+        );
+        let _ = out.flush();
+    }
+}
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -11,12 +90,15 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     total: u64,
     done: u64,
+    frames: u64,
+    started: Instant,
+    last_line: Instant,
 }
 
 impl Progress {
     /// A reporter for `total` episodes: a bar when stderr is a terminal.
     pub fn new(total: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = terminal_bar().then(|| {
             let bar = ProgressBar::new(total);
             bar.set_style(
                 ProgressStyle::with_template(
@@ -27,10 +109,34 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
+        let now = Instant::now();
         Self {
             bar,
             total,
             done: 0,
+            frames: 0,
+            started: now,
+            last_line: now,
+        }
+    }
+
+    fn line(&mut self) {
+        self.last_line = Instant::now();
+        ProgressLine {
+            done: self.done,
+            total: self.total,
+            unit: "episodes".into(),
+            frames: self.frames,
+            secs: self.started.elapsed().as_secs_f64(),
+        }
+        .emit();
+    }
+
+    /// Counts `frames` more emulator frames (reported at most once a second).
+    pub fn frames(&mut self, frames: u64) {
+        self.frames += frames;
+        if as_lines() && self.last_line.elapsed() >= Duration::from_secs(1) {
+            self.line();
         }
     }
 
@@ -45,6 +151,10 @@ impl Progress {
     pub fn episode_done(&mut self, what: &str, episode_return: f64, frames: u64, secs: f64) {
         self.done += 1;
         let fps = frames as f64 / secs.max(1e-9);
+        if as_lines() {
+            self.line();
+            return;
+        }
         match &self.bar {
             Some(bar) => {
                 bar.set_message(format!(
@@ -86,7 +196,7 @@ pub struct TrainProgress {
 impl TrainProgress {
     /// A reporter for frames `start_frames..end_frames` of cell `id`.
     pub fn new(id: &str, start_frames: u64, end_frames: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = terminal_bar().then(|| {
             let bar = ProgressBar::new(end_frames);
             bar.set_style(
                 ProgressStyle::with_template(
@@ -131,6 +241,20 @@ impl TrainProgress {
     pub fn advance(&mut self, frames: u64, updates: u64) {
         self.frames = frames;
         self.updates = updates;
+        if as_lines() {
+            if self.last_log.elapsed() >= Duration::from_secs(1) || frames >= self.end_frames {
+                self.last_log = Instant::now();
+                ProgressLine {
+                    done: frames,
+                    total: self.end_frames,
+                    unit: "frames".into(),
+                    frames: frames - self.start_frames,
+                    secs: self.started.elapsed().as_secs_f64(),
+                }
+                .emit();
+            }
+            return;
+        }
         match &self.bar {
             Some(bar) => bar.set_position(frames),
             None => {

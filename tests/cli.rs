@@ -51,7 +51,10 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("16 episodes played, 0 resumed"), "{stdout}");
+    assert!(
+        stdout.contains("5 cells run, 0 already complete, 0 failed"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("Pong") && stdout.contains("CartPole"),
         "{stdout}"
@@ -155,18 +158,24 @@ fn a_run_cut_off_mid_row_resumes_and_reproduces_the_same_rows() {
     .unwrap();
     let run = |id: &str| sap(&["run", "small.toml", "--run-id", id], tmp.path());
     assert!(run("x").status.success());
-    let csv = tmp.path().join("results/small/x/episodes.csv");
+    let dir = tmp.path().join("results/small/x");
+    let merged = std::fs::read_to_string(dir.join("episodes.csv")).unwrap();
+    let cell = dir.join("cells/eval-000-CartPole-none-random-s9");
+    let csv = cell.join("episodes.csv");
     let full = std::fs::read_to_string(&csv).unwrap();
 
-    // Simulate a crash: keep 3 whole rows and half of the fourth, drop the summary.
-    let keep: Vec<&str> = full.lines().take(4).collect();
+    // Simulate a crash inside the CartPole cell: keep one whole row and half of the
+    // second, no completion mark, no run-level tables.
+    let keep: Vec<&str> = full.lines().take(2).collect();
     let torn = format!(
         "{}\n{}",
         keep.join("\n"),
-        &full.lines().nth(4).unwrap()[..5]
+        &full.lines().nth(2).unwrap()[..5]
     );
     std::fs::write(&csv, torn).unwrap();
-    std::fs::remove_file(tmp.path().join("results/small/x/summary.csv")).unwrap();
+    std::fs::remove_file(cell.join("done.toml")).unwrap();
+    std::fs::remove_file(dir.join("summary.csv")).unwrap();
+    std::fs::remove_file(dir.join("episodes.csv")).unwrap();
 
     let out = run("x");
     assert!(
@@ -175,9 +184,16 @@ fn a_run_cut_off_mid_row_resumes_and_reproduces_the_same_rows() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("3 episodes played, 3 resumed"), "{stdout}");
+    assert!(
+        stdout.contains("1 cells run, 1 already complete"),
+        "{stdout}"
+    );
     assert_eq!(std::fs::read_to_string(&csv).unwrap(), full);
-    assert!(tmp.path().join("results/small/x/summary.csv").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("episodes.csv")).unwrap(),
+        merged
+    );
+    assert!(dir.join("summary.csv").exists());
 }
 
 #[test]
@@ -225,22 +241,34 @@ fn validate_and_plan_describe_the_quickstart_cells() {
     let out = sap(&["validate", q.to_str().unwrap()], tmp.path());
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        stdout.contains("ok (1 train cells, 3 eval cells, 1 robustness cells)"),
+        stdout.contains("ok (1 train cells, 3 eval cells, 0 agent cells, 1 robustness cells)"),
         "{stdout}"
     );
     let out = sap(&["plan", q.to_str().unwrap()], tmp.path());
     let plan = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(plan.lines().count(), 6, "{plan}");
     assert!(
-        plan.starts_with("train-000-CartPole-none-s2018: 20000 frames (20000 agent steps)"),
+        plan.starts_with(
+            "   0  train-000-CartPole-none-s2018: train 20000 frames (20000 agent steps)"
+        ),
         "{plan}"
     );
-    assert!(plan.lines().nth(2).unwrap().contains("Pong"), "{plan}");
     assert!(
         plan.lines()
-            .nth(5)
+            .nth(1)
             .unwrap()
-            .starts_with("robustness[0]: glyphs seed 2018: 4 defenses x 5 lambdas"),
+            .contains("eval-001-Pong-dopamine-v5-random-s2018: 3 random-policy episodes"),
+        "{plan}"
+    );
+    assert!(
+        plan.lines()
+            .nth(4)
+            .unwrap()
+            .contains("robustness-004-glyphs-s2018: robustness[0] glyphs: 4 defenses x 5 lambdas"),
+        "{plan}"
+    );
+    assert!(
+        plan.ends_with("5 cells: 1 training, 4 evaluation\n"),
         "{plan}"
     );
 }

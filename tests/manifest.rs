@@ -65,7 +65,7 @@ fn an_unknown_key_is_named_with_its_position_and_a_suggestion() {
     assert!(e.starts_with("exp.toml:5:1: "), "{e}");
     assert!(e.contains("unknown key `gmes`"), "{e}");
     assert!(e.contains("did you mean `games`?"), "{e}");
-    assert!(e.contains("allowed: `family`, `games`"), "{e}");
+    assert!(e.contains("allowed: `name`, `family`, `games`"), "{e}");
 }
 
 #[test]
@@ -307,4 +307,96 @@ fn mlp_widths_are_refused_for_atari_agents() {
     let e = error(&train("[train.ddqn]\nhidden = [64]\n"));
     assert!(e.contains("key `train[0].ddqn.hidden`"), "{e}");
     assert!(e.contains("Nature network"), "{e}");
+}
+
+/// A manifest with a `[[train]]` job named `ddqn` and an agent evaluation whose keys are
+/// `grid` (one per line).
+fn agent_grid(grid: &str) -> String {
+    format!(
+        "name = \"g\"\nseed = 3\n[[train]]\nname = \"ddqn\"\nfamily = \"atari\"\n\
+         games = [\"Pong\", \"Breakout\"]\nframes = 400_000\n\
+         [[eval]]\npolicy = \"agent\"\nfamily = \"atari\"\nepisodes = 2\n{grid}"
+    )
+}
+
+const GRID: &str =
+    "train = \"ddqn\"\ndefenses = [{ kind = \"dense\" }, { kind = \"sap\", frac = 0.5 }]\n\
+                    attacks = [{ kind = \"fgsm\", gradient_samples = 10 }]\nlambdas = [0, 1, 2]\n";
+
+#[test]
+fn an_agent_grid_expands_into_cells_after_their_training_and_round_trips() {
+    let m = parse(&agent_grid(GRID)).unwrap();
+    let plan = m.plan();
+    // 2 training cells, 2 random baselines, 2 games x 2 defenses x 3 lambdas.
+    assert_eq!(plan.len(), 2 + 2 + 12);
+    let ids: Vec<String> = plan.iter().map(|c| c.id()).collect();
+    assert_eq!(ids[2], "eval-002-Pong-dopamine-v5-random-s3");
+    assert_eq!(ids[4], "agent-004-Pong-t3-dense-fgsm-l0-s3");
+    assert_eq!(ids[15], "agent-015-Breakout-t3-sap-50-fgsm-l2-s3");
+    assert_eq!(plan[4].deps, [0]);
+    assert_eq!(plan[15].deps, [1]);
+    let grid = m.eval[0].agent.as_ref().unwrap();
+    assert_eq!(grid.epsilon, 0.001, "the preset's evaluation epsilon");
+    assert_eq!(grid.random_episodes, 2);
+    assert_eq!(parse(&m.to_toml()).unwrap(), m);
+}
+
+#[test]
+fn an_agent_grid_naming_a_missing_train_job_lists_the_train_jobs() {
+    let msg = error(&agent_grid(&GRID.replace("\"ddqn\"\n", "\"dqn\"\n")));
+    assert!(
+        msg.contains("key `eval[0].train`: no [[train]] job is named `dqn`; allowed: ddqn"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_agent_grid_naming_a_missing_checkpoint_names_the_file() {
+    let grid = GRID.replace(
+        "train = \"ddqn\"",
+        "checkpoints = { Pong = \"missing/pong.safetensors\" }",
+    );
+    let msg = error(&agent_grid(&grid));
+    assert!(
+        msg.contains(
+            "key `eval[0].checkpoints.Pong`: checkpoint missing/pong.safetensors does not exist"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn empty_or_negative_lambdas_in_an_agent_grid_are_refused() {
+    let msg = error(&agent_grid(&GRID.replace("[0, 1, 2]", "[]")));
+    assert!(
+        msg.contains(
+            "key `eval[0].lambdas`: the list is empty; allowed: radii >= 0 in pixel units"
+        ),
+        "{msg}"
+    );
+    let msg = error(&agent_grid(&GRID.replace("[0, 1, 2]", "[0, -1]")));
+    assert!(
+        msg.contains("key `eval[0].lambdas[1]`: -1 is not allowed; allowed: a radius >= 0"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_attack_unknown_to_agents_is_refused_with_the_allowed_attacks() {
+    let msg = error(&agent_grid(
+        &GRID.replace("kind = \"fgsm\"", "kind = \"cw\""),
+    ));
+    assert!(
+        msg.contains("key `eval[0].attacks[0].kind`: unknown attack `cw`; allowed: fgsm, pgd"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn grid_keys_on_a_random_policy_job_are_refused() {
+    let msg = error(&format!("{GOOD}lambdas = [0]\n"));
+    assert!(
+        msg.contains("key `eval[1].lambdas`: `lambdas` applies to policy = \"agent\" only"),
+        "{msg}"
+    );
 }

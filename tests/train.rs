@@ -98,7 +98,10 @@ sync_period = 10
         &["run", "pong.toml", "--out", "res", "--run-id", "a"],
         tmp.path(),
     );
-    assert!(stdout.contains("1000 agent steps"), "{stdout}");
+    assert!(
+        stdout.contains("1 cells run, 0 already complete, 0 failed"),
+        "{stdout}"
+    );
     let run = tmp.path().join("res/pong/a");
     let train = std::fs::read_to_string(run.join("train.csv")).unwrap();
     assert!(train.starts_with(
@@ -209,7 +212,10 @@ checkpoint_every = 3_000
     assert_eq!(same_before(&before_eval), same_before(&after_eval));
     // A third call finds the cell finished and changes nothing.
     let stdout = run_ok(&args, tmp.path());
-    assert!(stdout.contains("(0 this call)"), "{stdout}");
+    assert!(
+        stdout.contains("0 cells run, 1 already complete"),
+        "{stdout}"
+    );
     let again: Vec<TrainRow> = read_rows(&tmp.path().join("res/resume/a/train.csv")).unwrap();
     assert_eq!(again, after);
 }

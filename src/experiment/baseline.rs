@@ -90,6 +90,7 @@ pub fn run_cell(
         let episode_seed = seed::derive(cell.seed, "episode", episode as u64);
         let ep = match cell.policy {
             PolicyKind::Random => play_random_episode(env.as_mut(), episode_seed)?,
+            PolicyKind::Agent => anyhow::bail!("agent episodes run in agent cells"),
         };
         sink.append(&EpisodeRow {
             family: cell.game.family().name().to_owned(),

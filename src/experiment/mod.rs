@@ -1,7 +1,9 @@
 //! From a manifest to result files: the run directory, the cells in plan order, resuming
 //! a run that stopped, and the summary.
 
+pub mod agent;
 pub mod baseline;
+pub mod collect;
 pub mod robustness;
 pub mod train;
 
@@ -11,10 +13,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::Manifest;
+use crate::manifest::{CellKind, Manifest, PlanCell};
 use crate::progress::Progress;
-use crate::record::{read_rows, write_atomic, write_table, CsvAppender};
+use crate::record::{read_rows, write_atomic, CsvAppender};
 use crate::stats::summarize;
+
+pub use collect::{collect, Collected, RelativeRow, TrainSummary};
 
 /// File names inside a run directory.
 pub mod files {
@@ -32,6 +36,16 @@ pub mod files {
     pub const TRAIN: &str = "train.csv";
     /// One row per evaluation episode during training (merged from the cells).
     pub const TRAIN_EVAL: &str = "train_eval.csv";
+    /// One row per episode of an agent under a defense, attack and lambda.
+    pub const RL_EVAL: &str = "rl_eval.csv";
+    /// One row per game x defense x attack x lambda (from `rl_eval.csv`).
+    pub const RELATIVE_REWARD: &str = "relative_reward.csv";
+    /// A cell's completion mark, written atomically once its rows are complete.
+    pub const DONE: &str = "done.toml";
+    /// A cell's log (stderr of its process).
+    pub const LOG: &str = "log.txt";
+    /// The folder of per-cell files.
+    pub const CELLS: &str = "cells";
 }
 
 /// One evaluation episode (`episodes.csv`).
@@ -145,40 +159,8 @@ pub struct RunOptions {
     /// Run id; a new UTC timestamp when `None`. An existing run with the same manifest is
     /// resumed.
     pub run_id: Option<String>,
-}
-
-/// What a finished run produced.
-#[derive(Debug)]
-pub struct RunReport {
-    /// The run directory.
-    pub dir: PathBuf,
-    /// Episodes played in this call (the rest were already recorded).
-    pub episodes_played: u64,
-    /// Episodes found already recorded.
-    pub episodes_resumed: u64,
-    /// The summary rows written.
-    pub summary: Vec<SummaryRow>,
-    /// Every row of `classifier_eval.csv` (empty without `[[robustness]]` jobs).
-    pub classifier: Vec<robustness::ClassifierRow>,
-    /// Rows of `classifier_eval.csv` written in this call.
-    pub classifier_rows_written: u64,
-    /// One line per training cell.
-    pub training: Vec<TrainSummary>,
-}
-
-/// How a training cell ended.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TrainSummary {
-    /// The cell id.
-    pub cell: String,
-    /// Agent steps trained in this call.
-    pub steps_run: u64,
-    /// Agent steps reached.
-    pub steps: u64,
-    /// Training games recorded.
-    pub games: usize,
-    /// Mean return of the last evaluation.
-    pub last_eval_mean: Option<f64>,
+    /// An existing run directory to resume (instead of `out` and `run_id`).
+    pub resume: Option<PathBuf>,
 }
 
 fn timestamp_id() -> String {
@@ -187,177 +169,170 @@ fn timestamp_id() -> String {
     now.format(&fmt).expect("timestamp formats")
 }
 
+/// The folder of cell `id` in a run directory.
+pub fn cell_dir(run_dir: &Path, id: &str) -> PathBuf {
+    run_dir.join(files::CELLS).join(id)
+}
+
+/// Whether a cell's completion mark exists.
+pub fn is_done(run_dir: &Path, id: &str) -> bool {
+    cell_dir(run_dir, id).join(files::DONE).is_file()
+}
+
+/// Checks that `dir` holds a run of `manifest` (its resolved manifest is identical).
+pub fn check_run_dir(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let resolved_path = dir.join(files::RESOLVED);
+    let old = std::fs::read_to_string(&resolved_path).with_context(|| {
+        format!(
+            "{} is not a run directory (no readable {})",
+            dir.display(),
+            files::RESOLVED
+        )
+    })?;
+    if old != manifest.to_toml() {
+        bail!(
+            "{} holds a run of a different manifest ({} differs); pass a new --run-id to start \
+             another run",
+            dir.display(),
+            resolved_path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Creates the run directory, or checks that an existing one holds the same manifest.
-fn prepare_run_dir(
+pub fn prepare_run_dir(
     manifest_path: &Path,
     manifest: &Manifest,
     opts: &RunOptions,
 ) -> Result<PathBuf> {
+    if let Some(dir) = &opts.resume {
+        check_run_dir(dir, manifest)?;
+        return Ok(dir.clone());
+    }
     let run_id = opts.run_id.clone().unwrap_or_else(timestamp_id);
     if run_id.is_empty() || run_id.contains(['/', '\\']) || run_id.starts_with('.') {
         bail!("--run-id {run_id:?} must be a plain folder name");
     }
     let dir = opts.out.join(&manifest.name).join(&run_id);
-    let resolved = manifest.to_toml();
-    let resolved_path = dir.join(files::RESOLVED);
-    if resolved_path.exists() {
-        let old = std::fs::read_to_string(&resolved_path)
-            .with_context(|| format!("reading {}", resolved_path.display()))?;
-        if old != resolved {
-            bail!(
-                "{} holds a run of a different manifest ({} differs); pass a new --run-id to \
-                 start another run",
-                dir.display(),
-                resolved_path.display()
-            );
-        }
+    if dir.join(files::RESOLVED).exists() {
+        check_run_dir(&dir, manifest)?;
         return Ok(dir);
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let original = std::fs::read(manifest_path)
-        .with_context(|| format!("reading {}", manifest_path.display()))?;
-    write_atomic(&dir.join(files::MANIFEST), &original)?;
-    write_atomic(&resolved_path, resolved.as_bytes())?;
+    create_run_dir(manifest_path, manifest, &dir)?;
     Ok(dir)
 }
 
-/// Runs every cell of a manifest, resuming where an earlier call with the same run id
-/// stopped, then writes the summary.
-pub fn run(manifest_path: &Path, manifest: &Manifest, opts: &RunOptions) -> Result<RunReport> {
-    let dir = prepare_run_dir(manifest_path, manifest, opts)?;
-    let training = run_training(&dir, manifest)?;
-    let (episodes_played, episodes_resumed, summary) = if manifest.eval.is_empty() {
-        (0, 0, Vec::new())
-    } else {
-        run_episodes(&dir, manifest)?
-    };
-    let (classifier, classifier_rows_written) = if manifest.robustness.is_empty() {
-        (Vec::new(), 0)
-    } else {
-        let manifest_dir = manifest_path.parent().unwrap_or(Path::new("."));
-        run_robustness(&dir, manifest_dir, manifest)?
-    };
-    Ok(RunReport {
-        dir,
-        episodes_played,
-        episodes_resumed,
-        summary,
-        classifier,
-        classifier_rows_written,
-        training,
-    })
-}
-
-/// The `[[train]]` cells, in plan order, each resumed or skipped as its checkpoints say; the
-/// run-level `train.csv` and `train_eval.csv` are rebuilt from the cells after each one.
-fn run_training(dir: &Path, manifest: &Manifest) -> Result<Vec<TrainSummary>> {
-    let cells = manifest.train_cells();
-    let mut out = Vec::new();
-    for cell in &cells {
-        let o = train::run_cell(dir, cell)?;
-        out.push(TrainSummary {
-            cell: cell.id(),
-            steps_run: o.steps_run,
-            steps: o.steps,
-            games: o.games,
-            last_eval_mean: o.last_eval_mean,
-        });
-        merge_cell_tables(dir, &cells, files::TRAIN)?;
-        merge_cell_tables(dir, &cells, files::TRAIN_EVAL)?;
-    }
-    Ok(out)
-}
-
-/// Concatenates `cells/<id>/<name>` over the cells into `<dir>/<name>`, atomically: the
-/// header once, then every complete row of each cell in plan order.
-fn merge_cell_tables(dir: &Path, cells: &[crate::manifest::TrainCell], name: &str) -> Result<()> {
-    let mut header: Option<String> = None;
-    let mut body = String::new();
-    for cell in cells {
-        let path = dir.join("cells").join(cell.id()).join(name);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        let mut lines = complete.split_inclusive('\n');
-        if let Some(h) = lines.next() {
-            header.get_or_insert_with(|| h.to_owned());
-        }
-        lines.for_each(|l| body.push_str(l));
-    }
-    if let Some(h) = header {
-        write_atomic(&dir.join(name), (h + &body).as_bytes())?;
-    }
+/// Creates run directory `dir` with the manifest's two copies.
+pub fn create_run_dir(manifest_path: &Path, manifest: &Manifest, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let original = std::fs::read(manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    write_atomic(&dir.join(files::MANIFEST), &original)?;
+    write_atomic(&dir.join(files::RESOLVED), manifest.to_toml().as_bytes())?;
     Ok(())
 }
 
-/// The `[[eval]]` cells: `episodes.csv`, then `summary.csv`.
-fn run_episodes(dir: &Path, manifest: &Manifest) -> Result<(u64, u64, Vec<SummaryRow>)> {
-    let episodes_path = dir.join(files::EPISODES);
-    let recorded: Vec<EpisodeRow> = read_rows(&episodes_path)?;
-    let done: HashSet<_> = recorded.iter().map(EpisodeRow::key).collect();
-    let cells = manifest.cells();
-    let total: u64 = cells.iter().map(|c| c.episodes as u64).sum();
-    let resumed = cells
-        .iter()
-        .flat_map(|c| (0..c.episodes).map(move |e| baseline::row_key(c, e)))
-        .filter(|k| done.contains(k))
-        .count() as u64;
-    if resumed > 0 {
-        tracing::info!(
-            "resuming {}: {resumed} of {total} episodes already recorded",
-            dir.display()
-        );
-    }
-    let sample = EpisodeRow {
-        family: String::new(),
-        game: String::new(),
-        preset: String::new(),
-        seed: 0,
-        policy: String::new(),
-        episode: 0,
-        episode_return: 0.0,
-        frames: 0,
-        truncated: false,
-    };
-    let mut sink = CsvAppender::open(&episodes_path, &sample)?;
-    let mut progress = Progress::new(total - resumed);
-    let mut played = 0;
-    for cell in &cells {
-        played += baseline::run_cell(cell, &done, &mut sink, &mut progress)
-            .with_context(|| format!("cell {}", cell.id()))?;
-    }
-    progress.finish();
-    let rows: Vec<EpisodeRow> = read_rows(&episodes_path)?;
-    let summary = summarize_episodes(&rows);
-    write_table(&dir.join(files::SUMMARY), &summary)?;
-    Ok((played, resumed, summary))
+/// What one cell did in this call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CellOutcome {
+    /// The cell id.
+    pub id: String,
+    /// Rows (episodes, evaluation rows, training agent steps) produced in this call; 0 when
+    /// the cell was already complete.
+    pub work: u64,
 }
 
-/// The `[[robustness]]` cells: `classifier_eval.csv`, skipping rows already recorded.
-fn run_robustness(
-    dir: &Path,
-    manifest_dir: &Path,
+/// Runs (or resumes) cell `index` of the manifest's plan in this process, then marks it
+/// complete. A complete cell is left as it is.
+pub fn run_cell(
+    run_dir: &Path,
+    manifest_path: &Path,
     manifest: &Manifest,
-) -> Result<(Vec<robustness::ClassifierRow>, u64)> {
-    let path = dir.join(files::CLASSIFIER_EVAL);
-    let recorded: Vec<robustness::ClassifierRow> = read_rows(&path)?;
-    let done: HashSet<String> = recorded.iter().map(|r| r.key()).collect();
-    let mut sink = CsvAppender::open(&path, &robustness::header_row())?;
-    let mut written = 0;
-    for (i, job) in manifest.robustness.iter().enumerate() {
-        for &seed in &job.seeds {
-            tracing::info!(
-                "robustness[{i}] {} seed {seed}: {} defenses x {} lambdas",
-                job.task.name(),
-                job.defenses.len(),
-                job.lambdas.len()
-            );
-            written += robustness::run_cell(dir, manifest_dir, i, job, seed, &done, &mut sink)
-                .with_context(|| format!("robustness[{i}] seed {seed}"))?;
+    plan: &[PlanCell],
+    index: usize,
+) -> Result<CellOutcome> {
+    let cell = plan.get(index).with_context(|| {
+        format!(
+            "--cell {index} is out of range; allowed: 0..={} (`sap plan` lists the cells)",
+            plan.len().saturating_sub(1)
+        )
+    })?;
+    let id = cell.id();
+    if is_done(run_dir, &id) {
+        return Ok(CellOutcome { id, work: 0 });
+    }
+    for &dep in &cell.deps {
+        let dep_id = plan[dep].id();
+        if !is_done(run_dir, &dep_id) {
+            bail!("cell {id} needs cell {dep_id}, which has not finished; run it first");
         }
     }
-    Ok((read_rows(&path)?, written))
+    let dir = cell_dir(run_dir, &id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let manifest_dir = manifest_path.parent().unwrap_or(Path::new("."));
+    let (work, outputs): (u64, Vec<&str>) = match &cell.kind {
+        CellKind::Train(t) => {
+            let o = train::run_cell(run_dir, t)?;
+            (o.steps_run, vec![files::TRAIN, files::TRAIN_EVAL])
+        }
+        CellKind::Episodes(c) => {
+            let path = dir.join(files::EPISODES);
+            let recorded: Vec<EpisodeRow> = read_rows(&path)?;
+            let done: HashSet<_> = recorded.iter().map(EpisodeRow::key).collect();
+            let mut sink = CsvAppender::open(&path, &EpisodeRow::sample())?;
+            let todo = c.episodes as u64 - recorded.len().min(c.episodes as usize) as u64;
+            let mut progress = Progress::new(todo);
+            let n = baseline::run_cell(c, &done, &mut sink, &mut progress)?;
+            progress.finish();
+            (n, vec![files::EPISODES])
+        }
+        CellKind::Agent(a) => {
+            let path = dir.join(files::RL_EVAL);
+            let recorded: Vec<agent::AgentRow> = read_rows(&path)?;
+            let todo = a.episodes as u64 - recorded.len().min(a.episodes as usize) as u64;
+            let mut progress = Progress::new(todo);
+            let n = agent::run_cell(run_dir, manifest_dir, a, &path, &mut progress)?;
+            progress.finish();
+            (n, vec![files::RL_EVAL])
+        }
+        CellKind::Robustness { job, seed, .. } => {
+            let path = dir.join(files::CLASSIFIER_EVAL);
+            let recorded: Vec<robustness::ClassifierRow> = read_rows(&path)?;
+            let done: HashSet<String> = recorded.iter().map(|r| r.key()).collect();
+            let mut sink = CsvAppender::open(&path, &robustness::header_row())?;
+            let j = &manifest.robustness[*job];
+            let n = robustness::run_cell(run_dir, manifest_dir, *job, j, *seed, &done, &mut sink)?;
+            (n, vec![files::CLASSIFIER_EVAL])
+        }
+    };
+    // The rows reach the disk before the mark that says they are complete.
+    for name in outputs {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("syncing {}", path.display()))?;
+        }
+    }
+    let mark = format!("cell = {id:?}\nindex = {index}\n");
+    write_atomic(&dir.join(files::DONE), mark.as_bytes())?;
+    Ok(CellOutcome { id, work })
+}
+
+impl EpisodeRow {
+    /// A row used only to learn the header.
+    pub fn sample() -> Self {
+        EpisodeRow {
+            family: String::new(),
+            game: String::new(),
+            preset: String::new(),
+            seed: 0,
+            policy: String::new(),
+            episode: 0,
+            episode_return: 0.0,
+            frames: 0,
+            truncated: false,
+        }
+    }
 }

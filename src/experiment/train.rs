@@ -360,7 +360,8 @@ where
     Ok(kept.len())
 }
 
-fn last_eval_mean(path: &Path) -> Result<Option<f64>> {
+/// The mean return of the last evaluation recorded in a `train_eval.csv`.
+pub(crate) fn last_eval_mean(path: &Path) -> Result<Option<f64>> {
     let rows: Vec<TrainEvalRow> = read_rows(path)?;
     let Some(last) = rows.last().map(|r| r.step) else {
         return Ok(None);

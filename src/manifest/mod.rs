@@ -20,6 +20,8 @@
 //! itself a valid manifest and is saved in each run directory.
 
 mod error;
+mod grid;
+mod plan;
 mod robustness;
 mod train;
 
@@ -31,6 +33,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 pub use error::{did_you_mean, ManifestError};
+pub use grid::AgentEval;
+pub use plan::{AgentCell, CellKind, NetworkSource, PlanCell, Stage};
 pub use robustness::{AttackSpec, RobustnessJob, Task};
 pub use train::{default_runtime, DdqnSettings, OptimizerKind, PeriodUnit, TrainCell, TrainJob};
 
@@ -64,6 +68,8 @@ pub enum PolicyKind {
     /// Uniformly random actions: the baseline for normalised scores.
     #[default]
     Random,
+    /// A trained Double DQN agent under a defense x attack x lambda grid.
+    Agent,
 }
 
 impl PolicyKind {
@@ -71,6 +77,7 @@ impl PolicyKind {
     pub fn name(self) -> &'static str {
         match self {
             PolicyKind::Random => "random",
+            PolicyKind::Agent => "agent",
         }
     }
 }
@@ -126,6 +133,8 @@ pub struct Manifest {
 /// One evaluation job: a policy on several games and seeds.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EvalJob {
+    /// The name in CSV rows; `eval<i>` by default.
+    pub name: String,
     /// The environment family.
     pub family: Family,
     /// Game names (checked against the family's games).
@@ -142,6 +151,9 @@ pub struct EvalJob {
     /// Fully resolved Atari settings (Atari only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<AtariSettings>,
+    /// The grid of a trained agent (`policy = "agent"`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentEval>,
 }
 
 /// One unit of work: a job on one game with one seed.
@@ -196,6 +208,26 @@ impl Manifest {
 
     /// Checks a manifest's text; `path` is used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        Self::parse_with(path, text, true)
+    }
+
+    /// Reads the resolved manifest a run directory holds (files it names are not looked
+    /// for: their paths are relative to the original manifest's folder).
+    pub fn load_run(run_dir: &Path) -> Result<Self, ManifestError> {
+        let path = run_dir.join("manifest.resolved.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ManifestError::whole_file(
+                &path,
+                format!(
+                    "cannot read the run's manifest ({e}); is {} a run directory?",
+                    run_dir.display()
+                ),
+            )
+        })?;
+        Self::parse_with(&path, &text, false)
+    }
+
+    fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Self, ManifestError> {
         let de = toml::Deserializer::new(text);
         let raw: RawManifest = serde_path_to_error::deserialize(de).map_err(|e| {
             // `Spanned` values add a private path segment; drop it.
@@ -213,7 +245,12 @@ impl Manifest {
                 explain_serde_message(inner.message()),
             )
         })?;
-        Resolver { path, text }.resolve(raw)
+        Resolver {
+            path,
+            text,
+            check_files,
+        }
+        .resolve(raw)
     }
 
     /// The resolved manifest as TOML (a valid manifest itself).
@@ -241,10 +278,14 @@ impl Manifest {
         cells
     }
 
-    /// Expands the jobs into numbered cells: jobs in file order, then games, then seeds.
+    /// Expands the random-policy `[[eval]]` jobs into cells: jobs in file order, then games,
+    /// then seeds. [`Manifest::plan`] numbers them after the training cells.
     pub fn cells(&self) -> Vec<Cell> {
         let mut cells = Vec::new();
         for (job_index, job) in self.eval.iter().enumerate() {
+            if job.policy != PolicyKind::Random {
+                continue;
+            }
             for name in &job.games {
                 let game = train::game_id(job.family, name);
                 for &seed in &job.seeds {
@@ -265,6 +306,15 @@ impl Manifest {
     }
 }
 
+/// The names in a checked list of games.
+fn names(games: &Spanned<Vec<Spanned<String>>>) -> Vec<String> {
+    games
+        .get_ref()
+        .iter()
+        .map(|g| g.get_ref().clone())
+        .collect()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawManifest {
@@ -283,14 +333,22 @@ struct RawManifest {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEvalJob {
+    name: Option<Spanned<String>>,
     family: Family,
-    games: Spanned<Vec<Spanned<String>>>,
+    games: Option<Spanned<Vec<Spanned<String>>>>,
     preset: Option<Spanned<Preset>>,
-    #[serde(default)]
-    policy: PolicyKind,
+    policy: Option<Spanned<PolicyKind>>,
     episodes: Spanned<u32>,
     seeds: Option<Spanned<Vec<u64>>>,
     env: Option<Spanned<RawEnvOverrides>>,
+    train: Option<Spanned<String>>,
+    checkpoints: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
+    samples: Option<Spanned<u32>>,
+    epsilon: Option<Spanned<f64>>,
+    random_episodes: Option<Spanned<u32>>,
+    defenses: Option<Spanned<Vec<Spanned<robustness::RawDefense>>>>,
+    attacks: Option<Spanned<Vec<Spanned<robustness::RawAttack>>>>,
+    lambdas: Option<Spanned<Vec<Spanned<f64>>>>,
 }
 
 /// Overrides of a preset's settings; absent keys keep the preset's value.
@@ -310,6 +368,9 @@ struct RawEnvOverrides {
 struct Resolver<'a> {
     path: &'a Path,
     text: &'a str,
+    /// Whether files the manifest names must exist (not when reading a run's copy, whose
+    /// relative paths belong to the original's folder).
+    check_files: bool,
 }
 
 impl Resolver<'_> {
@@ -342,22 +403,25 @@ impl Resolver<'_> {
         Ok(v)
     }
 
-    fn resolve(&self, raw: RawManifest) -> Result<Manifest, ManifestError> {
-        let name = raw.name.get_ref();
-        let name_ok = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-            && name
-                .chars()
+    /// A name that can be part of a folder name: letters, digits, '-', '_' and '.',
+    /// starting with a letter or digit.
+    fn plain_name(&self, name: &Spanned<String>, key: String) -> Result<String, ManifestError> {
+        let n = name.get_ref();
+        let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && n.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !name_ok {
+        if !ok {
             let msg = format!(
-                "{name:?} cannot name a results folder; allowed: letters, digits, '-', '_' and \
+                "{n:?} cannot name a results folder; allowed: letters, digits, '-', '_' and \
                  '.', starting with a letter or digit"
             );
-            return Err(self.error(raw.name.span(), "name".into(), msg));
+            return Err(self.error(name.span(), key, msg));
         }
+        Ok(n.clone())
+    }
+
+    fn resolve(&self, raw: RawManifest) -> Result<Manifest, ManifestError> {
+        let name = self.plain_name(&raw.name, "name".into())?;
         if raw.train.is_empty() && raw.eval.is_empty() && raw.robustness.is_empty() {
             return Err(ManifestError::whole_file(
                 self.path,
@@ -371,12 +435,39 @@ impl Resolver<'_> {
             .enumerate()
             .map(|(i, job)| self.resolve_train(i, job, raw.seed))
             .collect::<Result<_, _>>()?;
-        let eval = raw
+        let train: Vec<TrainJob> = train;
+        let mut seen = HashSet::new();
+        for (i, t) in train.iter().enumerate() {
+            if !seen.insert(t.name.as_str()) {
+                let msg = format!(
+                    "two [[train]] jobs are named `{}`; names must differ",
+                    t.name
+                );
+                return Err(ManifestError::whole_file(
+                    self.path,
+                    format!("key `train[{i}].name`: {msg}"),
+                ));
+            }
+        }
+        let eval: Vec<EvalJob> = raw
             .eval
             .into_iter()
             .enumerate()
-            .map(|(i, job)| self.resolve_job(i, job, raw.seed))
+            .map(|(i, job)| self.resolve_job(i, job, raw.seed, &train))
             .collect::<Result<_, _>>()?;
+        let mut seen = HashSet::new();
+        for (i, e) in eval.iter().enumerate() {
+            if !seen.insert(e.name.as_str()) {
+                let msg = format!(
+                    "two [[eval]] jobs are named `{}`; names must differ",
+                    e.name
+                );
+                return Err(ManifestError::whole_file(
+                    self.path,
+                    format!("key `eval[{i}].name`: {msg}"),
+                ));
+            }
+        }
         let robustness = raw
             .robustness
             .into_iter()
@@ -393,9 +484,27 @@ impl Resolver<'_> {
         })
     }
 
-    fn resolve_job(&self, i: usize, job: RawEvalJob, seed: u64) -> Result<EvalJob, ManifestError> {
+    fn resolve_job(
+        &self,
+        i: usize,
+        job: RawEvalJob,
+        seed: u64,
+        trains: &[TrainJob],
+    ) -> Result<EvalJob, ManifestError> {
+        let prefix = format!("eval[{i}]");
         let key = |k: &str| format!("eval[{i}].{k}");
-        self.check_games(&format!("eval[{i}]"), job.family, &job.games)?;
+        let name = match &job.name {
+            None => format!("eval{i}"),
+            Some(n) => self.plain_name(n, key("name"))?,
+        };
+        let policy = job
+            .policy
+            .as_ref()
+            .map_or(PolicyKind::Random, |p| *p.get_ref());
+        let policy_span = job
+            .policy
+            .as_ref()
+            .map_or(job.episodes.span(), Spanned::span);
         let episodes = self.check_range(
             &job.episodes,
             key("episodes"),
@@ -403,39 +512,136 @@ impl Resolver<'_> {
             true,
             "episodes",
         )?;
+        let agent_keys = grid::RawAgentKeys {
+            train: job.train,
+            checkpoints: job.checkpoints,
+            samples: job.samples,
+            epsilon: job.epsilon,
+            random_episodes: job.random_episodes,
+            defenses: job.defenses,
+            attacks: job.attacks,
+            lambdas: job.lambdas,
+        };
         let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
-        let (preset, env) = match job.family {
-            Family::Atari => {
-                let preset = job.preset.map(Spanned::into_inner).unwrap_or_default();
-                let overrides = job.env.map(Spanned::into_inner).unwrap_or_default();
-                (
-                    Some(preset),
-                    Some(self.apply_overrides(
-                        &format!("eval[{i}]"),
-                        preset.settings(),
-                        overrides,
-                    )?),
-                )
+        if policy == PolicyKind::Random {
+            if let Some((k, span)) = agent_keys.first_present() {
+                let msg =
+                    format!("`{k}` applies to policy = \"agent\" only; this job plays random");
+                return Err(self.error(span, key(k), msg));
             }
-            Family::Classic => {
-                self.reject_atari_keys(&format!("eval[{i}]"), &job.preset, &job.env)?;
-                (None, None)
+        } else if job.family != Family::Atari {
+            let msg = "agent evaluation under attack is defined for Atari games (pixel \
+                       observations, lambda in pixel units); allowed: family = \"atari\""
+                .to_owned();
+            return Err(self.error(policy_span, key("policy"), msg));
+        }
+        if job.family == Family::Classic {
+            self.reject_atari_keys(&prefix, &job.preset, &job.env)?;
+        }
+        let overrides = job.env.map(Spanned::into_inner).unwrap_or_default();
+        let source = match policy {
+            PolicyKind::Agent => {
+                Some(self.agent_source(&prefix, &agent_keys, trains, policy_span.clone())?)
+            }
+            PolicyKind::Random => None,
+        };
+        let (games, preset, env, agent) = match source {
+            None => {
+                let Some(games) = &job.games else {
+                    let msg = "missing `games`: name the games to play".to_owned();
+                    return Err(self.error(policy_span, key("games"), msg));
+                };
+                self.check_games(&prefix, job.family, games)?;
+                let (preset, env) = match job.family {
+                    Family::Atari => {
+                        let preset = job.preset.map(Spanned::into_inner).unwrap_or_default();
+                        let env = self.apply_overrides(&prefix, preset.settings(), overrides)?;
+                        (Some(preset), Some(env))
+                    }
+                    Family::Classic => (None, None),
+                };
+                (names(games), preset, env, None)
+            }
+            Some(grid::Source::Train(t)) => {
+                if t.family != Family::Atari {
+                    let msg = format!(
+                        "[[train]] job `{}` trains {} agents; agent evaluation under attack \
+                         needs family \"atari\"",
+                        t.name,
+                        t.family.name()
+                    );
+                    let span = agent_keys.train.as_ref().map_or(policy_span, Spanned::span);
+                    return Err(self.error(span, key("train"), msg));
+                }
+                if let Some(p) = &job.preset {
+                    if Some(*p.get_ref()) != t.preset {
+                        let msg = format!(
+                            "the networks of [[train]] job `{}` were trained under preset `{}`; \
+                             evaluation follows the training protocol, so leave `preset` out",
+                            t.name,
+                            t.preset.map_or("none", crate::env::Preset::name)
+                        );
+                        return Err(self.error(p.span(), key("preset"), msg));
+                    }
+                }
+                let games = match &job.games {
+                    None => t.games.clone(),
+                    Some(games) => {
+                        self.check_games(&prefix, job.family, games)?;
+                        for (g, game) in games.get_ref().iter().enumerate() {
+                            if !t.games.contains(game.get_ref()) {
+                                let msg = format!(
+                                    "[[train]] job `{}` does not train `{}`; it trains {}",
+                                    t.name,
+                                    game.get_ref(),
+                                    t.games.join(", ")
+                                );
+                                return Err(self.error(
+                                    game.span(),
+                                    key(&format!("games[{g}]")),
+                                    msg,
+                                ));
+                            }
+                        }
+                        names(games)
+                    }
+                };
+                let base = t.env.expect("Atari train jobs have settings");
+                let env = self.apply_overrides(&prefix, base, overrides)?;
+                let grid = self.resolve_agent_grid(
+                    &prefix,
+                    &agent_keys,
+                    t.ddqn.eval_epsilon,
+                    episodes,
+                    policy_span,
+                )?;
+                (games, t.preset, Some(env), Some(grid))
+            }
+            Some(grid::Source::Files(files)) => {
+                if let Some(g) = &job.games {
+                    let msg = "with `checkpoints` the games are its keys; remove `games`".into();
+                    return Err(self.error(g.span(), key("games"), msg));
+                }
+                let preset = job.preset.map(Spanned::into_inner).unwrap_or_default();
+                let env = self.apply_overrides(&prefix, preset.settings(), overrides)?;
+                let epsilon = DdqnSettings::defaults(Some(preset)).eval_epsilon;
+                let mut grid =
+                    self.resolve_agent_grid(&prefix, &agent_keys, epsilon, episodes, policy_span)?;
+                let games = files.keys().cloned().collect();
+                grid.checkpoints = files;
+                (games, Some(preset), Some(env), Some(grid))
             }
         };
-        let games = job
-            .games
-            .into_inner()
-            .into_iter()
-            .map(Spanned::into_inner)
-            .collect();
         Ok(EvalJob {
+            name,
             family: job.family,
             games,
             preset,
-            policy: job.policy,
+            policy,
             episodes,
             seeds,
             env,
+            agent,
         })
     }
 

@@ -103,7 +103,7 @@ pub(super) struct RawRobustnessJob {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawDefense {
+pub(super) struct RawDefense {
     kind: Spanned<String>,
     frac: Option<Spanned<f64>>,
     sampling: Option<Sampling>,
@@ -113,7 +113,7 @@ struct RawDefense {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawAttack {
+pub(super) struct RawAttack {
     kind: Spanned<String>,
     gradient_samples: Option<Spanned<u32>>,
     steps: Option<Spanned<u32>>,
@@ -172,19 +172,7 @@ impl Resolver<'_> {
             .map(|(d, raw)| self.resolve_defense(&format!("robustness[{i}].defenses[{d}]"), raw))
             .collect::<Result<Vec<_>, _>>()?;
         let (attack, gradient_samples) = self.resolve_attack(&key("attack"), &job.attack)?;
-        if job.lambdas.get_ref().is_empty() {
-            let msg = "the list is empty; allowed: radii >= 0 in pixel units".to_owned();
-            return Err(self.error(job.lambdas.span(), key("lambdas"), msg));
-        }
-        let mut lambdas = Vec::new();
-        for (l, v) in job.lambdas.get_ref().iter().enumerate() {
-            let x = *v.get_ref();
-            if !(x >= 0.0 && x.is_finite()) {
-                let msg = format!("{x} is not allowed; allowed: a radius >= 0 in pixel units");
-                return Err(self.error(v.span(), format!("robustness[{i}].lambdas[{l}]"), msg));
-            }
-            lambdas.push(x);
-        }
+        let lambdas = self.resolve_lambdas(&format!("robustness[{i}]"), &job.lambdas)?;
         let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
         Ok(RobustnessJob {
             task: job.task,
@@ -203,7 +191,7 @@ impl Resolver<'_> {
         })
     }
 
-    fn resolve_defense(
+    pub(super) fn resolve_defense(
         &self,
         key: &str,
         raw: &Spanned<RawDefense>,
@@ -279,7 +267,7 @@ impl Resolver<'_> {
         Ok(defense)
     }
 
-    fn resolve_attack(
+    pub(super) fn resolve_attack(
         &self,
         key: &str,
         raw: &Spanned<RawAttack>,

@@ -209,6 +209,8 @@ pub fn default_runtime(family: Family) -> RuntimeConfig {
 /// A checked `[[train]]` job.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainJob {
+    /// The name evaluation jobs refer to (`train = "..."`); `train<i>` by default.
+    pub name: String,
     /// The environment family.
     pub family: Family,
     /// Game names.
@@ -278,6 +280,7 @@ impl TrainCell {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTrainJob {
+    name: Option<Spanned<String>>,
     family: Family,
     games: Spanned<Vec<Spanned<String>>>,
     preset: Option<Spanned<Preset>>,
@@ -332,6 +335,10 @@ impl Resolver<'_> {
         seed: u64,
     ) -> Result<TrainJob, ManifestError> {
         let key = |k: &str| format!("train[{i}].{k}");
+        let name = match &job.name {
+            None => format!("train{i}"),
+            Some(n) => self.plain_name(n, key("name"))?,
+        };
         self.check_games(&format!("train[{i}]"), job.family, &job.games)?;
         let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
         let (preset, env) = match job.family {
@@ -407,6 +414,7 @@ impl Resolver<'_> {
             .map(Spanned::into_inner)
             .collect();
         Ok(TrainJob {
+            name,
             family: job.family,
             games,
             preset,

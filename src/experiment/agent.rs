@@ -1,0 +1,285 @@
+//! Agent cells of the Atari robustness grid: a trained Q-network, wrapped with a defense and
+//! an attack, plays evaluation episodes; one row per episode in `rl_eval.csv`.
+//!
+//! The attack perturbs the stacked observation the network sees at every step, white box
+//! against the defended policy (DESIGN section 6); the emulator is not altered. Episode `e`
+//! depends only on the cell's seed and `e` (its start, exploration and defense draws), so an
+//! interrupted cell resumes at the first missing episode with the same rows, and cells of
+//! one grid share their episode starts (common random numbers across defenses and radii).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use crate::defense::{Defense, Sampling};
+use crate::env::{ale::action_counts, ActionSet, AtariEnv, Environment, Mode, Observation};
+use crate::manifest::{AgentCell, NetworkSource};
+use crate::nn::{checkpoint, Architecture, Model};
+use crate::policy::PolicyWrapper;
+use crate::progress::Progress;
+use crate::record::{read_rows, CsvAppender};
+use crate::seed::derive;
+
+/// One evaluation episode of an agent under a defense and an attack (`rl_eval.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentRow {
+    /// The `[[eval]]` job's name.
+    pub job: String,
+    /// CamelCase game name.
+    pub game: String,
+    /// Atari preset.
+    pub preset: String,
+    /// The network file evaluated (relative to the run directory when trained in the run).
+    pub checkpoint: String,
+    /// Seed of the training run (empty for a network from a file).
+    pub train_seed: Option<u64>,
+    /// Seed of the evaluation.
+    pub eval_seed: u64,
+    /// Defense kind.
+    pub defense: String,
+    /// SAP draws as a fraction of the map size (SAP only).
+    pub frac: Option<f64>,
+    /// SAP sampling (SAP only).
+    pub sampling: Option<String>,
+    /// Dropout probability (dropout only).
+    pub p: Option<f64>,
+    /// Relative noise scale (gaussian only).
+    pub sigma: Option<f64>,
+    /// Attack kind (`none` for the dense clean reference).
+    pub attack: String,
+    /// L-infinity radius, pixel units.
+    pub lambda: f64,
+    /// PGD iterations (PGD only).
+    pub steps: Option<u32>,
+    /// PGD step size, pixel units (PGD only).
+    pub step_size: Option<f64>,
+    /// PGD random start (PGD only).
+    pub random_start: Option<bool>,
+    /// Passes per gradient estimate actually run (1 for a deterministic defense or no attack).
+    pub gradient_samples: u32,
+    /// Q-value passes averaged per action actually run (1 for a deterministic defense).
+    pub samples: u32,
+    /// Probability of a random action per step.
+    pub epsilon: f64,
+    /// Episode cap in emulator frames.
+    pub max_episode_frames: u64,
+    /// Episode index within the cell, from 0.
+    pub episode: u32,
+    /// Undiscounted sum of raw (unclipped) rewards over the whole game.
+    #[serde(rename = "return")]
+    pub episode_return: f64,
+    /// Emulator frames, no-op starts included.
+    pub frames: u64,
+    /// Agent steps.
+    pub agent_steps: u64,
+    /// The episode hit the frame cap.
+    pub truncated: bool,
+}
+
+/// The defense parameters as row columns: kind, frac, sampling, p, sigma.
+pub type DefenseColumns = (
+    String,
+    Option<f64>,
+    Option<String>,
+    Option<f64>,
+    Option<f64>,
+);
+
+/// Splits a defense into its row columns.
+pub fn defense_columns(d: &Defense) -> DefenseColumns {
+    let (frac, sampling, p, sigma) = match *d {
+        Defense::Dense => (None, None, None, None),
+        Defense::Sap { frac, sampling } => {
+            let s = match sampling {
+                Sampling::Exact => "exact",
+                Sampling::Independent => "independent",
+            };
+            (Some(frac), Some(s.to_owned()), None, None)
+        }
+        Defense::Dropout { p } => (None, None, Some(p), None),
+        Defense::Gaussian { sigma } => (None, None, None, Some(sigma)),
+    };
+    (d.kind().to_owned(), frac, sampling, p, sigma)
+}
+
+/// A row with every column that does not depend on the episode filled from `cell`.
+fn template(cell: &AgentCell, checkpoint: &str, wrapper: &PolicyWrapper) -> AgentRow {
+    let (defense, frac, sampling, p, sigma) = defense_columns(&cell.defense);
+    let attack = cell.attack;
+    AgentRow {
+        job: cell.job_name.clone(),
+        game: cell.game.name().to_owned(),
+        preset: cell.preset.name().to_owned(),
+        checkpoint: checkpoint.to_owned(),
+        train_seed: cell.network.train_seed(),
+        eval_seed: cell.seed,
+        defense,
+        frac,
+        sampling,
+        p,
+        sigma,
+        attack: cell.attack_name().to_owned(),
+        lambda: cell.lambda(),
+        steps: attack.and_then(|a| match a.kind {
+            crate::attack::AttackKind::Pgd { steps, .. } => Some(steps),
+            crate::attack::AttackKind::Fgsm => None,
+        }),
+        step_size: attack.and_then(|a| a.step_size()),
+        random_start: attack.and_then(|a| match a.kind {
+            crate::attack::AttackKind::Pgd { random_start, .. } => Some(random_start),
+            crate::attack::AttackKind::Fgsm => None,
+        }),
+        gradient_samples: attack.map_or(1, |a| a.effective_gradient_samples(&cell.defense)),
+        samples: wrapper.effective_samples(),
+        epsilon: cell.epsilon,
+        max_episode_frames: cell.settings.max_episode_frames,
+        episode: 0,
+        episode_return: 0.0,
+        frames: 0,
+        agent_steps: 0,
+        truncated: false,
+    }
+}
+
+/// The network file of a cell and the name rows give it.
+pub fn network_path(
+    run_dir: &Path,
+    manifest_dir: &Path,
+    source: &NetworkSource,
+) -> (PathBuf, String) {
+    match source {
+        NetworkSource::Train { id, .. } => {
+            let rel = format!("cells/{id}/final.safetensors");
+            (run_dir.join(&rel), rel)
+        }
+        NetworkSource::File(f) => (manifest_dir.join(f), f.clone()),
+    }
+}
+
+/// Loads the Nature CNN of `cell`'s game and action set from its network file.
+fn load_network(run_dir: &Path, manifest_dir: &Path, cell: &AgentCell) -> Result<(Model, String)> {
+    let (path, name) = network_path(run_dir, manifest_dir, &cell.network);
+    if !path.is_file() {
+        match &cell.network {
+            NetworkSource::Train { id, .. } => bail!(
+                "{} does not exist: training cell {id} has not finished; run it first (`sap run` \
+                 orders cells, and Slurm evaluation arrays wait for the training array)",
+                path.display()
+            ),
+            NetworkSource::File(_) => bail!("checkpoint {} does not exist", path.display()),
+        }
+    }
+    let (minimal, full) = action_counts(cell.game)?;
+    let actions = match cell.settings.action_set {
+        ActionSet::Minimal => minimal,
+        ActionSet::Full => full,
+    };
+    let arch = Architecture::NatureCnn {
+        actions: actions as i64,
+    };
+    let mut model = Model::new(arch, Device::cuda_if_available());
+    checkpoint::load(&mut model, &path).with_context(|| {
+        format!(
+            "loading the {} Q-network of {} ({actions} actions)",
+            cell.game.name(),
+            path.display()
+        )
+    })?;
+    Ok((model, name))
+}
+
+/// Plays the episodes of `cell` that `path` lacks, appending one row each; returns how
+/// many it played.
+pub fn run_cell(
+    run_dir: &Path,
+    manifest_dir: &Path,
+    cell: &AgentCell,
+    path: &Path,
+    progress: &mut Progress,
+) -> Result<u64> {
+    let recorded: Vec<AgentRow> = read_rows(path)?;
+    let done: HashSet<u32> = recorded.iter().map(|r| r.episode).collect();
+    let todo: Vec<u32> = (0..cell.episodes).filter(|e| !done.contains(e)).collect();
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    let (mut model, checkpoint_name) = load_network(run_dir, manifest_dir, cell)?;
+    let mut env = AtariEnv::new(
+        cell.game,
+        cell.settings,
+        Mode::Eval,
+        derive(cell.seed, "ale", 0),
+    )?;
+    // At lambda = 0 every attack returns its input: skip the gradient passes.
+    let attack = cell.attack.filter(|a| a.lambda > 0.0);
+    let mut sink: Option<CsvAppender<AgentRow>> = None;
+    let what = format!(
+        "{} {} {} lambda {}",
+        cell.game.name(),
+        cell.defense.label(),
+        cell.attack_name(),
+        cell.lambda()
+    );
+    for &episode in &todo {
+        let start = Instant::now();
+        progress.running(&format!("{what} episode {episode}"));
+        let episode_seed = derive(cell.seed, "episode", episode as u64);
+        let mut wrapper = PolicyWrapper::new(
+            model,
+            cell.defense,
+            attack,
+            cell.samples,
+            derive(episode_seed, "defense", 0),
+        )?;
+        let row_template = template(cell, &checkpoint_name, &wrapper);
+        let mut explore = ChaCha8Rng::seed_from_u64(derive(episode_seed, "explore", 0));
+        let mut obs = env.reset(derive(episode_seed, "env", 0))?;
+        let (mut score, mut agent_steps) = (0.0, 0u64);
+        let truncated = loop {
+            let action = if explore.gen::<f64>() < cell.epsilon {
+                explore.gen_range(0..env.num_actions())
+            } else {
+                let Observation::Pixels(pixels) = &obs else {
+                    bail!("an Atari environment returned features instead of pixels");
+                };
+                let x = Tensor::from_slice(pixels).view([1, 4, 84, 84]);
+                wrapper.act(&x)[0] as usize
+            };
+            let step = env.step(action);
+            score += step.score;
+            agent_steps += 1;
+            progress.frames(step.frames as u64);
+            if step.game_over || step.truncated {
+                break step.truncated;
+            }
+            obs = step.obs;
+        };
+        let frames = env.episode_frames();
+        let row = AgentRow {
+            episode,
+            episode_return: score,
+            frames,
+            agent_steps,
+            truncated,
+            ..row_template
+        };
+        if sink.is_none() {
+            sink = Some(CsvAppender::open(path, &row)?);
+        }
+        sink.as_mut().expect("opened above").append(&row)?;
+        progress.episode_done(
+            &format!("{what} episode {episode}"),
+            score,
+            frames,
+            start.elapsed().as_secs_f64(),
+        );
+        model = wrapper.into_model();
+    }
+    Ok(todo.len() as u64)
+}

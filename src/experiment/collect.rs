@@ -1,0 +1,310 @@
+//! From per-cell files to the run's tables: every complete cell's rows concatenated in plan
+//! order, then the summaries (`summary.csv`, `relative_reward.csv`).
+//!
+//! Only cells with a completion mark contribute, so the tables of a finished run do not
+//! depend on how it was run (one process, `--jobs N`, Slurm, interrupted and resumed).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::agent::AgentRow;
+use super::robustness::ClassifierRow;
+use super::{cell_dir, files, is_done, summarize_episodes, EpisodeRow, SummaryRow};
+use crate::manifest::{CellKind, Manifest};
+use crate::record::{read_rows, write_atomic, write_table};
+use crate::stats::relative_reward;
+
+/// Per game x defense x attack x lambda of one `[[eval]]` agent job (`relative_reward.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RelativeRow {
+    /// The `[[eval]]` job's name.
+    pub job: String,
+    /// CamelCase game name.
+    pub game: String,
+    /// Atari preset.
+    pub preset: String,
+    /// Defense kind.
+    pub defense: String,
+    /// SAP draws as a fraction of the map size (SAP only).
+    pub frac: Option<f64>,
+    /// SAP sampling (SAP only).
+    pub sampling: Option<String>,
+    /// Dropout probability (dropout only).
+    pub p: Option<f64>,
+    /// Relative noise scale (gaussian only).
+    pub sigma: Option<f64>,
+    /// Attack kind.
+    pub attack: String,
+    /// L-infinity radius, pixel units.
+    pub lambda: f64,
+    /// PGD iterations (PGD only).
+    pub steps: Option<u32>,
+    /// PGD step size, pixel units (PGD only).
+    pub step_size: Option<f64>,
+    /// PGD random start (PGD only).
+    pub random_start: Option<bool>,
+    /// Passes per gradient estimate.
+    pub gradient_samples: u32,
+    /// Q-value passes per action.
+    pub samples: u32,
+    /// Probability of a random action per step.
+    pub epsilon: f64,
+    /// Distinct networks (training seeds or files) pooled.
+    pub networks: usize,
+    /// Distinct evaluation seeds pooled.
+    pub eval_seeds: usize,
+    /// Episodes.
+    pub n: usize,
+    /// Mean return.
+    pub mean: f64,
+    /// Sample standard deviation of the returns (empty when n < 2).
+    pub std: Option<f64>,
+    /// Lower end of the Student-t 95% CI of the mean (empty when n < 2).
+    pub ci95_low: Option<f64>,
+    /// Upper end of the Student-t 95% CI of the mean (empty when n < 2).
+    pub ci95_high: Option<f64>,
+    /// Mean return of the dense network without attack (lambda 0), same job, game and
+    /// networks (empty until those episodes exist).
+    pub dense_clean_mean: Option<f64>,
+    /// Mean return of the random policy, same game, settings and seeds.
+    pub random_mean: Option<f64>,
+    /// Random-policy episodes behind `random_mean`.
+    pub random_n: usize,
+    /// `mean / dense_clean_mean` (Dhillon et al. 2018).
+    pub relative_reward: Option<f64>,
+    /// `(mean - random_mean) / (dense_clean_mean - random_mean)`.
+    pub normalized_reward: Option<f64>,
+}
+
+/// One line per training cell, from its files.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainSummary {
+    /// The cell id.
+    pub cell: String,
+    /// Whether the cell is complete.
+    pub done: bool,
+    /// Training games recorded.
+    pub games: usize,
+    /// Agent steps at the last recorded game.
+    pub last_step: u64,
+    /// Mean return of the last evaluation.
+    pub last_eval_mean: Option<f64>,
+}
+
+/// The run's tables after collecting.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Cells in the plan.
+    pub cells: usize,
+    /// Cells with a completion mark.
+    pub complete: usize,
+    /// `summary.csv`.
+    pub summary: Vec<SummaryRow>,
+    /// `relative_reward.csv`.
+    pub relative: Vec<RelativeRow>,
+    /// `classifier_eval.csv`.
+    pub classifier: Vec<ClassifierRow>,
+    /// One line per training cell.
+    pub training: Vec<TrainSummary>,
+}
+
+/// Concatenates `cells/<id>/<name>` over `ids` into `<run_dir>/<name>`, atomically: the
+/// header once, then every complete line of each cell in order. Returns whether any cell
+/// had the file.
+fn merge(run_dir: &Path, ids: &[String], name: &str) -> Result<bool> {
+    let mut header: Option<String> = None;
+    let mut body = String::new();
+    for id in ids {
+        let path = cell_dir(run_dir, id).join(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        let mut lines = complete.split_inclusive('\n');
+        if let Some(h) = lines.next() {
+            let h = header.get_or_insert_with(|| h.to_owned());
+            if complete.split_inclusive('\n').next() != Some(h.as_str()) {
+                anyhow::bail!(
+                    "{}: its header differs from the other cells' {name}",
+                    path.display()
+                );
+            }
+        }
+        lines.for_each(|l| body.push_str(l));
+    }
+    match header {
+        Some(h) => {
+            write_atomic(&run_dir.join(name), (h + &body).as_bytes())?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// The grouping key of a relative-reward row: every column of an agent row that is not
+/// per network, seed or episode.
+fn group_key(r: &AgentRow) -> String {
+    format!(
+        "{}|{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{}|{}|{:?}|{:?}|{:?}|{}|{}|{}",
+        r.job,
+        r.game,
+        r.preset,
+        r.defense,
+        r.frac,
+        r.sampling,
+        r.p,
+        r.sigma,
+        r.attack,
+        r.lambda,
+        r.steps,
+        r.step_size,
+        r.random_start,
+        r.gradient_samples,
+        r.samples,
+        r.epsilon
+    )
+}
+
+/// Relative rewards of agent rows: groups in first-seen order, each against the dense clean
+/// mean of its job and game and the random mean of `random[(job, game)]`.
+pub fn relative_rows(
+    rows: &[AgentRow],
+    random: &HashMap<(String, String), Vec<f64>>,
+) -> Vec<RelativeRow> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Vec<&AgentRow>> = HashMap::new();
+    let mut clean: HashMap<(String, String), Vec<f64>> = HashMap::new();
+    for r in rows {
+        let key = group_key(r);
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(r);
+        if r.defense == "dense" && r.lambda == 0.0 {
+            clean
+                .entry((r.job.clone(), r.game.clone()))
+                .or_default()
+                .push(r.episode_return);
+        }
+    }
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    order
+        .iter()
+        .map(|key| {
+            let members = &groups[key];
+            let first = members[0];
+            let jg = (first.job.clone(), first.game.clone());
+            let returns: Vec<f64> = members.iter().map(|r| r.episode_return).collect();
+            let dense = clean.get(&jg).map(|c| mean(c));
+            let rand = random.get(&jg).filter(|r| !r.is_empty());
+            let random_mean = rand.map(|r| mean(r));
+            let rr = relative_reward(
+                &returns,
+                dense.unwrap_or(f64::NAN),
+                random_mean.unwrap_or(f64::NAN),
+            );
+            let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+            let networks: BTreeSet<&str> = members.iter().map(|r| r.checkpoint.as_str()).collect();
+            let seeds: BTreeSet<u64> = members.iter().map(|r| r.eval_seed).collect();
+            RelativeRow {
+                job: first.job.clone(),
+                game: first.game.clone(),
+                preset: first.preset.clone(),
+                defense: first.defense.clone(),
+                frac: first.frac,
+                sampling: first.sampling.clone(),
+                p: first.p,
+                sigma: first.sigma,
+                attack: first.attack.clone(),
+                lambda: first.lambda,
+                steps: first.steps,
+                step_size: first.step_size,
+                random_start: first.random_start,
+                gradient_samples: first.gradient_samples,
+                samples: first.samples,
+                epsilon: first.epsilon,
+                networks: networks.len(),
+                eval_seeds: seeds.len(),
+                n: rr.summary.n,
+                mean: rr.summary.mean,
+                std: rr.summary.std,
+                ci95_low: rr.summary.ci95.map(|c| c.0),
+                ci95_high: rr.summary.ci95.map(|c| c.1),
+                dense_clean_mean: dense,
+                random_mean,
+                random_n: rand.map_or(0, Vec::len),
+                relative_reward: finite(rr.relative),
+                normalized_reward: finite(rr.normalized),
+            }
+        })
+        .collect()
+}
+
+/// Merges the complete cells' files into the run's tables and writes the summaries.
+pub fn collect(run_dir: &Path, manifest: &Manifest) -> Result<Collected> {
+    let plan = manifest.plan();
+    let done: Vec<bool> = plan.iter().map(|c| is_done(run_dir, &c.id())).collect();
+    let ids: Vec<String> = plan
+        .iter()
+        .zip(&done)
+        .filter(|(_, d)| **d)
+        .map(|(c, _)| c.id())
+        .collect();
+    let mut out = Collected {
+        cells: plan.len(),
+        complete: ids.len(),
+        ..Collected::default()
+    };
+    for name in [files::TRAIN, files::TRAIN_EVAL, files::CLASSIFIER_EVAL] {
+        merge(run_dir, &ids, name)?;
+    }
+    if merge(run_dir, &ids, files::EPISODES)? {
+        let rows: Vec<EpisodeRow> = read_rows(&run_dir.join(files::EPISODES))?;
+        out.summary = summarize_episodes(&rows);
+        write_table(&run_dir.join(files::SUMMARY), &out.summary)?;
+    }
+    if merge(run_dir, &ids, files::RL_EVAL)? {
+        let rows: Vec<AgentRow> = read_rows(&run_dir.join(files::RL_EVAL))?;
+        // The random-policy returns behind each (job, game): its baseline cells.
+        let mut random: HashMap<(String, String), Vec<f64>> = HashMap::new();
+        let mut seen = BTreeSet::new();
+        for cell in &plan {
+            let CellKind::Agent(a) = &cell.kind else {
+                continue;
+            };
+            if !seen.insert((a.job, a.game.name(), a.baseline)) || !done[a.baseline] {
+                continue;
+            }
+            let path = cell_dir(run_dir, &plan[a.baseline].id()).join(files::EPISODES);
+            let episodes: Vec<EpisodeRow> = read_rows(&path)?;
+            random
+                .entry((a.job_name.clone(), a.game.name().to_owned()))
+                .or_default()
+                .extend(episodes.iter().map(|e| e.episode_return));
+        }
+        out.relative = relative_rows(&rows, &random);
+        write_table(&run_dir.join(files::RELATIVE_REWARD), &out.relative)?;
+    }
+    out.classifier = read_rows(&run_dir.join(files::CLASSIFIER_EVAL))?;
+    for (cell, &complete) in plan.iter().zip(&done) {
+        let CellKind::Train(_) = &cell.kind else {
+            continue;
+        };
+        let dir = cell_dir(run_dir, &cell.id());
+        let games: Vec<super::train::TrainRow> = read_rows(&dir.join(files::TRAIN))?;
+        let last_eval_mean = super::train::last_eval_mean(&dir.join(files::TRAIN_EVAL))?;
+        out.training.push(TrainSummary {
+            cell: cell.id(),
+            done: complete,
+            games: games.len(),
+            last_step: games.last().map_or(0, |g| g.step),
+            last_eval_mean,
+        });
+    }
+    Ok(out)
+}

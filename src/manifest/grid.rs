@@ -1,0 +1,277 @@
+//! `[[eval]]` jobs with `policy = "agent"`: trained Double DQN agents evaluated under every
+//! defense x attack x lambda (the Atari robustness grid).
+//!
+//! ```toml
+//! [[eval]]
+//! policy = "agent"
+//! family = "atari"
+//! train = "ddqn"              # the [[train]] job whose final networks are evaluated
+//! # checkpoints = { Pong = "models/pong.safetensors" }   # or networks from files
+//! episodes = 10               # per cell
+//! samples = 10                # Q-value passes averaged per action (stochastic defenses)
+//! defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0 }]
+//! attacks = [{ kind = "fgsm", gradient_samples = 10 }]
+//! lambdas = [0, 1, 2, 4, 8, 16, 32, 64]   # pixel units
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use toml::Spanned;
+
+use super::robustness::{RawAttack, RawDefense};
+use super::{AttackSpec, ManifestError, Resolver, TrainJob};
+use crate::attack::Attack;
+use crate::defense::Defense;
+
+/// What an agent evaluation job evaluates and how.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AgentEval {
+    /// The `[[train]]` job whose final networks are evaluated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train: Option<String>,
+    /// Networks from files, per game (paths relative to the manifest).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checkpoints: BTreeMap<String, String>,
+    /// Q-value passes averaged per action (stochastic defenses).
+    pub samples: u32,
+    /// Probability of a uniformly random action at each step (the preset's evaluation
+    /// epsilon by default).
+    pub epsilon: f64,
+    /// Random-policy episodes per game and seed, the baseline of normalised scores.
+    pub random_episodes: u32,
+    /// Defenses, each evaluated under every attack and lambda.
+    pub defenses: Vec<Defense>,
+    /// Attacks without their radius.
+    pub attacks: Vec<AttackSpec>,
+    /// Attack radii, pixel units.
+    pub lambdas: Vec<f64>,
+}
+
+impl AgentEval {
+    /// Whether the grid itself holds the dense network without attack (dense at lambda 0);
+    /// otherwise the plan adds that reference cell.
+    pub fn has_dense_clean(&self) -> bool {
+        self.defenses.contains(&Defense::Dense) && self.lambdas.contains(&0.0)
+    }
+}
+
+impl AttackSpec {
+    /// The attack at radius `lambda`.
+    pub fn at(&self, lambda: f64) -> Attack {
+        Attack {
+            kind: self.kind,
+            lambda,
+            gradient_samples: self.gradient_samples,
+        }
+    }
+}
+
+/// The keys only agent evaluation takes.
+#[derive(Default)]
+pub(super) struct RawAgentKeys {
+    pub train: Option<Spanned<String>>,
+    pub checkpoints: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub samples: Option<Spanned<u32>>,
+    pub epsilon: Option<Spanned<f64>>,
+    pub random_episodes: Option<Spanned<u32>>,
+    pub defenses: Option<Spanned<Vec<Spanned<RawDefense>>>>,
+    pub attacks: Option<Spanned<Vec<Spanned<RawAttack>>>>,
+    pub lambdas: Option<Spanned<Vec<Spanned<f64>>>>,
+}
+
+impl RawAgentKeys {
+    /// The first key present, for "only with policy = agent" messages.
+    pub fn first_present(&self) -> Option<(&'static str, std::ops::Range<usize>)> {
+        let spans = [
+            ("train", self.train.as_ref().map(Spanned::span)),
+            ("checkpoints", self.checkpoints.as_ref().map(Spanned::span)),
+            ("samples", self.samples.as_ref().map(Spanned::span)),
+            ("epsilon", self.epsilon.as_ref().map(Spanned::span)),
+            (
+                "random_episodes",
+                self.random_episodes.as_ref().map(Spanned::span),
+            ),
+            ("defenses", self.defenses.as_ref().map(Spanned::span)),
+            ("attacks", self.attacks.as_ref().map(Spanned::span)),
+            ("lambdas", self.lambdas.as_ref().map(Spanned::span)),
+        ];
+        spans.into_iter().find_map(|(k, s)| s.map(|s| (k, s)))
+    }
+}
+
+/// Where the networks of an agent job come from, as the resolver found it.
+pub(super) enum Source<'a> {
+    /// A `[[train]]` job.
+    Train(&'a TrainJob),
+    /// Files per game.
+    Files(BTreeMap<String, String>),
+}
+
+impl Resolver<'_> {
+    /// Radii in pixel units: a non-empty list of finite numbers >= 0.
+    pub(super) fn resolve_lambdas(
+        &self,
+        prefix: &str,
+        lambdas: &Spanned<Vec<Spanned<f64>>>,
+    ) -> Result<Vec<f64>, ManifestError> {
+        if lambdas.get_ref().is_empty() {
+            let msg = "the list is empty; allowed: radii >= 0 in pixel units".to_owned();
+            return Err(self.error(lambdas.span(), format!("{prefix}.lambdas"), msg));
+        }
+        let mut out = Vec::new();
+        for (l, v) in lambdas.get_ref().iter().enumerate() {
+            let x = *v.get_ref();
+            if !(x >= 0.0 && x.is_finite()) {
+                let msg = format!("{x} is not allowed; allowed: a radius >= 0 in pixel units");
+                return Err(self.error(v.span(), format!("{prefix}.lambdas[{l}]"), msg));
+            }
+            out.push(x);
+        }
+        Ok(out)
+    }
+
+    /// Finds the networks of an agent job: a `[[train]]` job by name, or files that exist.
+    pub(super) fn agent_source<'t>(
+        &self,
+        prefix: &str,
+        keys: &RawAgentKeys,
+        trains: &'t [TrainJob],
+        policy_span: std::ops::Range<usize>,
+    ) -> Result<Source<'t>, ManifestError> {
+        match (&keys.train, &keys.checkpoints) {
+            (Some(_), Some(c)) => {
+                let msg = "give either `train` or `checkpoints`, not both".to_owned();
+                Err(self.error(c.span(), format!("{prefix}.checkpoints"), msg))
+            }
+            (None, None) => {
+                let msg = "policy = \"agent\" needs the networks to evaluate: `train = \"<name of \
+                           a [[train]] job>\"` or `checkpoints = { Game = \"file.safetensors\" }`"
+                    .to_owned();
+                Err(self.error(policy_span, format!("{prefix}.policy"), msg))
+            }
+            (Some(name), None) => {
+                let names: Vec<&str> = trains.iter().map(|t| t.name.as_str()).collect();
+                match trains.iter().find(|t| t.name == *name.get_ref()) {
+                    Some(t) => Ok(Source::Train(t)),
+                    None => {
+                        let allowed = if names.is_empty() {
+                            "the manifest has no [[train]] job; add one or give `checkpoints`"
+                                .to_owned()
+                        } else {
+                            format!(
+                                "allowed: {}{}",
+                                names.join(", "),
+                                super::suggestion(name.get_ref(), names.iter().copied())
+                            )
+                        };
+                        let msg =
+                            format!("no [[train]] job is named `{}`; {allowed}", name.get_ref());
+                        Err(self.error(name.span(), format!("{prefix}.train"), msg))
+                    }
+                }
+            }
+            (None, Some(files)) => {
+                if files.get_ref().is_empty() {
+                    let msg = "the table is empty; allowed: Game = \"file.safetensors\"".into();
+                    return Err(self.error(files.span(), format!("{prefix}.checkpoints"), msg));
+                }
+                let base = self.path.parent().unwrap_or(Path::new("."));
+                let mut out = BTreeMap::new();
+                for (game, file) in files.get_ref() {
+                    let key = format!("{prefix}.checkpoints.{game}");
+                    self.check_game(super::Family::Atari, game, file.span(), key.clone())?;
+                    let path = base.join(file.get_ref());
+                    if self.check_files && !path.is_file() {
+                        let msg = format!(
+                            "checkpoint {} does not exist (paths are relative to the manifest's \
+                             folder); allowed: a safetensors file of the game's Q-network, e.g. \
+                             a training cell's final.safetensors",
+                            path.display()
+                        );
+                        return Err(self.error(file.span(), key, msg));
+                    }
+                    out.insert(game.clone(), file.get_ref().clone());
+                }
+                Ok(Source::Files(out))
+            }
+        }
+    }
+
+    /// The defense x attack x lambda grid and its sampling settings.
+    pub(super) fn resolve_agent_grid(
+        &self,
+        prefix: &str,
+        keys: &RawAgentKeys,
+        default_epsilon: f64,
+        episodes: u32,
+        policy_span: std::ops::Range<usize>,
+    ) -> Result<AgentEval, ManifestError> {
+        let key = |k: &str| format!("{prefix}.{k}");
+        let required = |k: &str, example: &str| {
+            let msg = format!("policy = \"agent\" needs `{k}`, e.g. {k} = {example}");
+            self.error(policy_span.clone(), key(k), msg)
+        };
+        let raw_defenses = keys
+            .defenses
+            .as_ref()
+            .ok_or_else(|| required("defenses", "[{ kind = \"dense\" }]"))?;
+        if raw_defenses.get_ref().is_empty() {
+            let msg = "the list is empty; name at least one defense".to_owned();
+            return Err(self.error(raw_defenses.span(), key("defenses"), msg));
+        }
+        let defenses = raw_defenses
+            .get_ref()
+            .iter()
+            .enumerate()
+            .map(|(d, raw)| self.resolve_defense(&format!("{prefix}.defenses[{d}]"), raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        let raw_attacks = keys
+            .attacks
+            .as_ref()
+            .ok_or_else(|| required("attacks", "[{ kind = \"fgsm\", gradient_samples = 10 }]"))?;
+        if raw_attacks.get_ref().is_empty() {
+            let msg = "the list is empty; allowed attacks for agents: fgsm, pgd".to_owned();
+            return Err(self.error(raw_attacks.span(), key("attacks"), msg));
+        }
+        let attacks = raw_attacks
+            .get_ref()
+            .iter()
+            .enumerate()
+            .map(|(a, raw)| {
+                self.resolve_attack(&format!("{prefix}.attacks[{a}]"), raw)
+                    .map(|(kind, gradient_samples)| AttackSpec {
+                        kind,
+                        gradient_samples,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let lambdas = match &keys.lambdas {
+            None => return Err(required("lambdas", "[0, 1, 2, 4, 8, 16, 32, 64]")),
+            Some(l) => self.resolve_lambdas(prefix, l)?,
+        };
+        let samples = match &keys.samples {
+            None => 1,
+            Some(v) => self.positive(v, key("samples"), "an integer >= 1")?,
+        };
+        let epsilon = match &keys.epsilon {
+            None => default_epsilon,
+            Some(v) => self.check_range(v, key("epsilon"), 0.0..1.0, true, "a probability")?,
+        };
+        let random_episodes = match &keys.random_episodes {
+            None => episodes,
+            Some(v) => self.positive(v, key("random_episodes"), "an integer >= 1")?,
+        };
+        Ok(AgentEval {
+            train: keys.train.as_ref().map(|t| t.get_ref().clone()),
+            checkpoints: BTreeMap::new(),
+            samples,
+            epsilon,
+            random_episodes,
+            defenses,
+            attacks,
+            lambdas,
+        })
+    }
+}

@@ -1,0 +1,353 @@
+//! The plan: every cell of a manifest, numbered in one deterministic order (training first,
+//! then evaluations), with the training cells each evaluation needs.
+//!
+//! A cell's number is its Slurm array task id and the `--cell` of `sap run-cell`; its id
+//! names its folder `cells/<id>/` in the run directory.
+
+use crate::attack::Attack;
+use crate::defense::Defense;
+use crate::env::{AtariSettings, Game, Preset};
+
+use super::{Cell, GameId, Manifest, PolicyKind, Task, TrainCell};
+
+/// Where an agent's network comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NetworkSource {
+    /// A training cell of the same run: its `final.safetensors`.
+    Train {
+        /// The training cell's index in the plan.
+        cell: usize,
+        /// Its id (folder name).
+        id: String,
+        /// Its training seed.
+        seed: u64,
+    },
+    /// A file, relative to the manifest's folder.
+    File(String),
+}
+
+impl NetworkSource {
+    /// The training seed, when the network was trained in this run.
+    pub fn train_seed(&self) -> Option<u64> {
+        match self {
+            NetworkSource::Train { seed, .. } => Some(*seed),
+            NetworkSource::File(_) => None,
+        }
+    }
+}
+
+/// One agent under one defense, attack and radius, over `episodes` evaluation episodes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentCell {
+    /// Index of the `[[eval]]` job.
+    pub job: usize,
+    /// The job's name.
+    pub job_name: String,
+    /// The game.
+    pub game: Game,
+    /// The preset its network was trained (and is evaluated) under.
+    pub preset: Preset,
+    /// Environment settings (evaluation mode applies on top).
+    pub settings: AtariSettings,
+    /// The network.
+    pub network: NetworkSource,
+    /// Evaluation seed: episode starts, defense draws, exploration.
+    pub seed: u64,
+    /// The defense.
+    pub defense: Defense,
+    /// The attack with its radius; `None` for the dense clean reference the plan adds when
+    /// the grid lacks it.
+    pub attack: Option<Attack>,
+    /// Q-value passes averaged per action.
+    pub samples: u32,
+    /// Probability of a random action per step.
+    pub epsilon: f64,
+    /// Episodes to play.
+    pub episodes: u32,
+    /// The random-policy cell of the same game, settings and seed.
+    pub baseline: usize,
+}
+
+impl AgentCell {
+    /// The attack's radius (0 without an attack).
+    pub fn lambda(&self) -> f64 {
+        self.attack.map_or(0.0, |a| a.lambda)
+    }
+
+    /// The attack's name (`none` without one).
+    pub fn attack_name(&self) -> &'static str {
+        self.attack.map_or("none", |a| a.kind.name())
+    }
+}
+
+/// What a cell does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CellKind {
+    /// Double DQN training.
+    Train(TrainCell),
+    /// Random-policy episodes (`[[eval]]` with `policy = "random"`, and the baselines of
+    /// agent evaluations).
+    Episodes(Cell),
+    /// A trained agent under a defense, attack and radius.
+    Agent(AgentCell),
+    /// A `[[robustness]]` job with one seed.
+    Robustness {
+        /// Index of the job.
+        job: usize,
+        /// Its data set.
+        task: Task,
+        /// The seed.
+        seed: u64,
+    },
+}
+
+/// One numbered cell.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanCell {
+    /// Position in the plan, from 0.
+    pub index: usize,
+    /// What it does.
+    pub kind: CellKind,
+    /// Cells that must finish first.
+    pub deps: Vec<usize>,
+}
+
+/// Which Slurm array a cell belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Training cells.
+    Train,
+    /// Everything else.
+    Eval,
+}
+
+impl PlanCell {
+    /// The folder name: `train-000-Pong-dopamine-v5-s1`, `eval-002-Pong-dopamine-v5-random-s1`,
+    /// `agent-005-Pong-t1-sap-100-fgsm-l4-s1`, `robustness-009-glyphs-s1`.
+    pub fn id(&self) -> String {
+        let i = self.index;
+        match &self.kind {
+            CellKind::Train(t) => t.id(),
+            CellKind::Episodes(c) => format!(
+                "eval-{i:03}-{}-{}-{}-s{}",
+                c.game.name(),
+                c.preset_name(),
+                c.policy.name(),
+                c.seed
+            ),
+            CellKind::Agent(a) => {
+                let net = match &a.network {
+                    NetworkSource::Train { seed, .. } => format!("t{seed}"),
+                    NetworkSource::File(_) => "file".to_owned(),
+                };
+                format!(
+                    "agent-{i:03}-{}-{net}-{}-{}-l{}-s{}",
+                    a.game.name(),
+                    a.defense.label(),
+                    a.attack_name(),
+                    a.lambda(),
+                    a.seed
+                )
+            }
+            CellKind::Robustness { task, seed, .. } => {
+                format!("robustness-{i:03}-{}-s{seed}", task.name())
+            }
+        }
+    }
+
+    /// The cell's seed.
+    pub fn seed(&self) -> u64 {
+        match &self.kind {
+            CellKind::Train(t) => t.seed,
+            CellKind::Episodes(c) => c.seed,
+            CellKind::Agent(a) => a.seed,
+            CellKind::Robustness { seed, .. } => *seed,
+        }
+    }
+
+    /// Training or evaluation.
+    pub fn stage(&self) -> Stage {
+        match self.kind {
+            CellKind::Train(_) => Stage::Train,
+            _ => Stage::Eval,
+        }
+    }
+
+    /// A one-line description for `sap plan`.
+    pub fn describe(&self, manifest: &Manifest) -> String {
+        match &self.kind {
+            CellKind::Train(c) => {
+                let j = &c.job;
+                format!(
+                    "train {} frames ({} agent steps), {} actors x {} envs",
+                    j.frames,
+                    j.steps(j.frames),
+                    j.runtime.actors,
+                    j.runtime.envs_per_actor
+                )
+            }
+            CellKind::Episodes(c) => format!("{} random-policy episodes", c.episodes),
+            CellKind::Agent(a) => {
+                let net = match &a.network {
+                    NetworkSource::Train { id, .. } => format!("network of {id}"),
+                    NetworkSource::File(f) => format!("network {f}"),
+                };
+                let gs = a.attack.map_or(String::new(), |x| {
+                    format!(", gradient_samples {}", x.gradient_samples)
+                });
+                format!(
+                    "{} episodes, {net}, {} (samples {}), {} lambda {}{gs}, epsilon {}",
+                    a.episodes,
+                    a.defense.label(),
+                    a.samples,
+                    a.attack_name(),
+                    a.lambda(),
+                    a.epsilon
+                )
+            }
+            CellKind::Robustness { job, .. } => {
+                let j = &manifest.robustness[*job];
+                format!(
+                    "robustness[{job}] {}: {} defenses x {} lambdas ({} attack, {} test examples)",
+                    j.task.name(),
+                    j.defenses.len(),
+                    j.lambdas.len(),
+                    j.attack.kind.name(),
+                    j.examples
+                )
+            }
+        }
+    }
+}
+
+impl Manifest {
+    /// Every cell in plan order: training cells, random-policy cells (the `[[eval]]` random
+    /// jobs, then one baseline per agent game and seed unless an identical cell exists),
+    /// agent cells (job, game, network, seed, defense, attack, lambda; the dense clean
+    /// reference first when the grid lacks it), then robustness cells.
+    pub fn plan(&self) -> Vec<PlanCell> {
+        let mut plan: Vec<PlanCell> = self
+            .train_cells()
+            .into_iter()
+            .map(|t| PlanCell {
+                index: t.index,
+                kind: CellKind::Train(t),
+                deps: Vec::new(),
+            })
+            .collect();
+        let push = |plan: &mut Vec<PlanCell>, kind: CellKind, deps: Vec<usize>| {
+            let index = plan.len();
+            plan.push(PlanCell { index, kind, deps });
+            index
+        };
+        for mut cell in self.cells() {
+            cell.index = plan.len();
+            push(&mut plan, CellKind::Episodes(cell), Vec::new());
+        }
+        // Random baselines for agent jobs, then the agent cells.
+        let mut agents: Vec<(AgentCell, Vec<usize>)> = Vec::new();
+        for (j, job) in self.eval.iter().enumerate() {
+            let Some(grid) = &job.agent else { continue };
+            let preset = job.preset.expect("agent jobs are Atari");
+            let settings = job.env.expect("agent jobs are Atari");
+            for name in &job.games {
+                let game = Game::from_name(name).expect("checked game");
+                let networks: Vec<NetworkSource> = match &grid.train {
+                    Some(train) => plan
+                        .iter()
+                        .filter_map(|c| match &c.kind {
+                            CellKind::Train(t)
+                                if t.job.name == *train && t.game == GameId::Atari(game) =>
+                            {
+                                Some(NetworkSource::Train {
+                                    cell: c.index,
+                                    id: t.id(),
+                                    seed: t.seed,
+                                })
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                    None => vec![NetworkSource::File(grid.checkpoints[name].clone())],
+                };
+                for &seed in &job.seeds {
+                    let baseline_cell = Cell {
+                        index: 0,
+                        job: j,
+                        game: GameId::Atari(game),
+                        preset: Some(preset),
+                        settings: Some(settings),
+                        policy: PolicyKind::Random,
+                        episodes: grid.random_episodes,
+                        seed,
+                    };
+                    let existing = plan.iter().position(|c| match &c.kind {
+                        CellKind::Episodes(e) => {
+                            Cell {
+                                index: 0,
+                                job: j,
+                                ..e.clone()
+                            } == baseline_cell
+                        }
+                        _ => false,
+                    });
+                    let baseline = existing.unwrap_or_else(|| {
+                        let mut cell = baseline_cell.clone();
+                        cell.index = plan.len();
+                        push(&mut plan, CellKind::Episodes(cell), Vec::new())
+                    });
+                    for network in &networks {
+                        let deps = match network {
+                            NetworkSource::Train { cell, .. } => vec![*cell],
+                            NetworkSource::File(_) => Vec::new(),
+                        };
+                        let base = AgentCell {
+                            job: j,
+                            job_name: job.name.clone(),
+                            game,
+                            preset,
+                            settings,
+                            network: network.clone(),
+                            seed,
+                            defense: Defense::Dense,
+                            attack: None,
+                            samples: grid.samples,
+                            epsilon: grid.epsilon,
+                            episodes: job.episodes,
+                            baseline,
+                        };
+                        if !grid.has_dense_clean() {
+                            agents.push((base.clone(), deps.clone()));
+                        }
+                        for &defense in &grid.defenses {
+                            for spec in &grid.attacks {
+                                for &lambda in &grid.lambdas {
+                                    let cell = AgentCell {
+                                        defense,
+                                        attack: Some(spec.at(lambda)),
+                                        ..base.clone()
+                                    };
+                                    agents.push((cell, deps.clone()));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (cell, deps) in agents {
+            push(&mut plan, CellKind::Agent(cell), deps);
+        }
+        for (j, job) in self.robustness.iter().enumerate() {
+            for &seed in &job.seeds {
+                let kind = CellKind::Robustness {
+                    job: j,
+                    task: job.task,
+                    seed,
+                };
+                push(&mut plan, kind, Vec::new());
+            }
+        }
+        plan
+    }
+}

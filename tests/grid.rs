@@ -1,0 +1,342 @@
+//! The Atari robustness grid through the real `sap` binary: agent cells, the random
+//! baseline, relative rewards, `--jobs`, kill and resume, failing cells.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sap_harness::experiment::agent::AgentRow;
+use sap_harness::experiment::{EpisodeRow, RelativeRow};
+use sap_harness::nn::{checkpoint, Architecture, Model};
+use sap_harness::record::read_rows;
+use sap_harness::tch::Device;
+
+fn sap(args: &[&str], cwd: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sap"));
+    c.args(args).current_dir(cwd).env("SAP_LOG", "info");
+    c
+}
+
+fn run(args: &[&str], cwd: &Path) -> Output {
+    sap(args, cwd).output().expect("sap runs")
+}
+
+fn ok(args: &[&str], cwd: &Path) -> String {
+    let out = run(args, cwd);
+    assert!(
+        out.status.success(),
+        "sap {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A Nature CNN with `actions` outputs and seeded random weights, saved as safetensors.
+fn random_network(path: &Path, actions: i64, seed: i64) {
+    sap_harness::tch::manual_seed(seed);
+    let model = Model::new(Architecture::NatureCnn { actions }, Device::Cpu);
+    checkpoint::save(&model, path).unwrap();
+}
+
+/// A grid over networks from files: Pong (6 actions) and Breakout (4), 3 episodes of at
+/// most 400 frames per cell, dense and SAP-100 under FGSM at lambda 0 and 8.
+fn file_grid(dir: &Path, extra: &str) -> PathBuf {
+    random_network(&dir.join("pong.safetensors"), 6, 1);
+    random_network(&dir.join("breakout.safetensors"), 4, 2);
+    let text = format!(
+        r#"name = "filegrid"
+seed = 5
+
+[[eval]]
+name = "grid"
+policy = "agent"
+family = "atari"
+checkpoints = {{ Pong = "pong.safetensors", Breakout = "breakout.safetensors" }}
+episodes = 3
+samples = 2
+random_episodes = 2
+defenses = [{{ kind = "dense" }}, {{ kind = "sap", frac = 1.0 }}]
+attacks = [{{ kind = "fgsm", gradient_samples = 2 }}]
+lambdas = [0, 8]
+{extra}
+[eval.env]
+max_episode_frames = 400
+"#
+    );
+    let path = dir.join("grid.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn a_grid_after_training_writes_one_row_per_episode_and_relative_rewards_per_cell() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("m.toml"),
+        r#"name = "trained"
+seed = 3
+[[train]]
+name = "ddqn"
+family = "atari"
+games = ["Pong", "Breakout"]
+frames = 2400
+eval_every = 2400
+eval_episodes = 1
+checkpoint_every = 2400
+[train.env]
+max_episode_frames = 2000
+[train.ddqn]
+learning_starts = 200
+replay_capacity = 1000
+epsilon_decay_steps = 500
+
+[[eval]]
+policy = "agent"
+family = "atari"
+train = "ddqn"
+episodes = 2
+samples = 2
+random_episodes = 3
+defenses = [{ kind = "sap", frac = 1.0 }]
+attacks = [{ kind = "fgsm", gradient_samples = 2 }]
+lambdas = [4]
+[eval.env]
+max_episode_frames = 600
+"#,
+    )
+    .unwrap();
+    let plan = ok(&["plan", "m.toml"], tmp.path());
+    // 2 training cells, 2 random baselines, and per game the dense clean reference the
+    // grid lacks plus SAP-100 at lambda 4; agents wait for their training cell.
+    assert!(plan.contains("8 cells: 2 training, 6 evaluation"), "{plan}");
+    assert!(
+        plan.contains("agent-004-Pong-t3-dense-none-l0-s3") && plan.contains("(after 0)"),
+        "{plan}"
+    );
+    let stdout = ok(
+        &["run", "m.toml", "--jobs", "2", "--run-id", "r"],
+        tmp.path(),
+    );
+    assert!(
+        stdout.contains("8 cells run, 0 already complete, 0 failed"),
+        "{stdout}"
+    );
+    let dir = tmp.path().join("results/trained/r");
+
+    let header = text(&dir.join("rl_eval.csv"))
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        header,
+        "job,game,preset,checkpoint,train_seed,eval_seed,defense,frac,sampling,p,sigma,attack,\
+         lambda,steps,step_size,random_start,gradient_samples,samples,epsilon,\
+         max_episode_frames,episode,return,frames,agent_steps,truncated"
+    );
+    let rows: Vec<AgentRow> = read_rows(&dir.join("rl_eval.csv")).unwrap();
+    assert_eq!(rows.len(), 4 * 2, "4 agent cells x 2 episodes");
+    let first = &rows[0];
+    assert_eq!(
+        (
+            first.job.as_str(),
+            first.game.as_str(),
+            first.preset.as_str()
+        ),
+        ("eval0", "Pong", "dopamine-v5")
+    );
+    assert_eq!(
+        first.checkpoint,
+        "cells/train-000-Pong-dopamine-v5-s3/final.safetensors"
+    );
+    assert_eq!((first.train_seed, first.eval_seed), (Some(3), 3));
+    assert_eq!(
+        (first.defense.as_str(), first.attack.as_str()),
+        ("dense", "none")
+    );
+    assert_eq!((first.epsilon, first.max_episode_frames), (0.001, 600));
+    let sap = &rows[2];
+    assert_eq!(
+        (sap.defense.as_str(), sap.frac, sap.sampling.as_deref()),
+        ("sap", Some(1.0), Some("exact"))
+    );
+    assert_eq!((sap.attack.as_str(), sap.lambda), ("fgsm", 4.0));
+    assert_eq!((sap.gradient_samples, sap.samples), (2, 2));
+    assert!(rows
+        .iter()
+        .all(|r| r.frames <= 600 && r.agent_steps * 4 == r.frames));
+
+    // Relative rewards: recomputed here from the episode rows and the random baseline.
+    let random: Vec<EpisodeRow> = read_rows(&dir.join("episodes.csv")).unwrap();
+    assert_eq!(random.len(), 2 * 3);
+    let relative: Vec<RelativeRow> = read_rows(&dir.join("relative_reward.csv")).unwrap();
+    assert_eq!(relative.len(), 4);
+    for r in &relative {
+        let mean = |xs: Vec<f64>| xs.iter().sum::<f64>() / xs.len() as f64;
+        let group = |d: &str, l: f64| -> Vec<f64> {
+            rows.iter()
+                .filter(|x| x.game == r.game && x.defense == d && x.lambda == l)
+                .map(|x| x.episode_return)
+                .collect()
+        };
+        let dense = mean(group("dense", 0.0));
+        let own = mean(group(&r.defense, r.lambda));
+        let rand = mean(
+            random
+                .iter()
+                .filter(|e| e.game == r.game)
+                .map(|e| e.episode_return)
+                .collect(),
+        );
+        assert_eq!((r.n, r.networks, r.eval_seeds, r.random_n), (2, 1, 1, 3));
+        assert_eq!(r.mean, own);
+        assert_eq!(r.dense_clean_mean, Some(dense));
+        assert_eq!(r.random_mean, Some(rand));
+        assert_eq!(r.relative_reward, (dense != 0.0).then(|| own / dense));
+        assert_eq!(
+            r.normalized_reward,
+            (dense != rand).then(|| (own - rand) / (dense - rand))
+        );
+    }
+    // The training tables are collected too.
+    assert!(text(&dir.join("train.csv")).lines().count() > 1);
+}
+
+#[test]
+fn killing_the_run_mid_evaluation_and_resuming_gives_the_rows_of_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    file_grid(tmp.path(), "");
+    ok(
+        &["run", "grid.toml", "--jobs", "2", "--run-id", "whole"],
+        tmp.path(),
+    );
+    let whole = tmp.path().join("results/filegrid/whole");
+
+    let cut = tmp.path().join("results/filegrid/cut");
+    let mut child = sap(
+        &["run", "grid.toml", "--jobs", "2", "--run-id", "cut"],
+        tmp.path(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // Kill the whole run (parent and, through PR_SET_PDEATHSIG, its cells) as soon as an
+    // agent cell has written a row but is not complete.
+    let started = Instant::now();
+    let mut killed_mid_cell = false;
+    while started.elapsed() < Duration::from_secs(120) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it could be killed mid-cell");
+        }
+        let cells = std::fs::read_dir(cut.join("cells")).into_iter().flatten();
+        killed_mid_cell = cells.flatten().any(|e| {
+            let rows = e.path().join("rl_eval.csv");
+            !e.path().join("done.toml").exists()
+                && std::fs::read_to_string(rows).is_ok_and(|t| t.lines().count() >= 2)
+        });
+        if killed_mid_cell {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait().unwrap();
+    assert!(killed_mid_cell, "no agent cell was caught mid-way");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let cut_arg = cut.to_str().unwrap().to_owned();
+    let stdout = ok(
+        &["run", "grid.toml", "--jobs", "2", "--resume", &cut_arg],
+        tmp.path(),
+    );
+    assert!(!stdout.contains(" 0 already complete"), "{stdout}");
+    for table in [
+        "rl_eval.csv",
+        "relative_reward.csv",
+        "episodes.csv",
+        "summary.csv",
+    ] {
+        assert_eq!(
+            text(&cut.join(table)),
+            text(&whole.join(table)),
+            "{table} differs after kill and resume"
+        );
+    }
+    // A third call finds every cell complete and changes nothing.
+    let stdout = ok(&["run", "grid.toml", "--resume", &cut_arg], tmp.path());
+    assert!(
+        stdout.contains("0 cells run, 10 already complete"),
+        "{stdout}"
+    );
+    assert_eq!(
+        text(&cut.join("rl_eval.csv")),
+        text(&whole.join("rl_eval.csv"))
+    );
+}
+
+#[test]
+fn a_failing_cell_is_reported_while_the_other_cells_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    file_grid(tmp.path(), "");
+    // Breakout's file now holds a network with Pong's 6 actions: its cells fail to load it.
+    random_network(&tmp.path().join("breakout.safetensors"), 6, 3);
+    let out = run(
+        &["run", "grid.toml", "--jobs", "2", "--run-id", "f"],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // 2 baselines + 4 Pong cells complete; the 4 Breakout agent cells fail.
+    assert!(
+        stdout.contains("6 cells run, 0 already complete, 4 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("error: cell agent-")
+            && stderr.contains("Breakout")
+            && stderr.contains("breakout.safetensors")
+            && stderr.contains("log: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("4 of 10 cells did not complete"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let rows: Vec<AgentRow> =
+        read_rows(&tmp.path().join("results/filegrid/f/rl_eval.csv")).unwrap();
+    assert_eq!(rows.len(), 4 * 3);
+    assert!(rows.iter().all(|r| r.game == "Pong"));
+}
+
+#[test]
+fn a_resume_of_a_run_directory_holding_another_manifest_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    file_grid(tmp.path(), "");
+    let dir = tmp.path().join("other");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("manifest.resolved.toml"),
+        "name = \"other\"\nseed = 1\n",
+    )
+    .unwrap();
+    let out = run(&["run", "grid.toml", "--resume", "other"], tmp.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds a run of a different manifest"), "{err}");
+    assert!(!dir.join("cells").exists());
+    let out = run(&["run", "grid.toml", "--jobs", "0"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`0` is not allowed; allowed: an integer >= 1"),
+        "{err}"
+    );
+}

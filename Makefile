@@ -15,7 +15,7 @@ quickstart: setup
 	./target/release/sap run experiments/quickstart.toml
 
 test:
-	@SAP_SKIP_BUILD=1 scripts/setup.sh
+	@SAP_SKIP_BUILD=1 SAP_WITH_SLURM=1 scripts/setup.sh
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --quiet -- -D warnings
 	cargo test --quiet

@@ -2,11 +2,13 @@
 # Installs what sap-harness needs and is missing, then builds `sap`. Idempotent: with
 # everything in place it only checks (a few seconds) and lets cargo decide what to rebuild.
 #
-#   Debian packages: cmake (ALE's build), libsdl2-gfx-dev (gym-rs), a C++ compiler.
+#   Debian packages: cmake (ALE's build), libsdl2-gfx-dev (gym-rs), a C++ compiler; with
+#   SAP_WITH_SLURM=1 also slurm-wlm and munge (the one-node Slurm of the integration test,
+#   scripts/local-slurm.sh).
 #   .venv/: Python venv holding the PyPI wheel torch==2.13.0, whose libtorch tch links.
 #
 # Environment: SAP_PROFILE=release|dev (default release), SAP_SKIP_BUILD=1 to stop after
-# installing.
+# installing, SAP_WITH_SLURM=1 for the Slurm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +17,10 @@ VENV=.venv
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages.
+pkgs=(cmake libsdl2-gfx-dev g++ pkg-config python3-venv)
+[[ "${SAP_WITH_SLURM:-0}" == 1 ]] && pkgs+=(slurm-wlm munge)
 need=()
-for pkg in cmake libsdl2-gfx-dev g++ pkg-config python3-venv; do
+for pkg in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 # A python3 with a working venv module (pyenv or other) makes Debian's python3-venv optional.

@@ -65,6 +65,46 @@ pub enum Command {
         #[arg(long)]
         progress_lines: bool,
     },
+    /// Write (and with --submit, submit) Slurm array scripts: one array task per cell.
+    #[command(
+        after_help = "Examples:\n  sap slurm experiments/paper_atari.toml --max-parallel 50 --time 2-00:00:00\n  \
+                            sap slurm experiments/paper_atari.toml --run-id paper --submit\n  \
+                            sap collect results/paper_atari/paper   # when the arrays are done"
+    )]
+    Slurm {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+        /// Base folder for run directories.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Run id (default: a UTC timestamp).
+        #[arg(long, conflicts_with = "resume")]
+        run_id: Option<String>,
+        /// Resubmit the incomplete cells of this run directory (complete ones exit at once).
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
+        /// Array tasks running at once (the `%` limit of each array).
+        #[arg(long, default_value_t = 8, value_parser = at_least_one)]
+        max_parallel: u32,
+        /// CPUs per task, also each cell's torch threads.
+        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+        cpus_per_task: u32,
+        /// Time limit per task, e.g. 2-00:00:00.
+        #[arg(long)]
+        time: Option<String>,
+        /// Partition.
+        #[arg(long)]
+        partition: Option<String>,
+        /// Memory per task, e.g. 16G.
+        #[arg(long)]
+        mem: Option<String>,
+        /// Generic resources per task, e.g. gpu:1.
+        #[arg(long)]
+        gres: Option<String>,
+        /// Submit the scripts with sbatch (training first, evaluations after it).
+        #[arg(long)]
+        submit: bool,
+    },
     /// Merge the complete cells' CSVs of a run into its tables and summaries.
     #[command(after_help = "Example:\n  sap collect results/quickstart/first")]
     Collect {
@@ -222,6 +262,70 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let o = experiment::run_cell(&run_dir, &manifest, &m, &plan, cell)
                 .with_context(|| format!("cell {cell}"))?;
             println!("{}: complete ({} new)", o.id, o.work);
+        }
+        Command::Slurm {
+            manifest,
+            out,
+            run_id,
+            resume,
+            max_parallel,
+            cpus_per_task,
+            time,
+            partition,
+            mem,
+            gres,
+            submit,
+        } => {
+            let m = Manifest::load(&manifest)?;
+            let dir = experiment::prepare_run_dir(
+                &manifest,
+                &m,
+                &RunOptions {
+                    out,
+                    run_id,
+                    resume,
+                },
+            )?;
+            let exe = std::env::current_exe().context("finding the sap executable")?;
+            let opts = crate::slurm::SlurmOptions {
+                max_parallel,
+                cpus_per_task,
+                time,
+                partition,
+                mem,
+                gres,
+            };
+            let plan = m.plan();
+            let scripts =
+                crate::slurm::write_scripts(&exe, &manifest, &m.name, &dir, &plan, &opts)?;
+            for s in &scripts {
+                println!(
+                    "{}: cells {}..={} ({} array tasks, at most {max_parallel} at once)",
+                    s.path.display(),
+                    s.first,
+                    s.first + s.count - 1,
+                    s.count
+                );
+            }
+            let submit_path = dir.join("slurm").join("submit.sh");
+            crate::record::write_atomic(
+                &submit_path,
+                crate::slurm::submit_commands(&scripts).as_bytes(),
+            )?;
+            if submit {
+                for (s, id) in scripts.iter().zip(crate::slurm::submit(&scripts)?) {
+                    println!("submitted job {id}: {}", s.path.display());
+                }
+            } else {
+                println!("submit with: bash {}", submit_path.display());
+            }
+            println!(
+                "when the arrays are done: sap collect {}   (sap run {} --resume {} runs what is \
+                 left locally)",
+                dir.display(),
+                manifest.display(),
+                dir.display()
+            );
         }
         Command::Collect { run_dir } => {
             let m = Manifest::load_run(&run_dir)?;

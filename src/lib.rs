@@ -16,6 +16,7 @@
 //! - [`stats`]: means, standard deviations, Student-t confidence intervals.
 //! - [`seed`]: named seed streams, so results depend only on the manifest's seeds.
 //! - [`runner`]: `sap run --jobs N`: cells as child processes with a live display.
+//! - [`slurm`]: sbatch array scripts, one task per cell.
 //! - [`progress`]: a progress bar on a terminal, log lines elsewhere.
 //! - [`bench`]: throughput measurements printed as ratios.
 //! - [`cli`]: the `sap` command line.
@@ -38,6 +39,7 @@ pub mod rl;
 pub mod runner;
 pub mod runtime;
 pub mod seed;
+pub mod slurm;
 pub mod stats;
 
 /// Re-exported so downstream code and tests use the same tch as the harness.

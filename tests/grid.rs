@@ -1,43 +1,16 @@
 //! The Atari robustness grid through the real `sap` binary: agent cells, the random
 //! baseline, relative rewards, `--jobs`, kill and resume, failing cells.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::{ok, random_network, run, sap, text, TRAINED_GRID};
 use sap_harness::experiment::agent::AgentRow;
 use sap_harness::experiment::{EpisodeRow, RelativeRow};
-use sap_harness::nn::{checkpoint, Architecture, Model};
 use sap_harness::record::read_rows;
-use sap_harness::tch::Device;
-
-fn sap(args: &[&str], cwd: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sap"));
-    c.args(args).current_dir(cwd).env("SAP_LOG", "info");
-    c
-}
-
-fn run(args: &[&str], cwd: &Path) -> Output {
-    sap(args, cwd).output().expect("sap runs")
-}
-
-fn ok(args: &[&str], cwd: &Path) -> String {
-    let out = run(args, cwd);
-    assert!(
-        out.status.success(),
-        "sap {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A Nature CNN with `actions` outputs and seeded random weights, saved as safetensors.
-fn random_network(path: &Path, actions: i64, seed: i64) {
-    sap_harness::tch::manual_seed(seed);
-    let model = Model::new(Architecture::NatureCnn { actions }, Device::Cpu);
-    checkpoint::save(&model, path).unwrap();
-}
 
 /// A grid over networks from files: Pong (6 actions) and Breakout (4), 3 episodes of at
 /// most 400 frames per cell, dense and SAP-100 under FGSM at lambda 0 and 8.
@@ -69,47 +42,10 @@ max_episode_frames = 400
     path
 }
 
-fn text(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 #[test]
 fn a_grid_after_training_writes_one_row_per_episode_and_relative_rewards_per_cell() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("m.toml"),
-        r#"name = "trained"
-seed = 3
-[[train]]
-name = "ddqn"
-family = "atari"
-games = ["Pong", "Breakout"]
-frames = 2400
-eval_every = 2400
-eval_episodes = 1
-checkpoint_every = 2400
-[train.env]
-max_episode_frames = 2000
-[train.ddqn]
-learning_starts = 200
-replay_capacity = 1000
-epsilon_decay_steps = 500
-
-[[eval]]
-policy = "agent"
-family = "atari"
-train = "ddqn"
-episodes = 2
-samples = 2
-random_episodes = 3
-defenses = [{ kind = "sap", frac = 1.0 }]
-attacks = [{ kind = "fgsm", gradient_samples = 2 }]
-lambdas = [4]
-[eval.env]
-max_episode_frames = 600
-"#,
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join("m.toml"), TRAINED_GRID).unwrap();
     let plan = ok(&["plan", "m.toml"], tmp.path());
     // 2 training cells, 2 random baselines, and per game the dense clean reference the
     // grid lacks plus SAP-100 at lambda 4; agents wait for their training cell.

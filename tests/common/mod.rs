@@ -1,0 +1,78 @@
+//! Helpers shared by the integration tests that drive the real `sap` binary.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use sap_harness::nn::{checkpoint, Architecture, Model};
+use sap_harness::tch::Device;
+
+/// `sap ARGS` in `cwd`, logging at info level.
+pub fn sap(args: &[&str], cwd: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sap"));
+    c.args(args).current_dir(cwd).env("SAP_LOG", "info");
+    c
+}
+
+/// Runs `sap ARGS` to completion.
+pub fn run(args: &[&str], cwd: &Path) -> Output {
+    sap(args, cwd).output().expect("sap runs")
+}
+
+/// Runs `sap ARGS`, asserts success and returns stdout.
+pub fn ok(args: &[&str], cwd: &Path) -> String {
+    let out = run(args, cwd);
+    assert!(
+        out.status.success(),
+        "sap {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A Nature CNN with `actions` outputs and seeded random weights, saved as safetensors.
+pub fn random_network(path: &Path, actions: i64, seed: i64) {
+    sap_harness::tch::manual_seed(seed);
+    let model = Model::new(Architecture::NatureCnn { actions }, Device::Cpu);
+    checkpoint::save(&model, path).unwrap();
+}
+
+/// A file's text, or a panic naming it.
+pub fn text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A tiny two-game manifest: DDQN for 600 agent steps on Pong and Breakout, then the
+/// trained agents under SAP-100 and FGSM at lambda 4 (plus the dense clean reference the
+/// plan adds), 2 episodes of at most 600 frames per cell.
+pub const TRAINED_GRID: &str = r#"name = "trained"
+seed = 3
+[[train]]
+name = "ddqn"
+family = "atari"
+games = ["Pong", "Breakout"]
+frames = 2400
+eval_every = 2400
+eval_episodes = 1
+checkpoint_every = 2400
+[train.env]
+max_episode_frames = 2000
+[train.ddqn]
+learning_starts = 200
+replay_capacity = 1000
+epsilon_decay_steps = 500
+
+[[eval]]
+policy = "agent"
+family = "atari"
+train = "ddqn"
+episodes = 2
+samples = 2
+random_episodes = 3
+defenses = [{ kind = "sap", frac = 1.0 }]
+attacks = [{ kind = "fgsm", gradient_samples = 2 }]
+lambdas = [4]
+[eval.env]
+max_episode_frames = 600
+"#;

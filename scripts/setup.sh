@@ -2,7 +2,8 @@
 # Installs what sap-harness needs and is missing, then builds `sap`. Idempotent: with
 # everything in place it only checks (a few seconds) and lets cargo decide what to rebuild.
 #
-#   Debian packages: cmake (ALE's build), libsdl2-gfx-dev (gym-rs), a C++ compiler; with
+#   Debian packages: cmake (ALE's build), libsdl2-gfx-dev (gym-rs), a C++ compiler,
+#   fonts-dejavu-core (text in `sap report`'s PNG plots); with
 #   SAP_WITH_SLURM=1 also slurm-wlm and munge (the one-node Slurm of the integration test,
 #   scripts/local-slurm.sh).
 #   .venv/: Python venv holding the PyPI wheel torch==2.13.0, whose libtorch tch links.
@@ -17,7 +18,7 @@ VENV=.venv
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages.
-pkgs=(cmake libsdl2-gfx-dev g++ pkg-config python3-venv)
+pkgs=(cmake libsdl2-gfx-dev g++ pkg-config python3-venv fonts-dejavu-core)
 [[ "${SAP_WITH_SLURM:-0}" == 1 ]] && pkgs+=(slurm-wlm munge)
 need=()
 for pkg in "${pkgs[@]}"; do

@@ -105,6 +105,13 @@ pub enum Command {
         #[arg(long)]
         submit: bool,
     },
+    /// Plot a run's tables (PNG and SVG) and summarise them in markdown, under
+    /// RUN_DIR/report/.
+    #[command(after_help = "Example:\n  sap report results/quickstart/first")]
+    Report {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
     /// Merge the complete cells' CSVs of a run into its tables and summaries.
     #[command(after_help = "Example:\n  sap collect results/quickstart/first")]
     Collect {
@@ -326,6 +333,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 manifest.display(),
                 dir.display()
             );
+        }
+        Command::Report { run_dir } => {
+            let r = crate::report::write_report(&run_dir)?;
+            for f in &r.files {
+                println!("{}", f.display());
+            }
         }
         Command::Collect { run_dir } => {
             let m = Manifest::load_run(&run_dir)?;

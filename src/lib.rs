@@ -12,6 +12,7 @@
 //! - [`manifest`]: TOML manifests, checked with located errors, expanded into cells.
 //! - [`experiment`]: run directories, cells in plan order, resume, summaries.
 //! - [`metrics`]: accuracy, confidence, ECE, NLL of classifiers.
+//! - [`report`]: `sap report`: plots (PNG, SVG) and a markdown summary of a run.
 //! - [`record`]: crash-safe CSV appends and atomic table writes.
 //! - [`stats`]: means, standard deviations, Student-t confidence intervals.
 //! - [`seed`]: named seed streams, so results depend only on the manifest's seeds.
@@ -35,6 +36,7 @@ pub mod nn;
 pub mod policy;
 pub mod progress;
 pub mod record;
+pub mod report;
 pub mod rl;
 pub mod runner;
 pub mod runtime;

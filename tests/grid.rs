@@ -141,6 +141,36 @@ fn a_grid_after_training_writes_one_row_per_episode_and_relative_rewards_per_cel
     }
     // The training tables are collected too.
     assert!(text(&dir.join("train.csv")).lines().count() > 1);
+
+    // The report: both plots per game in PNG and SVG with labelled axes, and the tables.
+    let dir_arg = dir.to_str().unwrap().to_owned();
+    let listing = ok(&["report", &dir_arg], tmp.path());
+    let report = dir.join("report");
+    for base in [
+        "relative_reward-eval0-Pong-fgsm",
+        "learning-Pong-dopamine-v5",
+        "learning-Breakout-dopamine-v5",
+    ] {
+        assert!(listing.contains(&format!("{base}.png")), "{listing}");
+        let png = std::fs::read(report.join(format!("{base}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{base}.png");
+        assert!(png.len() > 10_000, "{base}.png has {} bytes", png.len());
+    }
+    let svg = text(&report.join("relative_reward-eval0-Pong-fgsm.svg"));
+    assert!(svg.contains("lambda (L-inf radius, pixel units 0..255)"));
+    assert!(svg.contains("relative reward (mean / dense clean mean)"));
+    assert!(
+        svg.contains("\nsap-100\n") && svg.contains("\ndense\n"),
+        "legend"
+    );
+    let svg = text(&report.join("learning-Pong-dopamine-v5.svg"));
+    assert!(svg.contains("emulator frames (thousands)") && svg.contains("return per game"));
+    let md = text(&report.join("report.md"));
+    assert!(md.contains("| defense | lambda | n | mean return | 95% CI | relative | normalised |"));
+    assert!(
+        md.contains("![Pong (dopamine-v5): relative reward under fgsm]"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -268,6 +298,10 @@ fn a_resume_of_a_run_directory_holding_another_manifest_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("holds a run of a different manifest"), "{err}");
     assert!(!dir.join("cells").exists());
+    let out = run(&["report", "nowhere"], tmp.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nowhere is not a run directory"), "{err}");
     let out = run(&["run", "grid.toml", "--jobs", "0"], tmp.path());
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

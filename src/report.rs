@@ -277,6 +277,9 @@ fn moving_mean(xs: &[f64], w: usize) -> Vec<f64> {
         .collect()
 }
 
+/// What one relative-reward plot shows: job, game, preset, attack.
+type PlotKey = (String, String, String, String);
+
 /// One seed's learning curve: the seed, (frames, smoothed return) per training game and
 /// (frames, mean return) per evaluation.
 type Curve = (u64, Vec<(f64, f64)>, Vec<(f64, f64)>);
@@ -369,7 +372,7 @@ pub fn write_report(run_dir: &Path) -> Result<Report> {
     let mut md = format!("# Report: {}\n\n", run_dir.display());
 
     let relative: Vec<RelativeRow> = read_rows(&run_dir.join(files::RELATIVE_REWARD))?;
-    let mut groups: Vec<((String, String, String, String), Vec<&RelativeRow>)> = Vec::new();
+    let mut groups: Vec<(PlotKey, Vec<&RelativeRow>)> = Vec::new();
     for r in &relative {
         let key = (
             r.job.clone(),

@@ -138,7 +138,8 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  sap bench env --games Pong,Breakout --frames 200000\n  \
                             sap bench defense --rounds 3 --iterations 5\n  \
-                            sap bench ddqn --steps 2000 --actors 1 --envs-per-actor 4"
+                            sap bench ddqn --steps 2000 --actors 1 --envs-per-actor 4\n  \
+                            sap bench jobs --jobs 2 --rounds 1"
     )]
     Bench {
         /// What to measure.
@@ -167,6 +168,12 @@ pub enum Command {
         /// torch threads of the learner (`ddqn`).
         #[arg(long, default_value_t = 1)]
         learner_threads: usize,
+        /// Cells at once, compared with 1 (`jobs`).
+        #[arg(long, default_value_t = 2, value_parser = at_least_one)]
+        jobs: u32,
+        /// Episode cap in emulator frames of the grid's cells (`jobs`).
+        #[arg(long, default_value_t = 2_000)]
+        cap: u64,
     },
 }
 
@@ -189,6 +196,9 @@ pub enum BenchTarget {
     /// Double DQN on Pong: learner-only updates/s, actors-only and end-to-end agent
     /// steps/s, and batched inference against local network copies.
     Ddqn,
+    /// Multi-game scaling of `sap run`: cells per hour of a fixed tiny grid with --jobs 1
+    /// and --jobs N.
+    Jobs,
 }
 
 /// Runs a parsed command line.
@@ -367,6 +377,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan { manifest } => {
             let m = Manifest::load(&manifest)?;
             let plan = m.plan();
+            let (mut train_frames, mut eval_frames) = (0u64, 0u64);
             for c in &plan {
                 let deps = if c.deps.is_empty() {
                     String::new()
@@ -374,13 +385,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     let d: Vec<String> = c.deps.iter().map(|d| d.to_string()).collect();
                     format!("  (after {})", d.join(", "))
                 };
-                println!("{:>4}  {}: {}{deps}", c.index, c.id(), c.describe(&m));
+                let mut cost = String::new();
+                if let Some(f) = c.frames_bound() {
+                    cost = format!("; <= {} frames", human(f));
+                    match c.stage() {
+                        Stage::Train => train_frames += f,
+                        Stage::Eval => eval_frames += f,
+                    }
+                }
+                if let Some(p) = c.passes_per_step() {
+                    cost += &format!(", {p} network passes (forward or backward) per agent step");
+                }
+                println!("{:>4}  {}: {}{cost}{deps}", c.index, c.id(), c.describe(&m));
             }
             let train = plan.iter().filter(|c| c.stage() == Stage::Train).count();
             println!(
-                "{} cells: {train} training, {} evaluation",
+                "{} cells: {train} training (<= {} frames), {} evaluation (<= {} frames; \
+                 bounds assume every episode runs to its frame cap)",
                 plan.len(),
-                plan.len() - train
+                human(train_frames),
+                plan.len() - train,
+                human(eval_frames)
             );
         }
         Command::Games => {
@@ -458,6 +483,42 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 learner_threads,
             };
             print_ddqn_bench(&crate::bench::bench_ddqn(config, steps)?);
+        }
+        Command::Bench {
+            target: BenchTarget::Jobs,
+            jobs,
+            rounds,
+            cap,
+            ..
+        } => {
+            if rounds == 0 || cap < 100 {
+                anyhow::bail!("--rounds must be at least 1 and --cap at least 100 frames");
+            }
+            let exe = std::env::current_exe().context("finding the sap executable")?;
+            let (one, many) = crate::bench::bench_jobs(&exe, jobs as usize, rounds, cap)?;
+            println!(
+                "local runner: fixed grid of {} cells (Pong, Breakout; dense and SAP-100 under \
+                 FGSM, lambda 0 and 4; 2 episodes of <= {cap} frames), best of {rounds} rounds",
+                one.cells
+            );
+            println!(
+                "{:<8} {:>14} {:>10} {:>12}",
+                "jobs", "torch threads", "seconds", "cells/hour"
+            );
+            for b in [&one, &many] {
+                println!(
+                    "{:<8} {:>14} {:>10.1} {:>12.0}",
+                    b.jobs,
+                    b.threads_per_job,
+                    b.seconds,
+                    b.cells_per_hour()
+                );
+            }
+            println!(
+                "cells/hour with --jobs {} / with --jobs 1 = {:.3}",
+                many.jobs,
+                many.cells_per_hour() / one.cells_per_hour()
+            );
         }
         Command::Bench {
             target: BenchTarget::Defense,
@@ -590,6 +651,20 @@ fn print_defense_bench(rounds: u32, iterations: u32) {
         }
     }
     println!("targets: SAP-100 exact forward time/dense <= 1.5; independent <= 1.3");
+}
+
+/// A frame count with a unit: 950, 12.3k, 4.5M, 1.2G.
+fn human(n: u64) -> String {
+    let x = n as f64;
+    if x >= 1e9 {
+        format!("{:.1}G", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.1}M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        n.to_string()
+    }
 }
 
 fn opt(v: Option<f64>) -> String {

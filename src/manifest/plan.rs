@@ -173,6 +173,59 @@ impl PlanCell {
         }
     }
 
+    /// Emulator frames the cell plays, at most: the training budget plus its evaluation
+    /// phases, or episodes x the frame cap (classic control: steps x the time limit). `None`
+    /// for robustness cells (no environment).
+    pub fn frames_bound(&self) -> Option<u64> {
+        match &self.kind {
+            CellKind::Train(c) => {
+                let j = &c.job;
+                let cap = match (j.env, c.game) {
+                    (Some(e), _) => e.max_episode_frames,
+                    (None, GameId::Classic(g)) => g.max_steps() as u64,
+                    (None, GameId::Atari(_)) => 0,
+                };
+                let phases = j.frames / j.eval_every.max(1);
+                Some(j.frames + phases * j.eval_episodes as u64 * cap)
+            }
+            CellKind::Episodes(c) => {
+                let cap = match (c.settings, c.game) {
+                    (Some(s), _) => s.max_episode_frames,
+                    (None, GameId::Classic(g)) => g.max_steps() as u64,
+                    (None, GameId::Atari(_)) => 0,
+                };
+                Some(c.episodes as u64 * cap)
+            }
+            CellKind::Agent(a) => Some(a.episodes as u64 * a.settings.max_episode_frames),
+            CellKind::Robustness { .. } => None,
+        }
+    }
+
+    /// Network passes (forward or backward) per agent step of an agent cell: `samples` Q-value passes for the
+    /// action, plus (under attack) the clean greedy action's passes and one forward and
+    /// backward pass per gradient sample.
+    pub fn passes_per_step(&self) -> Option<u32> {
+        let CellKind::Agent(a) = &self.kind else {
+            return None;
+        };
+        let samples = if a.defense.is_stochastic() {
+            a.samples
+        } else {
+            1
+        };
+        Some(match a.attack.filter(|x| x.lambda > 0.0) {
+            None => samples,
+            Some(x) => {
+                let k = x.effective_gradient_samples(&a.defense);
+                let steps = match x.kind {
+                    crate::attack::AttackKind::Fgsm => 1,
+                    crate::attack::AttackKind::Pgd { steps, .. } => steps,
+                };
+                2 * samples + 2 * k * steps
+            }
+        })
+    }
+
     /// A one-line description for `sap plan`.
     pub fn describe(&self, manifest: &Manifest) -> String {
         match &self.kind {

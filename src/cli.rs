@@ -212,15 +212,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             jobs,
         } => {
             let m = Manifest::load(&manifest)?;
-            let dir = experiment::prepare_run_dir(
-                &manifest,
-                &m,
-                &RunOptions {
-                    out,
-                    run_id,
-                    resume,
-                },
-            )?;
+            let dir =
+                experiment::prepare_run_dir(&manifest, &m, &RunOptions::new(out, run_id, resume))?;
             let exe = std::env::current_exe().context("finding the sap executable")?;
             let opts = crate::runner::LocalOptions::new(jobs as usize, exe);
             let plan = m.plan();
@@ -294,15 +287,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             submit,
         } => {
             let m = Manifest::load(&manifest)?;
-            let dir = experiment::prepare_run_dir(
-                &manifest,
-                &m,
-                &RunOptions {
-                    out,
-                    run_id,
-                    resume,
-                },
-            )?;
+            let dir =
+                experiment::prepare_run_dir(&manifest, &m, &RunOptions::new(out, run_id, resume))?;
             let exe = std::env::current_exe().context("finding the sap executable")?;
             let opts = crate::slurm::SlurmOptions {
                 max_parallel,

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -187,6 +188,17 @@ where
             .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    legend_and_present(&mut chart, area)
+}
+
+/// Draws the legend (series labels) and writes the drawing out.
+fn legend_and_present<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    area: &DrawingArea<DB, Shift>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
@@ -338,15 +350,7 @@ where
             .label(format!("seed {seed}: evaluation mean"))
             .legend(move |(x, y)| TriangleMarker::new((x + 9, y), 6, color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    area.present().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(())
+    legend_and_present(&mut chart, area)
 }
 
 fn opt(v: Option<f64>) -> String {

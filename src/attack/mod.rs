@@ -106,6 +106,19 @@ impl Attack {
         Ok(())
     }
 
+    /// PGD's parameters as CSV columns: (steps, step size actually used, random start);
+    /// all `None` for FGSM.
+    pub fn pgd_columns(&self) -> (Option<u32>, Option<f64>, Option<bool>) {
+        match self.kind {
+            AttackKind::Fgsm => (None, None, None),
+            AttackKind::Pgd {
+                steps,
+                random_start,
+                ..
+            } => (Some(steps), self.step_size(), Some(random_start)),
+        }
+    }
+
     /// The PGD step size actually used (`None` for FGSM).
     pub fn step_size(&self) -> Option<f64> {
         match self.kind {

@@ -26,6 +26,10 @@ use crate::seed;
 /// The generator a defense draws from (owned by the policy wrapper).
 pub type DefenseRng = ChaCha8Rng;
 
+/// A defense's parameters as CSV columns: frac and sampling (SAP), p (dropout), sigma
+/// (gaussian).
+pub type DefenseColumns = (Option<f64>, Option<String>, Option<f64>, Option<f64>);
+
 /// A defense, applied post hoc to a trained network (no fine-tuning).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -106,6 +110,19 @@ impl Defense {
             Defense::Sap { .. } => "sap",
             Defense::Dropout { .. } => "dropout",
             Defense::Gaussian { .. } => "gaussian",
+        }
+    }
+
+    /// The parameters as CSV columns: (frac, sampling, p, sigma), each present only for the
+    /// kind it belongs to.
+    pub fn columns(&self) -> DefenseColumns {
+        match *self {
+            Defense::Dense => (None, None, None, None),
+            Defense::Sap { frac, sampling } => {
+                (Some(frac), Some(sampling.name().to_owned()), None, None)
+            }
+            Defense::Dropout { p } => (None, None, Some(p), None),
+            Defense::Gaussian { sigma } => (None, None, None, Some(sigma)),
         }
     }
 

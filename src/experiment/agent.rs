@@ -17,7 +17,6 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use crate::defense::{Defense, Sampling};
 use crate::env::{ale::action_counts, ActionSet, AtariEnv, Environment, Mode, Observation};
 use crate::manifest::{AgentCell, NetworkSource};
 use crate::nn::{checkpoint, Architecture, Model};
@@ -82,36 +81,11 @@ pub struct AgentRow {
     pub truncated: bool,
 }
 
-/// The defense parameters as row columns: kind, frac, sampling, p, sigma.
-pub type DefenseColumns = (
-    String,
-    Option<f64>,
-    Option<String>,
-    Option<f64>,
-    Option<f64>,
-);
-
-/// Splits a defense into its row columns.
-pub fn defense_columns(d: &Defense) -> DefenseColumns {
-    let (frac, sampling, p, sigma) = match *d {
-        Defense::Dense => (None, None, None, None),
-        Defense::Sap { frac, sampling } => {
-            let s = match sampling {
-                Sampling::Exact => "exact",
-                Sampling::Independent => "independent",
-            };
-            (Some(frac), Some(s.to_owned()), None, None)
-        }
-        Defense::Dropout { p } => (None, None, Some(p), None),
-        Defense::Gaussian { sigma } => (None, None, None, Some(sigma)),
-    };
-    (d.kind().to_owned(), frac, sampling, p, sigma)
-}
-
 /// A row with every column that does not depend on the episode filled from `cell`.
 fn template(cell: &AgentCell, checkpoint: &str, wrapper: &PolicyWrapper) -> AgentRow {
-    let (defense, frac, sampling, p, sigma) = defense_columns(&cell.defense);
+    let (frac, sampling, p, sigma) = cell.defense.columns();
     let attack = cell.attack;
+    let (steps, step_size, random_start) = attack.map_or((None, None, None), |a| a.pgd_columns());
     AgentRow {
         job: cell.job_name.clone(),
         game: cell.game.name().to_owned(),
@@ -119,22 +93,16 @@ fn template(cell: &AgentCell, checkpoint: &str, wrapper: &PolicyWrapper) -> Agen
         checkpoint: checkpoint.to_owned(),
         train_seed: cell.network.train_seed(),
         eval_seed: cell.seed,
-        defense,
+        defense: cell.defense.kind().to_owned(),
         frac,
         sampling,
         p,
         sigma,
         attack: cell.attack_name().to_owned(),
         lambda: cell.lambda(),
-        steps: attack.and_then(|a| match a.kind {
-            crate::attack::AttackKind::Pgd { steps, .. } => Some(steps),
-            crate::attack::AttackKind::Fgsm => None,
-        }),
-        step_size: attack.and_then(|a| a.step_size()),
-        random_start: attack.and_then(|a| match a.kind {
-            crate::attack::AttackKind::Pgd { random_start, .. } => Some(random_start),
-            crate::attack::AttackKind::Fgsm => None,
-        }),
+        steps,
+        step_size,
+        random_start,
         gradient_samples: attack.map_or(1, |a| a.effective_gradient_samples(&cell.defense)),
         samples: wrapper.effective_samples(),
         epsilon: cell.epsilon,

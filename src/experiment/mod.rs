@@ -163,6 +163,17 @@ pub struct RunOptions {
     pub resume: Option<PathBuf>,
 }
 
+impl RunOptions {
+    /// Options from the command line's `--out`, `--run-id` and `--resume`.
+    pub fn new(out: PathBuf, run_id: Option<String>, resume: Option<PathBuf>) -> Self {
+        RunOptions {
+            out,
+            run_id,
+            resume,
+        }
+    }
+}
+
 fn timestamp_id() -> String {
     let now = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]");

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
 
-use crate::attack::AttackKind;
 use crate::defense::{Defense, DefensePoints};
 use crate::manifest::{RobustnessJob, Task};
 use crate::metrics::classifier_metrics;
@@ -251,23 +250,9 @@ fn describe(
     seed: u64,
     ckpt: &str,
 ) -> ClassifierRow {
-    let (frac, sampling, p, sigma) = match defense {
-        Defense::Dense => (None, None, None, None),
-        Defense::Sap { frac, sampling } => {
-            (Some(frac), Some(sampling.name().to_owned()), None, None)
-        }
-        Defense::Dropout { p } => (None, None, Some(p), None),
-        Defense::Gaussian { sigma } => (None, None, None, Some(sigma)),
-    };
+    let (frac, sampling, p, sigma) = defense.columns();
     let attack = job.attack_at(lambda);
-    let (steps, random_start) = match attack.kind {
-        AttackKind::Fgsm => (None, None),
-        AttackKind::Pgd {
-            steps,
-            random_start,
-            ..
-        } => (Some(steps), Some(random_start)),
-    };
+    let (steps, step_size, random_start) = attack.pgd_columns();
     ClassifierRow {
         task: job.task.name().to_owned(),
         network: architecture(job).name().to_owned(),
@@ -282,7 +267,7 @@ fn describe(
         attack: attack.kind.name().to_owned(),
         lambda,
         steps,
-        step_size: attack.step_size(),
+        step_size,
         random_start,
         gradient_samples: attack.gradient_samples,
         samples: job.samples,

@@ -49,7 +49,10 @@ fn a_grid_after_training_writes_one_row_per_episode_and_relative_rewards_per_cel
     let plan = ok(&["plan", "m.toml"], tmp.path());
     // 2 training cells, 2 random baselines, and per game the dense clean reference the
     // grid lacks plus SAP-100 at lambda 4; agents wait for their training cell.
-    assert!(plan.contains("8 cells: 2 training, 6 evaluation"), "{plan}");
+    assert!(
+        plan.contains("8 cells: 2 training (<= 8800 frames), 6 evaluation (<= 8400 frames"),
+        "{plan}"
+    );
     assert!(
         plan.contains("agent-004-Pong-t3-dense-none-l0-s3") && plan.contains("(after 0)"),
         "{plan}"

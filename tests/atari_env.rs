@@ -189,3 +189,58 @@ fn every_listed_game_name_maps_back_to_its_game() {
     assert!(Game::from_name("MontezumaRevenge").is_some());
     assert!(Game::from_name("pong").is_none());
 }
+
+/// Makes `calls` on `env`: `None` resets with the next seed of `seeds`, `Some(a)` steps with
+/// action `a`; returns every step's (reward, lives, observation).
+fn replay_calls(
+    env: &mut AtariEnv,
+    calls: &[Option<usize>],
+    seeds: &mut impl Iterator<Item = u64>,
+) -> Vec<(f64, i32, Vec<u8>)> {
+    let mut out = Vec::new();
+    for call in calls {
+        match call {
+            None => {
+                env.reset(seeds.next().unwrap()).unwrap();
+            }
+            Some(a) => {
+                let s = env.step(*a);
+                out.push((s.reward, s.lives, pixels(&s.obs).to_vec()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_new_environment_making_the_same_calls_continues_exactly_where_the_old_one_stood() {
+    // Training under `nature` (no-op starts, lives as episodes, fire on reset) with sticky
+    // actions on: everything an actor's checkpoint relies on to rebuild its environments.
+    let mut settings = Preset::Nature.settings();
+    settings.repeat_action_probability = 0.25;
+    settings.fire_on_reset = true;
+    let new_env = || AtariEnv::new(game("Breakout"), settings, Mode::Train, 9).unwrap();
+    let mut old = new_env();
+    let mut calls: Vec<Option<usize>> = vec![None];
+    let mut seeds = (100..).step_by(7);
+    old.reset(seeds.next().unwrap()).unwrap();
+    let mut resets = 1;
+    for t in 0..700 {
+        let a = (t * 5 + t / 3) % old.num_actions();
+        let s = old.step(a);
+        calls.push(Some(a));
+        if s.terminated || s.truncated {
+            calls.push(None);
+            old.reset(seeds.next().unwrap()).unwrap();
+            resets += 1;
+        }
+    }
+    assert!(resets >= 2, "the calls should cross a lost life");
+    let mut fresh = new_env();
+    replay_calls(&mut fresh, &calls, &mut (100..).step_by(7));
+    // Both continue with the same actions: identical rewards, lives and frames.
+    let more: Vec<Option<usize>> = (0..200).map(|t| Some((t * 3) % 4)).collect();
+    let a = replay_calls(&mut old, &more, &mut std::iter::empty());
+    let b = replay_calls(&mut fresh, &more, &mut std::iter::empty());
+    assert!(a == b, "the rebuilt environment diverged");
+}

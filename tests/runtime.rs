@@ -102,6 +102,7 @@ fn learner(slots: usize) -> LearnerState<f32> {
         beta2: 0.999,
     };
     LearnerState {
+        games: Vec::new(),
         ddqn: DoubleDqn::new(arch(), tch::Device::Cpu, optimizer, 0.9, Loss::Huber, 7),
         replay: Replay::new(2_000, slots, 4, 1).unwrap(),
         rng: ChaCha8Rng::seed_from_u64(5),
@@ -184,6 +185,7 @@ fn run(
         ))
     };
     let spec = ActorSpec {
+        resume: &[],
         arch: arch(),
         exploration: exploration(),
         seed: 11,
@@ -238,6 +240,7 @@ fn a_full_channel_blocks_the_actors_instead_of_growing() {
     // Warm-up past the budget: no updates, so only the channel can hold the actors back.
     let factory = |_: usize| -> Result<Box<dyn Environment>> { Ok(counter(4, None)) };
     let spec = ActorSpec {
+        resume: &[],
         arch: arch(),
         exploration: exploration(),
         seed: 1,
@@ -284,6 +287,7 @@ fn an_actor_that_cannot_build_its_environment_ends_the_run_with_that_error() {
             Ok(counter(4, None))
         };
         let spec = ActorSpec {
+            resume: &[],
             arch: arch(),
             exploration: exploration(),
             seed: 1,

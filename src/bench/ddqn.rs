@@ -71,6 +71,7 @@ fn pong_factory(seed: u64) -> impl Fn(usize) -> Result<Box<dyn Environment>> + S
 fn learner(capacity: usize, slots: usize, actions: i64) -> Result<LearnerState<u8>> {
     let d = settings();
     Ok(LearnerState {
+        games: Vec::new(),
         ddqn: DoubleDqn::new(
             Architecture::NatureCnn { actions },
             Device::Cpu,
@@ -117,6 +118,7 @@ fn runtime_steps_per_s(
 ) -> Result<(f64, LearnerState<u8>)> {
     let factory = pong_factory(7);
     let spec = ActorSpec {
+        resume: &[],
         arch: Architecture::NatureCnn { actions },
         exploration: settings().exploration(),
         seed: 3,

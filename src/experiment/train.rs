@@ -4,17 +4,21 @@
 //!
 //! Files of a cell, under `cells/<cell id>/` in the run directory:
 //! - `train.csv`, `train_eval.csv`;
-//! - `checkpoints/state-<step>.safetensors` (networks, optimiser moments, update count) and
-//!   `state-<step>.toml` (counters and the replay sampler's generator), the TOML written
-//!   last, so a checkpoint exists only once both files are whole; the two newest are kept;
+//! - `checkpoints/state-<step>.safetensors` (networks, optimiser moments, update count),
+//!   `state-<step>.replay` (the whole replay buffer) and `state-<step>.toml` (counters,
+//!   generators, the games in progress and each environment slot's state), the TOML written
+//!   last, so a checkpoint exists only once all three are whole; only the newest is kept;
 //! - `final.safetensors`: the trained online network, loadable with
 //!   [`crate::nn::checkpoint::load`].
 //!
-//! Resume: the newest checkpoint restores the networks, the optimiser and the counters; rows
-//! after its step are cut from the CSVs, so none is duplicated. Replay is not saved (a full
-//! Atari buffer is 7 GB): it is refilled with `learning_starts` agent steps played by the
-//! restored network at the restored epsilon before updates resume; those steps are not
-//! counted in the budget and their games are not recorded.
+//! Exact resume: training runs in segments that end at checkpoint steps (rounded up to whole
+//! rounds); every segment, in an uninterrupted run too, starts from the state the previous
+//! one saved: networks, optimiser, replay, generators, and each slot's environment, restored
+//! by making the same calls (resets with their seeds, actions) on a new one, since
+//! environments are deterministic given their calls. So a run killed at any moment and
+//! resumed from its newest checkpoint writes the same rows as one never interrupted (rows
+//! after the checkpoint are cut first). The price: at every segment start each slot replays
+//! at most its current game's actions.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,7 +36,10 @@ use crate::nn::{Architecture, MlpConfig};
 use crate::progress::TrainProgress;
 use crate::record::{read_rows, write_atomic, write_table, CsvAppender};
 use crate::rl::{DoubleDqn, Replay};
-use crate::runtime::{self, ActorSpec, EpisodeEnd, Frame, Hooks, LearnerState, StepContext};
+use crate::runtime::{
+    self, ActorSpec, EnvCall, EpisodeEnd, Frame, GameTally, Hooks, LearnerState, SlotState,
+    StepContext,
+};
 use crate::seed::derive;
 
 /// One training game (`train.csv`).
@@ -97,7 +104,8 @@ pub struct TrainEvalRow {
     pub truncated: bool,
 }
 
-/// What a checkpoint's description (`state-<step>.toml`) holds besides the tensors.
+/// What a checkpoint's description (`state-<step>.toml`) holds besides the tensors and the
+/// replay file: every counter and generator the rest of the run depends on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct CheckpointInfo {
     cell: String,
@@ -105,10 +113,97 @@ struct CheckpointInfo {
     updates: u64,
     finished: bool,
     tensors: String,
-    /// The replay sampler's ChaCha8 generator: seed (hex), stream, word position.
-    rng_seed: String,
-    rng_stream: String,
-    rng_word_pos: String,
+    replay: String,
+    /// The replay sampler's ChaCha8 generator.
+    rng: RngRecord,
+    /// Update statistics since the last train row: loss sum, mean-Q sum, updates.
+    window_loss: f64,
+    window_q: f64,
+    window_n: u64,
+    /// Per slot: the game in progress.
+    games: Vec<GameTally>,
+    /// Per slot: what its environment and explorer need to continue exactly.
+    slots: Vec<SlotRecord>,
+}
+
+/// A ChaCha8 generator's state: seed (hex), stream, word position.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct RngRecord {
+    seed: String,
+    stream: String,
+    word_pos: String,
+}
+
+impl RngRecord {
+    fn of(rng: &ChaCha8Rng) -> Self {
+        RngRecord {
+            seed: rng.get_seed().iter().map(|b| format!("{b:02x}")).collect(),
+            stream: rng.get_stream().to_string(),
+            word_pos: rng.get_word_pos().to_string(),
+        }
+    }
+
+    fn restore(&self) -> Result<ChaCha8Rng> {
+        let bytes = (0..self.seed.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(self.seed.get(i..i + 2).unwrap_or("zz"), 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .context("the generator seed is not hex")?;
+        let seed: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the generator seed is not 32 bytes"))?;
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        rng.set_stream(self.stream.parse().context("the generator stream")?);
+        rng.set_word_pos(self.word_pos.parse().context("the word position")?);
+        Ok(rng)
+    }
+}
+
+/// A slot's [`SlotState`] in a checkpoint; `calls` reads `R<seed>` for a reset and the
+/// action index for a step, space-separated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct SlotRecord {
+    episodes: u64,
+    has_obs: bool,
+    rng: RngRecord,
+    calls: String,
+}
+
+impl SlotRecord {
+    fn of(s: &SlotState) -> Self {
+        let calls: Vec<String> = s
+            .calls
+            .iter()
+            .map(|c| match c {
+                EnvCall::Reset(seed) => format!("R{seed}"),
+                EnvCall::Step(a) => a.to_string(),
+            })
+            .collect();
+        SlotRecord {
+            episodes: s.episodes,
+            has_obs: s.has_obs,
+            rng: RngRecord::of(&s.rng),
+            calls: calls.join(" "),
+        }
+    }
+
+    fn restore(&self) -> Result<SlotState> {
+        let calls = self
+            .calls
+            .split_whitespace()
+            .map(|c| match c.strip_prefix('R') {
+                Some(seed) => seed.parse().map(EnvCall::Reset),
+                None => c.parse().map(EnvCall::Step),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .context("a slot's calls are not `R<seed>` or action numbers")?;
+        Ok(SlotState {
+            episodes: self.episodes,
+            rng: self.rng.restore()?,
+            calls,
+            has_obs: self.has_obs,
+        })
+    }
 }
 
 /// What a training cell produced.
@@ -200,7 +295,7 @@ fn run_typed<T: Frame>(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome>
         });
     }
     let (arch, frame_len, stack) = network(cell)?;
-    let mut ddqn = DoubleDqn::new(
+    let ddqn = DoubleDqn::new(
         arch.clone(),
         Device::cuda_if_available(),
         d.optimizer_config(),
@@ -208,67 +303,39 @@ fn run_typed<T: Frame>(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome>
         d.loss,
         derive(cell.seed, "init", 0),
     );
-    let mut rng = ChaCha8Rng::seed_from_u64(derive(cell.seed, "replay", 0));
-    if let Some((info, path)) = &resumed {
-        let tensors = Tensor::read_safetensors(path.with_file_name(&info.tensors))
-            .with_context(|| format!("reading checkpoint {}", path.display()))?;
-        ddqn.load_state(&tensors).map_err(|key| {
-            anyhow::anyhow!(
-                "{}: the checkpoint lacks `{key}` or has it in another shape; it was written \
-                 by another network or version",
-                path.display()
-            )
-        })?;
-        rng = restore_rng(info).with_context(|| format!("{}", path.display()))?;
-        tracing::info!(
-            "{id}: resuming from agent step {} ({} updates); refilling replay with {} steps",
-            info.step,
-            info.updates,
-            d.learning_starts
-        );
-    }
     let slots = job.runtime.slots() as u64;
-    let timeline = runtime::Timeline {
-        slots,
-        start_step,
-        end_step,
-        refill_rounds: if start_step > 0 {
-            d.learning_starts.div_ceil(slots)
-        } else {
-            0
-        },
-        learning_starts: d.learning_starts,
-        update_period: d.update_period,
-        sync_period: job.runtime.sync_period,
-    };
-    let replay = Replay::<T>::new(d.replay_capacity, slots as usize, frame_len, stack)?;
     let mut learner = LearnerState {
         ddqn,
-        replay,
-        rng,
+        replay: Replay::<T>::new(d.replay_capacity, slots as usize, frame_len, stack)?,
+        rng: ChaCha8Rng::seed_from_u64(derive(cell.seed, "replay", 0)),
         steps: start_step,
         batch_size: d.batch_size,
         target_period: d.target_period_updates().max(1),
+        games: Vec::new(),
     };
-    let actor_seed = derive(cell.seed, "actors", start_step);
+    let mut window = Window::new(start_step, 0);
+    let mut slot_states: Vec<SlotState> = Vec::new();
+    if let Some((info, path)) = &resumed {
+        restore(&mut learner, &mut window, &mut slot_states, info, path)?;
+        tracing::info!(
+            "{id}: resuming from agent step {} ({} updates)",
+            info.step,
+            info.updates
+        );
+    }
+    // Fixed for the whole cell: episode seeds continue from the slots' counters.
+    let actor_seed = derive(cell.seed, "actors", 0);
     let factory = |slot: usize| make_env(cell, Mode::Train, derive(actor_seed, "ale", slot as u64));
-    let spec = ActorSpec {
-        arch,
-        exploration: d.exploration(),
-        seed: actor_seed,
-        make_env: &factory,
-    };
     let mut hooks = CellHooks {
         cell,
         id: id.clone(),
         ckpt_dir,
         end_step,
         eval_steps: job.steps(job.eval_every).max(1),
-        ckpt_steps: job.steps(job.checkpoint_every).max(1),
         train_sink: CsvAppender::open(&train_path, &sample_train_row())?,
         eval_sink: CsvAppender::open(&eval_path, &sample_eval_row())?,
         games: kept_games as u64,
-        window: Window::new(start_step, learner.ddqn.updates()),
+        window,
         eval_env: None,
         last_eval_mean: None,
         progress: TrainProgress::new(
@@ -277,18 +344,87 @@ fn run_typed<T: Frame>(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome>
             end_step * job.frame_skip(),
         ),
     };
-    runtime::run(&job.runtime, timeline, &spec, &mut learner, &mut hooks)
-        .with_context(|| format!("training {id}"))?;
+    // Training runs in segments that end at checkpoints (rounded up to whole rounds). Each
+    // segment starts from what the previous one left (networks, optimiser, replay, slots),
+    // so a run resumed from a checkpoint continues exactly as an uninterrupted run does.
+    let ckpt_steps = job.steps(job.checkpoint_every).max(1);
+    let mut a = start_step;
+    while a < end_step {
+        let b = segment_end(a, ckpt_steps, slots, end_step);
+        let timeline = runtime::Timeline {
+            slots,
+            start_step: a,
+            end_step: b,
+            refill_rounds: 0,
+            learning_starts: d.learning_starts,
+            update_period: d.update_period,
+            sync_period: job.runtime.sync_period,
+        };
+        let spec = ActorSpec {
+            arch: arch.clone(),
+            exploration: d.exploration(),
+            seed: actor_seed,
+            make_env: &factory,
+            resume: &slot_states,
+        };
+        slot_states = runtime::run(&job.runtime, timeline, &spec, &mut learner, &mut hooks)
+            .with_context(|| format!("training {id}"))?;
+        hooks.checkpoint(&learner, &slot_states, b == end_step)?;
+        a = b;
+    }
     hooks.progress.finish();
-    let games = hooks.games as usize;
-    let last_eval_mean = hooks.last_eval_mean;
     Ok(TrainOutcome {
         dir,
         steps_run: end_step - start_step,
         steps: end_step,
-        games,
-        last_eval_mean,
+        games: hooks.games as usize,
+        last_eval_mean: hooks.last_eval_mean,
     })
+}
+
+/// The end of the segment that starts at agent step `a`: the first checkpoint step after
+/// `a`, rounded up to a whole round of `slots` steps, at most `end`.
+fn segment_end(a: u64, ckpt_steps: u64, slots: u64, end: u64) -> u64 {
+    let next = (a / ckpt_steps + 1) * ckpt_steps;
+    (next.div_ceil(slots) * slots).min(end)
+}
+
+/// Loads a checkpoint into the learner, the row window and the slots.
+fn restore<T: Frame>(
+    learner: &mut LearnerState<T>,
+    window: &mut Window,
+    slot_states: &mut Vec<SlotState>,
+    info: &CheckpointInfo,
+    path: &Path,
+) -> Result<()> {
+    let tensors = Tensor::read_safetensors(path.with_file_name(&info.tensors))
+        .with_context(|| format!("reading checkpoint {}", path.display()))?;
+    learner.ddqn.load_state(&tensors).map_err(|key| {
+        anyhow::anyhow!(
+            "{}: the checkpoint lacks `{key}` or has it in another shape; it was written by \
+             another network or version",
+            path.display()
+        )
+    })?;
+    let replay_path = path.with_file_name(&info.replay);
+    learner
+        .replay
+        .load(&replay_path)
+        .with_context(|| format!("reading replay {}", replay_path.display()))?;
+    learner.rng = info
+        .rng
+        .restore()
+        .with_context(|| format!("{}", path.display()))?;
+    learner.games = info.games.clone();
+    (window.loss, window.q, window.n) = (info.window_loss, info.window_q, info.window_n);
+    window.rate_updates = info.updates;
+    *slot_states = info
+        .slots
+        .iter()
+        .map(SlotRecord::restore)
+        .collect::<Result<_>>()
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(())
 }
 
 fn sample_train_row() -> TrainRow {
@@ -405,21 +541,6 @@ fn latest_checkpoint(dir: &Path, cell: &str) -> Result<Option<(CheckpointInfo, P
     Ok(found)
 }
 
-fn restore_rng(info: &CheckpointInfo) -> Result<ChaCha8Rng> {
-    let bytes = (0..info.rng_seed.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(info.rng_seed.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .context("the generator seed is not hex")?;
-    let seed: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the generator seed is not 32 bytes"))?;
-    let mut rng = ChaCha8Rng::from_seed(seed);
-    rng.set_stream(info.rng_stream.parse().context("the generator stream")?);
-    rng.set_word_pos(info.rng_word_pos.parse().context("the word position")?);
-    Ok(rng)
-}
-
 /// Update statistics since the previous train row, and a rate window of at least
 /// [`RATE_WINDOW_S`] seconds of wall time (rates over a few milliseconds mean nothing).
 struct Window {
@@ -469,7 +590,6 @@ struct CellHooks<'a> {
     ckpt_dir: PathBuf,
     end_step: u64,
     eval_steps: u64,
-    ckpt_steps: u64,
     train_sink: CsvAppender<TrainRow>,
     eval_sink: CsvAppender<TrainEvalRow>,
     games: u64,
@@ -544,7 +664,14 @@ impl CellHooks<'_> {
         Ok(())
     }
 
-    fn checkpoint<T: Frame>(&self, learner: &LearnerState<T>, finished: bool) -> Result<()> {
+    /// Writes checkpoint `state-<step>`: tensors, replay, then the description, which makes
+    /// it count; then removes older checkpoints.
+    fn checkpoint<T: Frame>(
+        &self,
+        learner: &LearnerState<T>,
+        slots: &[SlotState],
+        finished: bool,
+    ) -> Result<()> {
         let step = learner.steps;
         let stem = format!("state-{step:012}");
         let tensors_name = format!("{stem}.safetensors");
@@ -558,6 +685,12 @@ impl CellHooks<'_> {
         Tensor::write_safetensors(&tensors, &tmp)
             .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, self.ckpt_dir.join(&tensors_name))?;
+        let replay_name = format!("{stem}.replay");
+        let replay_path = self.ckpt_dir.join(&replay_name);
+        learner
+            .replay
+            .save(&replay_path)
+            .with_context(|| format!("writing {}", replay_path.display()))?;
         if finished {
             crate::nn::checkpoint::save(
                 &learner.ddqn.online,
@@ -574,14 +707,13 @@ impl CellHooks<'_> {
             updates: learner.ddqn.updates(),
             finished,
             tensors: tensors_name,
-            rng_seed: learner
-                .rng
-                .get_seed()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-            rng_stream: learner.rng.get_stream().to_string(),
-            rng_word_pos: learner.rng.get_word_pos().to_string(),
+            replay: replay_name,
+            rng: RngRecord::of(&learner.rng),
+            window_loss: self.window.loss,
+            window_q: self.window.q,
+            window_n: self.window.n,
+            games: learner.games.clone(),
+            slots: slots.iter().map(SlotRecord::of).collect(),
         };
         // The description last: a checkpoint counts only once it is there.
         let text = toml::to_string(&info).expect("checkpoint descriptions serialise");
@@ -589,7 +721,7 @@ impl CellHooks<'_> {
         self.prune(step)
     }
 
-    /// Keeps the two newest checkpoints.
+    /// Keeps only the newest checkpoint (its replay can take gigabytes).
     fn prune(&self, newest: u64) -> Result<()> {
         let mut steps: Vec<u64> = std::fs::read_dir(&self.ckpt_dir)?
             .filter_map(|e| {
@@ -602,10 +734,12 @@ impl CellHooks<'_> {
             .filter(|&s| s <= newest)
             .collect();
         steps.sort_unstable();
-        for old in steps.iter().rev().skip(2) {
+        for old in steps.iter().rev().skip(1) {
             let stem = format!("state-{old:012}");
+            // The description first: a checkpoint without it no longer counts.
             let _ = std::fs::remove_file(self.ckpt_dir.join(format!("{stem}.toml")));
             let _ = std::fs::remove_file(self.ckpt_dir.join(format!("{stem}.safetensors")));
+            let _ = std::fs::remove_file(self.ckpt_dir.join(format!("{stem}.replay")));
         }
         Ok(())
     }
@@ -651,9 +785,6 @@ impl<T: Frame> Hooks<T> for CellHooks<'_> {
         self.progress.advance(step * fs, learner.ddqn.updates());
         if step % self.eval_steps == 0 || step == self.end_step {
             self.evaluate(learner)?;
-        }
-        if step % self.ckpt_steps == 0 || step == self.end_step {
-            self.checkpoint(learner, step == self.end_step)?;
         }
         Ok(())
     }

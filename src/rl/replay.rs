@@ -20,6 +20,10 @@
 //! Memory per slot: one frame plus 6 bytes (action `u8`, reward `f32`, flags `u8`): 7062
 //! bytes for an 84x84 frame, 1.0009x the frame, plus one extra slot per episode.
 
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
 use rand::Rng;
 
 /// Slot flag: the slot holds an episode's first observation.
@@ -332,11 +336,144 @@ impl<T: Copy + Default> Replay<T> {
     }
 }
 
+/// The first bytes of a replay file.
+const MAGIC: &[u8; 10] = b"SAPREPLAY1";
+
+impl<T: crate::runtime::Frame> Replay<T> {
+    /// Writes the whole buffer to `path` (a temporary file renamed over it), so a
+    /// checkpoint restores replay exactly. Returns the bytes written.
+    pub fn save(&self, path: &Path) -> std::io::Result<u64> {
+        let tmp = path.with_file_name(format!(
+            ".{}.tmp-{}",
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("replay"),
+            std::process::id()
+        ));
+        let mut w = BufWriter::new(File::create(&tmp)?);
+        let mut head = MAGIC.to_vec();
+        for v in [
+            T::BYTES as u64,
+            self.frame_len as u64,
+            self.stack as u64,
+            self.stream_capacity as u64,
+            self.streams.len() as u64,
+        ] {
+            head.extend_from_slice(&v.to_le_bytes());
+        }
+        w.write_all(&head)?;
+        let mut total = head.len() as u64;
+        let mut buf = Vec::new();
+        for st in &self.streams {
+            buf.clear();
+            buf.extend_from_slice(&st.written.to_le_bytes());
+            buf.extend_from_slice(&(st.actions.len() as u64).to_le_bytes());
+            T::put(&st.frames, &mut buf);
+            buf.extend_from_slice(&st.actions);
+            st.rewards
+                .iter()
+                .for_each(|r| buf.extend_from_slice(&r.to_le_bytes()));
+            buf.extend_from_slice(&st.flags);
+            w.write_all(&buf)?;
+            total += buf.len() as u64;
+        }
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(total)
+    }
+
+    /// Replaces the buffer's contents with those `save` wrote to `path`. The file must have
+    /// this buffer's geometry (frame size, stack, capacity, streams).
+    pub fn load(&mut self, path: &Path) -> std::io::Result<()> {
+        let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+        let mut r = BufReader::new(File::open(path)?);
+        let mut magic = [0u8; 10];
+        r.read_exact(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(bad("not a replay file of this version".into()));
+        }
+        let mut word = || -> std::io::Result<u64> {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b)?;
+            Ok(u64::from_le_bytes(b))
+        };
+        let found = [word()?, word()?, word()?, word()?, word()?];
+        let expected = [
+            T::BYTES as u64,
+            self.frame_len as u64,
+            self.stack as u64,
+            self.stream_capacity as u64,
+            self.streams.len() as u64,
+        ];
+        if found != expected {
+            return Err(bad(format!(
+                "replay geometry (value bytes, frame length, stack, capacity per stream, \
+                 streams) is {found:?}, this run needs {expected:?}"
+            )));
+        }
+        for st in &mut self.streams {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b)?;
+            let written = u64::from_le_bytes(b);
+            r.read_exact(&mut b)?;
+            let n = u64::from_le_bytes(b) as usize;
+            if n > self.stream_capacity || (n as u64) > written {
+                return Err(bad(format!("a stream of {n} slots exceeds the capacity")));
+            }
+            let mut bytes = vec![0u8; n * self.frame_len * T::BYTES];
+            r.read_exact(&mut bytes)?;
+            st.frames = T::get(&bytes);
+            st.actions = vec![0u8; n];
+            r.read_exact(&mut st.actions)?;
+            let mut rewards = vec![0u8; n * 4];
+            r.read_exact(&mut rewards)?;
+            st.rewards = rewards
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            st.flags = vec![0u8; n];
+            r.read_exact(&mut st.flags)?;
+            st.written = written;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn a_saved_and_loaded_buffer_samples_the_same_batches() {
+        let mut a = Replay::<f32>::new(40, 2, 3, 2).unwrap();
+        for stream in 0..2 {
+            a.begin_episode(stream, &[stream as f32; 3]);
+            for t in 0..30u8 {
+                let frame = [t as f32 + 0.5, -(t as f32), stream as f32];
+                a.record_step(stream, t % 3, t as f32 * 0.25, t % 11 == 10, &frame);
+                if t % 11 == 10 {
+                    a.begin_episode(stream, &[1.0; 3]);
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.replay");
+        a.save(&path).unwrap();
+        let mut b = Replay::<f32>::new(40, 2, 3, 2).unwrap();
+        b.load(&path).unwrap();
+        let (mut x, mut y) = (Batch::default(), Batch::default());
+        a.sample(16, &mut ChaCha8Rng::seed_from_u64(5), &mut x);
+        b.sample(16, &mut ChaCha8Rng::seed_from_u64(5), &mut y);
+        assert_eq!(x, y);
+        assert_eq!(a.transitions(), b.transitions());
+        // Another geometry is refused, naming what differs.
+        let mut c = Replay::<f32>::new(60, 2, 3, 2).unwrap();
+        let err = c.load(&path).unwrap_err().to_string();
+        assert!(err.contains("replay geometry"), "{err}");
+    }
 
     #[test]
     fn a_full_stream_keeps_sampling_only_intact_stacks() {

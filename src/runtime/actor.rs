@@ -22,6 +22,31 @@ use crate::seed::derive;
 /// Builds the environment of a slot; called inside the actor thread that steps it.
 pub type EnvFactory<'a> = dyn Fn(usize) -> Result<Box<dyn Environment>> + Sync + 'a;
 
+/// One call an actor made on a slot's environment since that environment's last full
+/// restart (a reset after game over or truncation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvCall {
+    /// `reset(seed)`.
+    Reset(u64),
+    /// `step(action)`.
+    Step(u32),
+}
+
+/// What a slot carries from one run of the runtime to the next (a checkpoint): making the
+/// same calls on a new environment restores its state exactly, emulator and preprocessing
+/// included, because environments are deterministic given their calls.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlotState {
+    /// Episodes begun by the slot (its next reset seed derives from this count).
+    pub episodes: u64,
+    /// The slot's exploration generator.
+    pub rng: ChaCha8Rng,
+    /// The calls since the environment's last full restart.
+    pub calls: Vec<EnvCall>,
+    /// Whether the slot is mid-episode (otherwise its next round resets).
+    pub has_obs: bool,
+}
+
 /// What every actor shares.
 pub struct ActorSpec<'a> {
     /// The Q-network (its weights arrive as snapshots).
@@ -33,6 +58,8 @@ pub struct ActorSpec<'a> {
     pub seed: u64,
     /// Builds a slot's environment.
     pub make_env: &'a EnvFactory<'a>,
+    /// The slots' states at the end of the previous run (empty: fresh slots).
+    pub resume: &'a [SlotState],
 }
 
 /// One slot's step in a round.
@@ -78,6 +105,7 @@ struct Slot<T> {
     obs: Option<Vec<T>>,
     episodes: u64,
     rng: ChaCha8Rng,
+    calls: Vec<EnvCall>,
 }
 
 fn newest<T: Copy>(stack: &[T], frame_len: usize) -> Vec<T> {
@@ -95,6 +123,8 @@ pub(super) struct ActorRun<'a, T> {
     pub board: &'a Board,
     pub tx: Sender<RoundMsg<T>>,
     pub sent: &'a AtomicU64,
+    /// Where the actor leaves its slots' states when its rounds are done.
+    pub out: &'a std::sync::Mutex<Vec<Option<SlotState>>>,
 }
 
 impl<T: Frame> ActorRun<'_, T> {
@@ -108,13 +138,17 @@ impl<T: Frame> ActorRun<'_, T> {
                 let index = self.actor * self.envs + e;
                 let env = (spec.make_env)(index)
                     .with_context(|| format!("building the environment of slot {index}"))?;
-                Ok(Slot {
-                    index,
-                    env,
-                    obs: None,
-                    episodes: 0,
-                    rng: ChaCha8Rng::seed_from_u64(derive(spec.seed, "explore", index as u64)),
-                })
+                match spec.resume.get(index) {
+                    None => Ok(Slot {
+                        index,
+                        env,
+                        obs: None,
+                        episodes: 0,
+                        rng: ChaCha8Rng::seed_from_u64(derive(spec.seed, "explore", index as u64)),
+                        calls: Vec::new(),
+                    }),
+                    Some(saved) => restore(index, env, saved),
+                }
             })
             .collect::<Result<_>>()?;
         let mut model = Model::new(spec.arch.clone(), Device::Cpu);
@@ -144,6 +178,7 @@ impl<T: Frame> ActorRun<'_, T> {
                 if s.obs.is_none() {
                     let seed = derive(derive(spec.seed, "episode", s.index as u64), "", s.episodes);
                     s.episodes += 1;
+                    s.calls.push(EnvCall::Reset(seed));
                     let obs = T::unpack(s.env.reset(seed)?).ok_or_else(|| {
                         anyhow!("the environment returned the wrong kind of observation")
                     })?;
@@ -174,6 +209,11 @@ impl<T: Frame> ActorRun<'_, T> {
                     greedy[k] as usize
                 };
                 let step = s.env.step(action);
+                s.calls.push(EnvCall::Step(action as u32));
+                if step.game_over || step.truncated {
+                    // The next reset restarts the emulator: nothing before it matters.
+                    s.calls.clear();
+                }
                 let stack = T::unpack(step.obs).ok_or_else(|| {
                     anyhow!("the environment returned the wrong kind of observation")
                 })?;
@@ -198,6 +238,15 @@ impl<T: Frame> ActorRun<'_, T> {
                 return Ok(());
             }
         }
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        for s in state {
+            out[s.index] = Some(SlotState {
+                episodes: s.episodes,
+                rng: s.rng,
+                calls: s.calls,
+                has_obs: s.obs.is_some(),
+            });
+        }
         Ok(())
     }
 
@@ -219,6 +268,43 @@ impl<T: Frame> ActorRun<'_, T> {
             }
         }
     }
+}
+
+/// A slot whose new environment has replayed `saved.calls`, so it stands where the saved
+/// one stood.
+fn restore<T: Frame>(
+    index: usize,
+    mut env: Box<dyn Environment>,
+    saved: &SlotState,
+) -> Result<Slot<T>> {
+    let mut last = None;
+    for call in &saved.calls {
+        last = Some(match *call {
+            EnvCall::Reset(seed) => env.reset(seed)?,
+            EnvCall::Step(a) => {
+                if a as usize >= env.num_actions() {
+                    anyhow::bail!("slot {index}: saved action {a} is out of range");
+                }
+                env.step(a as usize).obs
+            }
+        });
+    }
+    let obs = match (saved.has_obs, last) {
+        (false, _) => None,
+        (true, Some(obs)) => Some(
+            T::unpack(obs)
+                .ok_or_else(|| anyhow!("the environment returned the wrong kind of observation"))?,
+        ),
+        (true, None) => anyhow::bail!("slot {index}: mid-episode state without its calls"),
+    };
+    Ok(Slot {
+        index,
+        env,
+        obs,
+        episodes: saved.episodes,
+        rng: saved.rng.clone(),
+        calls: saved.calls.clone(),
+    })
 }
 
 /// Greedy actions of `n` stacked observations in one forward pass.

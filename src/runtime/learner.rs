@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Result};
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
-use super::actor::{ActorRun, ActorSpec, RoundMsg};
+use super::actor::{ActorRun, ActorSpec, RoundMsg, SlotState};
 use super::board::{Board, Snapshot};
 use super::{set_torch_threads, Frame, RuntimeConfig, SlotRole, Timeline};
 use crate::rl::{Batch, DoubleDqn, Replay, UpdateStats};
@@ -19,7 +20,7 @@ use crate::rl::{Batch, DoubleDqn, Replay, UpdateStats};
 pub struct LearnerState<T> {
     /// Networks and optimiser.
     pub ddqn: DoubleDqn,
-    /// The replay buffer (not checkpointed: refilled on resume).
+    /// The replay buffer (saved whole in training checkpoints).
     pub replay: Replay<T>,
     /// Draws the replay batches.
     pub rng: ChaCha8Rng,
@@ -29,6 +30,8 @@ pub struct LearnerState<T> {
     pub batch_size: usize,
     /// Updates between target-network copies.
     pub target_period: u64,
+    /// Per slot: the game in progress (empty before the first run: all idle).
+    pub games: Vec<GameTally>,
 }
 
 /// A finished game of one slot (all its lives), in agent steps.
@@ -78,16 +81,21 @@ pub trait Hooks<T> {
     fn after_step(&mut self, learner: &mut LearnerState<T>, ctx: &StepContext) -> Result<()>;
 }
 
-/// Per-slot game bookkeeping.
-#[derive(Clone, Copy, Default)]
-struct Game {
-    in_game: bool,
-    recorded: bool,
-    score: f64,
-    length: u64,
+/// Per-slot game bookkeeping: a game spans episodes when lives end them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GameTally {
+    /// A game is in progress.
+    pub in_game: bool,
+    /// It will be reported when it ends (it began on a counted step).
+    pub recorded: bool,
+    /// Raw score so far.
+    pub score: f64,
+    /// Agent steps so far.
+    pub length: u64,
 }
 
-/// Runs the actors and the learner until `timeline.end_step` agent steps are counted.
+/// Runs the actors and the learner until `timeline.end_step` agent steps are counted;
+/// returns the slots' states, from which a later run continues exactly (`spec.resume`).
 ///
 /// The learner runs on the calling thread; actors on scoped threads. The first error or
 /// panic of any thread stops all of them and is returned.
@@ -97,7 +105,7 @@ pub fn run<T: Frame, H: Hooks<T>>(
     spec: &ActorSpec,
     learner: &mut LearnerState<T>,
     hooks: &mut H,
-) -> Result<()> {
+) -> Result<Vec<SlotState>> {
     if config.actors == 0 || config.envs_per_actor == 0 {
         bail!("the runtime needs at least one actor with at least one environment");
     }
@@ -114,7 +122,15 @@ pub fn run<T: Frame, H: Hooks<T>>(
         }
         board.stop();
     };
+    if !spec.resume.is_empty() && spec.resume.len() != config.slots() {
+        bail!(
+            "{} saved slot states for {} environment slots",
+            spec.resume.len(),
+            config.slots()
+        );
+    }
     let sent: Vec<AtomicU64> = (0..config.actors).map(|_| AtomicU64::new(0)).collect();
+    let out: Mutex<Vec<Option<SlotState>>> = Mutex::new(vec![None; config.slots()]);
     let frame_len = learner.replay.frame_len();
     let previous_threads = tch::get_num_threads();
     std::thread::scope(|scope| {
@@ -132,6 +148,7 @@ pub fn run<T: Frame, H: Hooks<T>>(
                 board: &board,
                 tx,
                 sent,
+                out: &out,
             };
             let fail = &fail;
             std::thread::Builder::new()
@@ -160,10 +177,15 @@ pub fn run<T: Frame, H: Hooks<T>>(
         board.stop();
     });
     tch::set_num_threads(previous_threads);
-    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
     }
+    out.into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| s.ok_or_else(|| anyhow!("slot {i} did not report its state")))
+        .collect()
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -201,7 +223,9 @@ fn learn<T: Frame, H: Hooks<T>>(
     learner: &mut LearnerState<T>,
     hooks: &mut H,
 ) -> Result<()> {
-    let mut games = vec![Game::default(); timeline.slots as usize];
+    if learner.games.is_empty() {
+        learner.games = vec![GameTally::default(); timeline.slots as usize];
+    }
     let mut received = vec![0u64; receivers.len()];
     let mut batch = Batch::default();
     let sync_period = timeline.sync_period;
@@ -216,12 +240,12 @@ fn learn<T: Frame, H: Hooks<T>>(
                 );
             }
             for out in msg.outcomes {
-                let game = &mut games[out.slot];
+                let game = &mut learner.games[out.slot];
                 if let Some(frame) = &out.start_frame {
                     learner.replay.begin_episode(out.slot, frame);
                     if !game.in_game {
                         // A new game (not a new life of the same game).
-                        *game = Game {
+                        *game = GameTally {
                             in_game: true,
                             recorded: timeline.role(round, out.slot) != SlotRole::Refill,
                             score: 0.0,

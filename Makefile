@@ -12,7 +12,7 @@ setup:
 	@scripts/setup.sh
 
 quickstart: setup
-	./target/release/sap run experiments/quickstart.toml
+	./target/release/sap run experiments/quickstart.toml --jobs 2
 
 test:
 	@SAP_SKIP_BUILD=1 SAP_WITH_SLURM=1 scripts/setup.sh

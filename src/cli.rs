@@ -40,9 +40,13 @@ pub enum Command {
         /// Resume this run directory: complete cells are skipped, interrupted ones continue.
         #[arg(long, value_name = "RUN_DIR")]
         resume: Option<PathBuf>,
-        /// Cells run at once, each a child process with cores / N torch threads.
+        /// Cells run at once, each a child process.
         #[arg(long, default_value_t = 1, value_parser = at_least_one)]
         jobs: u32,
+        /// torch threads of each cell. Rows depend on it (torch's reductions round
+        /// differently with other counts), never on --jobs; keep jobs x threads <= cores.
+        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+        threads_per_job: u32,
     },
     /// Run one cell of a manifest in this process (what `sap run` children and Slurm array
     /// tasks do).
@@ -58,9 +62,10 @@ pub enum Command {
         /// The run directory (created with the manifest's copies if missing).
         #[arg(long, value_name = "RUN_DIR")]
         run_dir: PathBuf,
-        /// torch threads (default: torch's own choice).
-        #[arg(long, value_parser = at_least_one)]
-        threads: Option<u32>,
+        /// torch threads of the cell (rows depend on it; `sap run` and Slurm scripts pass
+        /// theirs).
+        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+        threads: u32,
         /// Report progress as `@progress` lines on stdout (for `sap run`).
         #[arg(long)]
         progress_lines: bool,
@@ -86,9 +91,13 @@ pub enum Command {
         /// Array tasks running at once (the `%` limit of each array).
         #[arg(long, default_value_t = 8, value_parser = at_least_one)]
         max_parallel: u32,
-        /// CPUs per task, also each cell's torch threads.
+        /// torch threads of each cell (rows depend on it; the same as `sap run`'s
+        /// --threads-per-job gives the same rows).
         #[arg(long, default_value_t = 1, value_parser = at_least_one)]
-        cpus_per_task: u32,
+        threads_per_job: u32,
+        /// CPUs per task (default: --threads-per-job).
+        #[arg(long, value_parser = at_least_one)]
+        cpus_per_task: Option<u32>,
         /// Time limit per task, e.g. 2-00:00:00.
         #[arg(long)]
         time: Option<String>,
@@ -210,12 +219,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             run_id,
             resume,
             jobs,
+            threads_per_job,
         } => {
             let m = Manifest::load(&manifest)?;
             let dir =
                 experiment::prepare_run_dir(&manifest, &m, &RunOptions::new(out, run_id, resume))?;
             let exe = std::env::current_exe().context("finding the sap executable")?;
-            let opts = crate::runner::LocalOptions::new(jobs as usize, exe);
+            let opts =
+                crate::runner::LocalOptions::new(jobs as usize, threads_per_job as usize, exe);
+            if let Some(cores) = opts.oversubscribes() {
+                tracing::warn!(
+                    "{jobs} jobs x {threads_per_job} torch threads exceed the {cores} cores; \
+                     cells will compete for them"
+                );
+            }
             let plan = m.plan();
             let report = crate::runner::run_local(&manifest, &dir, &plan, &opts)?;
             let collected = experiment::collect(&dir, &m)?;
@@ -259,9 +276,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             if progress_lines {
                 crate::progress::report_as_lines();
             }
-            if let Some(t) = threads {
-                tch::set_num_threads(t as i32);
-            }
+            tch::set_num_threads(threads as i32);
             let m = Manifest::load(&manifest)?;
             if run_dir.join(experiment::files::RESOLVED).exists() {
                 experiment::check_run_dir(&run_dir, &m)?;
@@ -279,6 +294,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             run_id,
             resume,
             max_parallel,
+            threads_per_job,
             cpus_per_task,
             time,
             partition,
@@ -292,7 +308,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let exe = std::env::current_exe().context("finding the sap executable")?;
             let opts = crate::slurm::SlurmOptions {
                 max_parallel,
-                cpus_per_task,
+                threads: threads_per_job,
+                cpus_per_task: cpus_per_task.unwrap_or(threads_per_job),
                 time,
                 partition,
                 mem,
@@ -681,8 +698,8 @@ pub fn classifier_table(rows: &[experiment::robustness::ClassifierRow]) -> Strin
 /// The summary as an aligned text table.
 pub fn summary_table(rows: &[SummaryRow]) -> String {
     let mut out = format!(
-        "{:<8} {:<16} {:<12} {:<7} {:>4} {:>10} {:>9} {:>21}",
-        "family", "game", "preset", "policy", "n", "mean", "std", "95% CI"
+        "{:<10} {:<8} {:<16} {:<12} {:<7} {:>4} {:>10} {:>9} {:>21}",
+        "job", "family", "game", "preset", "policy", "n", "mean", "std", "95% CI"
     );
     for r in rows {
         let ci = match (r.ci95_low, r.ci95_high) {
@@ -690,7 +707,8 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
             _ => "-".to_owned(),
         };
         out.push_str(&format!(
-            "\n{:<8} {:<16} {:<12} {:<7} {:>4} {:>10.2} {:>9} {:>21}",
+            "\n{:<10} {:<8} {:<16} {:<12} {:<7} {:>4} {:>10.2} {:>9} {:>21}",
+            r.job,
             r.family,
             r.game,
             r.preset,

@@ -1,5 +1,5 @@
 //! The local runner of `sap run --jobs N`: each cell runs as a child process
-//! (`sap run-cell`), at most N at a time, a cell only after the cells it needs; a live
+//! (`sap run-cell`), at most N at a time, each with its own fixed torch thread count, a cell only after the cells it needs; a live
 //! display shows cells done, running and failed and each running cell's frames/s.
 //!
 //! A failing cell does not stop the others: its error is kept, the cells that need it are
@@ -27,22 +27,27 @@ use crate::progress::ProgressLine;
 pub struct LocalOptions {
     /// Cells at once (>= 1).
     pub jobs: usize,
-    /// torch threads of each cell.
+    /// torch threads of each cell (results depend on it: torch's reductions round
+    /// differently with other thread counts).
     pub threads_per_job: usize,
     /// The `sap` executable the children run.
     pub exe: PathBuf,
 }
 
 impl LocalOptions {
-    /// `jobs` cells at once, sharing this machine's cores: `max(1, cores / jobs)` torch
-    /// threads each.
-    pub fn new(jobs: usize, exe: PathBuf) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    /// `jobs` cells at once with `threads_per_job` torch threads each.
+    pub fn new(jobs: usize, threads_per_job: usize, exe: PathBuf) -> Self {
         LocalOptions {
             jobs,
-            threads_per_job: (cores / jobs.max(1)).max(1),
+            threads_per_job,
             exe,
         }
+    }
+
+    /// Whether `jobs x threads_per_job` exceeds this machine's cores.
+    pub fn oversubscribes(&self) -> Option<usize> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (self.jobs * self.threads_per_job > cores).then_some(cores)
     }
 }
 

@@ -21,7 +21,9 @@ pub const MAX_ARRAY_TASKS: usize = 1000;
 pub struct SlurmOptions {
     /// Array tasks running at once (the `%` limit).
     pub max_parallel: u32,
-    /// CPUs per task; also the torch threads of each cell.
+    /// torch threads of each cell.
+    pub threads: u32,
+    /// CPUs per task.
     pub cpus_per_task: u32,
     /// `--time` limit per task (e.g. `2-00:00:00`), if any.
     pub time: Option<String>,
@@ -121,7 +123,7 @@ pub fn write_scripts(
             quote(&exe),
             quote(&manifest_path),
             quote(&run_dir),
-            opts.cpus_per_task
+            opts.threads
         );
         let path = dir.join(format!("{name}.sbatch"));
         write_atomic(&path, s.as_bytes())?;

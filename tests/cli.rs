@@ -34,6 +34,7 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     let tmp = tempfile::tempdir().unwrap();
     let manifest = quickstart();
     let run = |id: &str| {
+        let jobs = if id == "a" { "1" } else { "2" };
         let args = [
             "run",
             manifest.to_str().unwrap(),
@@ -41,6 +42,8 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
             "res",
             "--run-id",
             id,
+            "--jobs",
+            jobs,
         ];
         sap(&args, tmp.path())
     };
@@ -52,7 +55,7 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("5 cells run, 0 already complete, 0 failed"),
+        stdout.contains("11 cells run, 0 already complete, 0 failed"),
         "{stdout}"
     );
     assert!(
@@ -64,20 +67,49 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     let episodes = lines(&dir.join("episodes.csv"));
     assert_eq!(
         episodes[0],
-        "family,game,preset,seed,policy,episode,return,frames,truncated"
+        "job,family,game,preset,seed,policy,episode,return,frames,truncated"
     );
-    assert_eq!(episodes.len(), 1 + 3 + 3 + 10);
-    assert_line_starts(&episodes, 1, "atari,Pong,dopamine-v5,2018,random,0,");
-    assert_line_starts(&episodes, 16, "classic,CartPole,none,2018,random,9,");
+    // 3 + 3 + 10 random-policy episodes, then the Pong grid's 2-game baseline.
+    assert_eq!(episodes.len(), 1 + 3 + 3 + 10 + 2);
+    assert_line_starts(&episodes, 1, "eval1,atari,Pong,dopamine-v5,2018,random,0,");
+    assert_line_starts(&episodes, 16, "eval2,classic,CartPole,none,2018,random,9,");
+    assert_line_starts(
+        &episodes,
+        18,
+        "pong-fgsm,atari,Pong,dopamine-v5,2018,random,1,",
+    );
 
     let summary = lines(&dir.join("summary.csv"));
     assert_eq!(
         summary[0],
-        "family,game,preset,policy,n,mean,std,ci95_low,ci95_high,truncated"
+        "job,family,game,preset,policy,n,mean,std,ci95_low,ci95_high,truncated"
     );
-    assert_eq!(summary.len(), 1 + 3);
-    assert_line_starts(&summary, 1, "atari,Pong,dopamine-v5,random,3,");
-    assert_line_starts(&summary, 3, "classic,CartPole,none,random,10,");
+    // One row per job: the grid's short-game baseline is not pooled with eval1's games.
+    assert_eq!(summary.len(), 1 + 4);
+    assert_line_starts(&summary, 1, "eval1,atari,Pong,dopamine-v5,random,3,");
+    assert_line_starts(&summary, 3, "eval2,classic,CartPole,none,random,10,");
+    assert_line_starts(&summary, 4, "pong-fgsm,atari,Pong,dopamine-v5,random,2,");
+    // The grid: 2 defenses x 2 lambdas, 2 games each, against the dense clean mean.
+    let relative = lines(&dir.join("relative_reward.csv"));
+    assert_eq!(
+        relative[0],
+        "job,game,preset,defense,frac,sampling,p,sigma,attack,lambda,steps,step_size,\
+         random_start,gradient_samples,samples,epsilon,networks,eval_seeds,n,mean,std,\
+         ci95_low,ci95_high,dense_clean_mean,random_mean,random_n,relative_reward,\
+         normalized_reward"
+    );
+    assert_eq!(relative.len(), 1 + 4);
+    assert_line_starts(
+        &relative,
+        1,
+        "pong-fgsm,Pong,dopamine-v5,dense,,,,,fgsm,0.0,,,,1,1,0.001,1,1,2,",
+    );
+    assert_line_starts(
+        &relative,
+        4,
+        "pong-fgsm,Pong,dopamine-v5,sap,1.0,exact,,,fgsm,8.0,,,,4,2,0.001,1,1,2,",
+    );
+    assert_eq!(lines(&dir.join("rl_eval.csv")).len(), 1 + 4 * 2);
     assert!(dir.join("manifest.toml").exists() && dir.join("manifest.resolved.toml").exists());
 
     // Dense vs defenses under FGSM: 4 defenses x 5 lambdas, every parameter in the row.
@@ -114,7 +146,7 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
         classifier[5]
     );
 
-    // Same manifest and seed: the same rows, in a new run directory.
+    // Same manifest and seed: the same rows, in a new run directory, with --jobs 2.
     let out = run("b");
     assert!(out.status.success());
     assert_eq!(
@@ -125,6 +157,13 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
         classifier,
         lines(&tmp.path().join("res/quickstart/b/classifier_eval.csv"))
     );
+    for table in ["rl_eval.csv", "relative_reward.csv"] {
+        assert_eq!(
+            lines(&dir.join(table)),
+            lines(&tmp.path().join("res/quickstart/b").join(table)),
+            "{table}"
+        );
+    }
     // Training: the same games and evaluations; only the wall-clock rate columns differ.
     let without_rates = |run: &str| -> Vec<String> {
         lines(&tmp.path().join(format!("res/quickstart/{run}/train.csv")))
@@ -140,7 +179,7 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     );
     assert_eq!(train, without_rates("b"));
     let eval = lines(&dir.join("train_eval.csv"));
-    assert_eq!(eval.len(), 1 + 2 * 10);
+    assert_eq!(eval.len(), 1 + 2 * 10 + 1, "CartPole's 2 x 10 and Pong's 1");
     assert_eq!(
         eval,
         lines(&tmp.path().join("res/quickstart/b/train_eval.csv"))
@@ -241,12 +280,12 @@ fn validate_and_plan_describe_the_quickstart_cells() {
     let out = sap(&["validate", q.to_str().unwrap()], tmp.path());
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        stdout.contains("ok (1 train cells, 3 eval cells, 0 agent cells, 1 robustness cells)"),
+        stdout.contains("ok (2 train cells, 4 eval cells, 4 agent cells, 1 robustness cells)"),
         "{stdout}"
     );
     let out = sap(&["plan", q.to_str().unwrap()], tmp.path());
     let plan = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(plan.lines().count(), 6, "{plan}");
+    assert_eq!(plan.lines().count(), 12, "{plan}");
     assert!(
         plan.starts_with(
             "   0  train-000-CartPole-none-s2018: train 20000 frames (20000 agent steps)"
@@ -255,23 +294,30 @@ fn validate_and_plan_describe_the_quickstart_cells() {
     );
     assert!(
         plan.lines()
-            .nth(1)
+            .nth(2)
             .unwrap()
-            .contains("eval-001-Pong-dopamine-v5-random-s2018: 3 random-policy episodes"),
+            .contains("eval-002-Pong-dopamine-v5-random-s2018: 3 random-policy episodes"),
+        "{plan}"
+    );
+    assert!(
+        plan.lines().nth(9).unwrap().contains(
+            "agent-009-Pong-t2018-sap-100-fgsm-l8-s2018: 2 episodes, network of \
+             train-001-Pong-dopamine-v5-s2018"
+        ) && plan.lines().nth(9).unwrap().ends_with("(after 1)"),
         "{plan}"
     );
     assert!(
         plan.lines()
-            .nth(4)
+            .nth(10)
             .unwrap()
-            .contains("robustness-004-glyphs-s2018: robustness[0] glyphs: 4 defenses x 5 lambdas"),
+            .contains("robustness-010-glyphs-s2018: robustness[0] glyphs: 4 defenses x 5 lambdas"),
         "{plan}"
     );
     assert!(
         plan.lines()
             .last()
             .unwrap()
-            .starts_with("5 cells: 1 training (<= 30.0k frames), 4 evaluation (<= 653.0k frames"),
+            .starts_with("11 cells: 2 training (<= 35.2k frames), 9 evaluation (<= 673.0k frames"),
         "{plan}"
     );
 }

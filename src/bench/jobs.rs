@@ -1,7 +1,7 @@
 //! `sap bench jobs`: multi-game scaling of the local runner. A fixed tiny grid (Pong and
 //! Breakout, random Nature CNNs from files, dense and SAP-100 under FGSM at lambda 0 and 4,
 //! 2 episodes of at most `cap` frames per cell, plus the random baselines) runs with
-//! `--jobs 1` and with `--jobs N`, alternately, each in a fresh run directory; cells per hour
+//! `--jobs 1` and with `--jobs N` (one torch thread per cell, the default), alternately, each in a fresh run directory; cells per hour
 //! and their ratio are printed.
 
 use std::path::Path;
@@ -89,8 +89,8 @@ pub fn bench_jobs(
     std::fs::write(&manifest_path, manifest(cap))?;
     let cells = Manifest::load(&manifest_path)?.plan().len();
     let configs = [
-        LocalOptions::new(1, exe.to_path_buf()),
-        LocalOptions::new(jobs, exe.to_path_buf()),
+        LocalOptions::new(1, 1, exe.to_path_buf()),
+        LocalOptions::new(jobs, 1, exe.to_path_buf()),
     ];
     let mut best = [f64::INFINITY; 2];
     for round in 0..rounds {

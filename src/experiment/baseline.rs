@@ -68,10 +68,11 @@ pub fn play_random_episode(env: &mut dyn Environment, episode_seed: u64) -> Resu
     }
 }
 
-/// Plays the cell's episodes that are not in `done`, appending one row each; returns how
-/// many it played.
+/// Plays the cell's episodes that are not in `done`, appending one row each (labelled with
+/// `job`); returns how many it played.
 pub fn run_cell(
     cell: &Cell,
+    job: &str,
     done: &HashSet<EpisodeKey>,
     sink: &mut CsvAppender<EpisodeRow>,
     progress: &mut Progress,
@@ -93,6 +94,7 @@ pub fn run_cell(
             PolicyKind::Agent => anyhow::bail!("agent episodes run in agent cells"),
         };
         sink.append(&EpisodeRow {
+            job: job.to_owned(),
             family: cell.game.family().name().to_owned(),
             game: cell.game.name().to_owned(),
             preset: cell.preset_name().to_owned(),

@@ -51,6 +51,8 @@ pub mod files {
 /// One evaluation episode (`episodes.csv`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpisodeRow {
+    /// The `[[eval]]` job's name (a random baseline carries its agent job's name).
+    pub job: String,
     /// `atari` or `classic`.
     pub family: String,
     /// CamelCase game name.
@@ -75,8 +77,8 @@ pub struct EpisodeRow {
 /// What identifies a recorded episode: (game, preset, seed, policy, episode).
 pub type EpisodeKey = (String, String, u64, String, u32);
 
-/// What a summary row groups by: (family, game, preset, policy).
-type GroupKey = (String, String, String, String);
+/// What a summary row groups by: (job, family, game, preset, policy).
+type GroupKey = (String, String, String, String, String);
 
 impl EpisodeRow {
     fn key(&self) -> EpisodeKey {
@@ -93,6 +95,8 @@ impl EpisodeRow {
 /// Per game x preset x policy statistics of episode returns (`summary.csv`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRow {
+    /// The `[[eval]]` job's name.
+    pub job: String,
     /// `atari` or `classic`.
     pub family: String,
     /// CamelCase game name.
@@ -115,11 +119,13 @@ pub struct SummaryRow {
     pub truncated: usize,
 }
 
-/// Groups episode rows (in first-seen order) and summarises each group's returns.
+/// Groups episode rows by job, game, preset and policy (in first-seen order) and summarises
+/// each group's returns.
 pub fn summarize_episodes(rows: &[EpisodeRow]) -> Vec<SummaryRow> {
     let mut groups: Vec<(GroupKey, Vec<&EpisodeRow>)> = Vec::new();
     for row in rows {
         let key = (
+            row.job.clone(),
             row.family.clone(),
             row.game.clone(),
             row.preset.clone(),
@@ -132,10 +138,11 @@ pub fn summarize_episodes(rows: &[EpisodeRow]) -> Vec<SummaryRow> {
     }
     groups
         .into_iter()
-        .map(|((family, game, preset, policy), members)| {
+        .map(|((job, family, game, preset, policy), members)| {
             let returns: Vec<f64> = members.iter().map(|r| r.episode_return).collect();
             let s = summarize(&returns);
             SummaryRow {
+                job,
                 family,
                 game,
                 preset,
@@ -294,7 +301,8 @@ pub fn run_cell(
             let mut sink = CsvAppender::open(&path, &EpisodeRow::sample())?;
             let todo = c.episodes as u64 - recorded.len().min(c.episodes as usize) as u64;
             let mut progress = Progress::new(todo);
-            let n = baseline::run_cell(c, &done, &mut sink, &mut progress)?;
+            let job = &manifest.eval[c.job].name;
+            let n = baseline::run_cell(c, job, &done, &mut sink, &mut progress)?;
             progress.finish();
             (n, vec![files::EPISODES])
         }
@@ -335,6 +343,7 @@ impl EpisodeRow {
     /// A row used only to learn the header.
     pub fn sample() -> Self {
         EpisodeRow {
+            job: String::new(),
             family: String::new(),
             game: String::new(),
             preset: String::new(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{ok, random_network, run, sap, text, TRAINED_GRID};
+use common::{assert_same_files, ok, random_network, run, sap, text, TRAINED_GRID};
 use sap_harness::experiment::agent::AgentRow;
 use sap_harness::experiment::{EpisodeRow, RelativeRow};
 use sap_harness::record::read_rows;
@@ -225,18 +225,17 @@ fn killing_the_run_mid_evaluation_and_resuming_gives_the_rows_of_an_uninterrupte
         tmp.path(),
     );
     assert!(!stdout.contains(" 0 already complete"), "{stdout}");
-    for table in [
-        "rl_eval.csv",
-        "relative_reward.csv",
-        "episodes.csv",
-        "summary.csv",
-    ] {
-        assert_eq!(
-            text(&cut.join(table)),
-            text(&whole.join(table)),
-            "{table} differs after kill and resume"
-        );
-    }
+    assert_same_files(
+        &cut,
+        &whole,
+        &[
+            "rl_eval.csv",
+            "relative_reward.csv",
+            "episodes.csv",
+            "summary.csv",
+        ],
+        "differs after kill and resume",
+    );
     // A third call finds every cell complete and changes nothing.
     let stdout = ok(&["run", "grid.toml", "--resume", &cut_arg], tmp.path());
     assert!(

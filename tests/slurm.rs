@@ -134,19 +134,18 @@ fn slurm_arrays_on_a_local_cluster_give_the_tables_of_a_local_two_job_run() {
     assert!(stdout.contains("8 of 8 cells complete"), "{stdout}");
 
     let local = work.join("results/trained/local");
-    for table in [
-        "rl_eval.csv",
-        "relative_reward.csv",
-        "episodes.csv",
-        "summary.csv",
-        "train_eval.csv",
-    ] {
-        assert_eq!(
-            text(&run_dir.join(table)),
-            text(&local.join(table)),
-            "{table}: Slurm and local runs differ"
-        );
-    }
+    common::assert_same_files(
+        &run_dir,
+        &local,
+        &[
+            "rl_eval.csv",
+            "relative_reward.csv",
+            "episodes.csv",
+            "summary.csv",
+            "train_eval.csv",
+        ],
+        "Slurm and local runs differ",
+    );
     assert_eq!(
         without_rates(&run_dir.join("train.csv")),
         without_rates(&local.join("train.csv"))

@@ -76,3 +76,11 @@ lambdas = [4]
 [eval.env]
 max_episode_frames = 600
 "#;
+
+/// Asserts that each file of `names` has the same text under `a` and `b`; `what` says why
+/// they should.
+pub fn assert_same_files(a: &Path, b: &Path, names: &[&str], what: &str) {
+    for name in names {
+        assert_eq!(text(&a.join(name)), text(&b.join(name)), "{name}: {what}");
+    }
+}

@@ -121,6 +121,16 @@ pub enum Command {
         /// The run directory.
         run_dir: PathBuf,
     },
+    /// Write a synthetic CIFAR-10 in the binary version's exact format (6 files of 10,000
+    /// records), for trying the classifier family where the real files cannot be fetched.
+    #[command(after_help = "Example:\n  sap synth-cifar data/cifar-synth --seed 1")]
+    SynthCifar {
+        /// The folder to write (created if needed).
+        dir: PathBuf,
+        /// Seed of labels, shifts and noise.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Merge the complete cells' CSVs of a run into its tables and summaries.
     #[command(after_help = "Example:\n  sap collect results/quickstart/first")]
     Collect {
@@ -345,6 +355,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 dir.display(),
                 manifest.display(),
                 dir.display()
+            );
+        }
+        Command::SynthCifar { dir, seed } => {
+            crate::data::cifar::synthesize(&dir, seed)?;
+            let train = crate::data::cifar::load(&dir, crate::data::cifar::Split::Train)?;
+            let test = crate::data::cifar::load(&dir, crate::data::cifar::Split::Test)?;
+            println!(
+                "{}: {} training and {} test images in the CIFAR-10 binary format",
+                dir.display(),
+                train.len(),
+                test.len()
             );
         }
         Command::Report { run_dir } => {

@@ -3,6 +3,7 @@
 //! Map of the crate:
 //! - [`env`]: the `Environment` trait; Atari through ALE with all preprocessing in Rust
 //!   (presets `dopamine-v5`, `nature`), classic control through gym-rs.
+//! - [`data`]: CIFAR-10 (binary version) loader and a synthetic set in its format.
 //! - [`defense`]: dense, SAP (exact and independent sampling), dropout, Gaussian noise.
 //! - [`nn`]: Nature CNN, MLP and ResNet-20 with a defense point after every ReLU;
 //!   safetensors checkpoints named as in PyTorch.
@@ -27,6 +28,7 @@
 pub mod attack;
 pub mod bench;
 pub mod cli;
+pub mod data;
 pub mod defense;
 pub mod env;
 pub mod experiment;

@@ -1,0 +1,140 @@
+//! The CIFAR-10 binary loader on files the tests write, and the synthetic set.
+
+use std::path::Path;
+
+use sap_harness::data::cifar::{
+    load, synthesize, Split, IMAGE_BYTES, RECORDS_PER_FILE, RECORD_BYTES, TEST_FILE, TRAIN_FILES,
+};
+
+/// A file of the binary format whose record `i` (from `first`) has label `(i * 7) % 10`, a
+/// red plane of `i % 251`, a green plane holding each pixel's row and a blue plane its column.
+fn write_marked(path: &Path, first: usize) {
+    let mut bytes = Vec::with_capacity(RECORDS_PER_FILE * RECORD_BYTES);
+    for i in first..first + RECORDS_PER_FILE {
+        bytes.push(((i * 7) % 10) as u8);
+        bytes.extend(std::iter::repeat((i % 251) as u8).take(1024));
+        bytes.extend((0..1024).map(|p| (p / 32) as u8));
+        bytes.extend((0..1024).map(|p| (p % 32) as u8));
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn marked_set(dir: &Path) {
+    for (f, name) in TRAIN_FILES.iter().enumerate() {
+        write_marked(&dir.join(name), f * RECORDS_PER_FILE);
+    }
+    write_marked(&dir.join(TEST_FILE), 0);
+}
+
+#[test]
+fn the_loader_keeps_file_order_labels_and_the_channel_major_byte_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    marked_set(dir.path());
+    let train = load(dir.path(), Split::Train).unwrap();
+    assert_eq!(train.len(), 50_000);
+    assert_eq!(train.images.len(), 50_000 * IMAGE_BYTES);
+    for i in [0, 1, 9_999, 10_000, 23_456, 49_999] {
+        assert_eq!(train.labels[i] as usize, (i * 7) % 10, "label of image {i}");
+        let img = train.image(i);
+        assert!(
+            img[..1024].iter().all(|&v| v as usize == i % 251),
+            "red plane of {i}"
+        );
+        // Green: row y at offset 1024 + 32 y + x; blue: column x.
+        assert_eq!(img[1024 + 32 * 5 + 7], 5);
+        assert_eq!(img[2048 + 32 * 5 + 7], 7);
+        assert_eq!(img[1024 + 32 * 31], 31);
+    }
+    let test = load(dir.path(), Split::Test).unwrap();
+    assert_eq!(test.len(), 10_000);
+    assert_eq!(test.labels[3], 1);
+}
+
+#[test]
+fn a_missing_short_or_corrupt_file_is_named_with_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let err = load(&d.join("nowhere"), Split::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nowhere is not a CIFAR-10 folder"), "{err}");
+    assert!(
+        err.contains("https://www.cs.toronto.edu/~kriz/cifar.html"),
+        "{err}"
+    );
+
+    write_marked(&d.join("data_batch_1.bin"), 0);
+    let err = load(d, Split::Train).unwrap_err().to_string();
+    assert!(err.contains("data_batch_2.bin is missing"), "{err}");
+    assert!(err.contains("sap synth-cifar"), "{err}");
+
+    // Short: a test file cut by 100 bytes.
+    write_marked(&d.join(TEST_FILE), 0);
+    let path = d.join(TEST_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 100);
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load(d, Split::Test).unwrap_err().to_string();
+    assert!(
+        err.contains("test_batch.bin: 30729900 bytes, expected 30730000 (10000 records of 1 label byte + 3072 pixel bytes)"),
+        "{err}"
+    );
+
+    // Corrupt: record 5's label byte is 200.
+    write_marked(&path, 0);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[5 * RECORD_BYTES] = 200;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = load(d, Split::Test).unwrap_err().to_string();
+    assert!(
+        err.contains("test_batch.bin: record 5 has label 200"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_synthetic_set_has_the_exact_format_balanced_classes_and_depends_only_on_its_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    synthesize(&a, 3).unwrap();
+    synthesize(&b, 3).unwrap();
+    for name in TRAIN_FILES.iter().chain([&TEST_FILE]) {
+        let bytes = std::fs::read(a.join(name)).unwrap();
+        assert_eq!(bytes.len(), RECORDS_PER_FILE * RECORD_BYTES, "{name}");
+        assert!(
+            bytes == std::fs::read(b.join(name)).unwrap(),
+            "{name} differs"
+        );
+    }
+    let train = load(&a, Split::Train).unwrap();
+    let mut counts = [0usize; 10];
+    train.labels.iter().for_each(|&l| counts[l as usize] += 1);
+    assert!(
+        counts.iter().all(|&c| (4_500..5_500).contains(&c)),
+        "{counts:?}"
+    );
+    // Classes differ: per-class mean images are far apart compared with the noise.
+    let mean = |class: u8| -> Vec<f64> {
+        let idx: Vec<usize> = (0..train.len())
+            .filter(|&i| train.labels[i] == class)
+            .collect();
+        (0..IMAGE_BYTES)
+            .map(|p| idx.iter().map(|&i| train.image(i)[p] as f64).sum::<f64>() / idx.len() as f64)
+            .collect()
+    };
+    let (m0, m1) = (mean(0), mean(1));
+    let dist = (m0
+        .iter()
+        .zip(&m1)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        / IMAGE_BYTES as f64)
+        .sqrt();
+    assert!(
+        dist > 20.0,
+        "classes 0 and 1 differ by {dist} per pixel (rms)"
+    );
+    let c = dir.path().join("c");
+    synthesize(&c, 4).unwrap();
+    assert!(std::fs::read(c.join(TEST_FILE)).unwrap() != std::fs::read(a.join(TEST_FILE)).unwrap());
+}

@@ -138,3 +138,99 @@ fn the_synthetic_set_has_the_exact_format_balanced_classes_and_depends_only_on_i
     synthesize(&c, 4).unwrap();
     assert!(std::fs::read(c.join(TEST_FILE)).unwrap() != std::fs::read(a.join(TEST_FILE)).unwrap());
 }
+
+use sap_harness::data::cifar::CifarSplit;
+use sap_harness::data::pipeline::{crop_flip, Pipeline, PipelineConfig, TrainBatch};
+use std::sync::Arc;
+
+#[test]
+fn a_crop_shifts_the_zero_padded_image_and_a_flip_mirrors_it() {
+    // Red plane: the column index + 1; green: the row index + 1 (0 marks padding).
+    let mut src = vec![0u8; IMAGE_BYTES];
+    for p in 0..1024 {
+        src[p] = (p % 32 + 1) as u8;
+        src[1024 + p] = (p / 32 + 1) as u8;
+    }
+    let mut out = vec![0f32; IMAGE_BYTES];
+    // Offset (dx, dy) = (2, 7): crop pixel (x, y) is image pixel (x - 2, y + 3).
+    crop_flip(&src, 2, 7, false, &mut out);
+    assert_eq!(out[0], 0.0, "x - 2 < 0 is padding");
+    assert_eq!(out[2], 1.0);
+    assert_eq!(out[1024 + 10 * 32 + 5], 14.0, "row 10 shows image row 13");
+    assert_eq!(out[1024 + 29 * 32], 0.0, "row 29 + 3 is padding");
+    // The same crop mirrored: crop column x shows crop column 31 - x of the unflipped crop.
+    let mut flipped = vec![0f32; IMAGE_BYTES];
+    crop_flip(&src, 2, 7, true, &mut flipped);
+    for x in 0..32 {
+        assert_eq!(flipped[x], out[31 - x]);
+    }
+    // The centre offset without a flip is the identity.
+    crop_flip(&src, 4, 4, false, &mut out);
+    assert!(out.iter().zip(&src).all(|(o, &s)| *o == s as f32));
+}
+
+/// 1000 images whose pixel (0, 0) holds the index: red `i % 256`, green `i / 256`.
+fn indexed_split() -> Arc<CifarSplit> {
+    let n = 1000;
+    let mut images = vec![0u8; n * IMAGE_BYTES];
+    for i in 0..n {
+        images[i * IMAGE_BYTES] = (i % 256) as u8;
+        images[i * IMAGE_BYTES + 1024] = (i / 256) as u8;
+    }
+    let labels = (0..n).map(|i| (i % 10) as u8).collect();
+    Arc::new(CifarSplit { images, labels })
+}
+
+fn config(workers: usize, augment: bool, start: (u64, u64)) -> PipelineConfig {
+    PipelineConfig {
+        batch_size: 64,
+        workers,
+        capacity: 2,
+        seed: 9,
+        augment,
+        start,
+    }
+}
+
+fn take(data: &Arc<CifarSplit>, cfg: PipelineConfig, n: usize) -> Vec<TrainBatch> {
+    Pipeline::start(Arc::clone(data), cfg).take(n).collect()
+}
+
+#[test]
+fn batches_depend_on_the_seed_and_position_only_not_on_the_number_of_workers() {
+    let data = indexed_split();
+    // 15 batches per epoch: 40 batches cross two epoch boundaries.
+    let one = take(&data, config(1, true, (0, 0)), 40);
+    let three = take(&data, config(3, true, (0, 0)), 40);
+    assert!(one == three, "1 and 3 workers gave different batches");
+    assert_eq!((one[15].epoch, one[15].index), (1, 0));
+    // A trainer resumed at epoch 2, batch 5 sees what an uninterrupted one saw there.
+    let resumed = take(&data, config(2, true, (2, 5)), 5);
+    assert!(resumed[..] == one[35..40]);
+}
+
+#[test]
+fn each_epoch_visits_distinct_images_in_a_new_order() {
+    let data = indexed_split();
+    let batches = take(&data, config(2, false, (0, 0)), 30);
+    let index = |b: &TrainBatch, j: usize| {
+        let img = &b.images[j * IMAGE_BYTES..];
+        img[0] as usize + 256 * img[1024] as usize
+    };
+    let epoch = |e: usize| -> Vec<usize> {
+        batches[e * 15..(e + 1) * 15]
+            .iter()
+            .flat_map(|b| (0..64).map(move |j| (b, j)))
+            .map(|(b, j)| index(b, j))
+            .collect()
+    };
+    let (e0, e1) = (epoch(0), epoch(1));
+    let mut sorted = e0.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 15 * 64, "an epoch repeats an image");
+    assert_ne!(e0, e1, "two epochs in the same order");
+    // Labels travel with their images.
+    let b = &batches[3];
+    assert!((0..64).all(|j| b.labels[j] as usize == index(b, j) % 10));
+}

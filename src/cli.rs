@@ -158,7 +158,8 @@ pub enum Command {
         after_help = "Examples:\n  sap bench env --games Pong,Breakout --frames 200000\n  \
                             sap bench defense --rounds 3 --iterations 5\n  \
                             sap bench ddqn --steps 2000 --actors 1 --envs-per-actor 4\n  \
-                            sap bench jobs --jobs 2 --rounds 1"
+                            sap bench jobs --jobs 2 --rounds 1\n  \
+                            sap bench cifar --iterations 10 --rounds 2 --workers 2"
     )]
     Bench {
         /// What to measure.
@@ -193,6 +194,9 @@ pub enum Command {
         /// Episode cap in emulator frames of the grid's cells (`jobs`).
         #[arg(long, default_value_t = 2_000)]
         cap: u64,
+        /// Background batch threads (`cifar`).
+        #[arg(long, default_value_t = 2, value_parser = at_least_one)]
+        workers: u32,
     },
 }
 
@@ -218,6 +222,9 @@ pub enum BenchTarget {
     /// Multi-game scaling of `sap run`: cells per hour of a fixed tiny grid with --jobs 1
     /// and --jobs N.
     Jobs,
+    /// ResNet-20 training steps (batch 128) on a synthetic CIFAR-10: images/s with the
+    /// background batch pipeline against batches made beforehand (--iterations steps).
+    Cifar,
 }
 
 /// Runs a parsed command line.
@@ -542,6 +549,39 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 "cells/hour with --jobs {} / with --jobs 1 = {:.3}",
                 many.jobs,
                 many.cells_per_hour() / one.cells_per_hour()
+            );
+        }
+        Command::Bench {
+            target: BenchTarget::Cifar,
+            iterations,
+            rounds,
+            workers,
+            ..
+        } => {
+            if rounds == 0 || iterations == 0 {
+                anyhow::bail!("--rounds and --iterations must be at least 1");
+            }
+            let b = crate::bench::bench_cifar(iterations as usize, rounds, workers as usize)?;
+            println!(
+                "ResNet-20 training, batch {}, SGD momentum 0.9, on {:?} with {} torch threads; \
+                 {} batch threads (crop + flip); {iterations} steps x {rounds} rounds, best kept",
+                b.batch,
+                tch::Device::cuda_if_available(),
+                b.torch_threads,
+                b.workers
+            );
+            println!("{:<36} {:>10}", "measurement", "images/s");
+            println!(
+                "{:<36} {:>10.1}",
+                "model only (batches made beforehand)", b.model_only_images_per_s
+            );
+            println!(
+                "{:<36} {:>10.1}",
+                "with the batch pipeline", b.pipeline_images_per_s
+            );
+            println!(
+                "pipeline-on / model-only = {:.3}   (target >= 0.95: the model never waits for data)",
+                b.ratio()
             );
         }
         Command::Bench {

@@ -1,13 +1,16 @@
 //! Throughput measurements printed as ratios measured side by side in one run, never as
 //! timed tests: `sap bench env` (emulator and preprocessing), `sap bench defense`
 //! (defended forward passes and attacks), `sap bench ddqn` (actor-learner throughput) and
-//! `sap bench jobs` (cells per hour with one and with N local jobs).
+//! `sap bench jobs` (cells per hour with one and with N local jobs) and `sap bench cifar`
+//! (ResNet-20 training with the batch pipeline against batches made beforehand).
 
+pub mod cifar;
 pub mod ddqn;
 pub mod defense;
 pub mod env;
 pub mod jobs;
 
+pub use cifar::{bench_cifar, CifarBench};
 pub use ddqn::{bench_ddqn, DdqnBench};
 pub use defense::{bench_defense, DefenseBench};
 pub use env::{bench_env, EnvBench};

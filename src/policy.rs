@@ -71,6 +71,12 @@ impl PolicyWrapper {
         })
     }
 
+    /// Restarts the generator from `seed`, so that a part of the work (a batch, an episode)
+    /// depends only on its own seed, whatever ran before it.
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = DefenseRng::seed_from_u64(seed);
+    }
+
     /// The wrapped network.
     pub fn model(&self) -> &Model {
         &self.model

@@ -178,11 +178,12 @@ impl Progress {
     }
 }
 
-/// Reports a training cell's frames: a bar with frames/s and ETA on a terminal, a log line
-/// every 15 seconds elsewhere.
+/// Reports a training cell's frames (or another unit of work): a bar with its rate and ETA
+/// on a terminal, a log line every 15 seconds elsewhere.
 pub struct TrainProgress {
     bar: Option<ProgressBar>,
     id: String,
+    unit: &'static str,
     start_frames: u64,
     end_frames: u64,
     frames: u64,
@@ -196,13 +197,18 @@ pub struct TrainProgress {
 impl TrainProgress {
     /// A reporter for frames `start_frames..end_frames` of cell `id`.
     pub fn new(id: &str, start_frames: u64, end_frames: u64) -> Self {
+        Self::with_unit(id, start_frames, end_frames, "frames")
+    }
+
+    /// A reporter for `start..end` units of work (`images`, ...) of cell `id`.
+    pub fn with_unit(id: &str, start_frames: u64, end_frames: u64, unit: &'static str) -> Self {
         let bar = terminal_bar().then(|| {
             let bar = ProgressBar::new(end_frames);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} frames \
-                     {per_sec} ETA {eta}  {msg}",
-                )
+                ProgressStyle::with_template(&format!(
+                    "{{prefix}} [{{elapsed_precise}}] {{bar:30}} {{human_pos}}/{{human_len}} \
+                     {unit} {{per_sec}} ETA {{eta}}  {{msg}}"
+                ))
                 .expect("valid template"),
             );
             bar.set_prefix(id.to_owned());
@@ -215,6 +221,7 @@ impl TrainProgress {
         Self {
             bar,
             id: id.to_owned(),
+            unit,
             start_frames,
             end_frames,
             frames: start_frames,
@@ -247,7 +254,7 @@ impl TrainProgress {
                 ProgressLine {
                     done: frames,
                     total: self.end_frames,
-                    unit: "frames".into(),
+                    unit: self.unit.into(),
                     frames: frames - self.start_frames,
                     secs: self.started.elapsed().as_secs_f64(),
                 }
@@ -263,8 +270,9 @@ impl TrainProgress {
                     let secs = self.started.elapsed().as_secs_f64().max(1e-9);
                     let fps = (frames - self.start_frames) as f64 / secs;
                     let eta = (self.end_frames - frames) as f64 / fps.max(1e-9);
+                    let unit = self.unit;
                     tracing::info!(
-                        "{}: {frames}/{} frames, {fps:.0} frames/s, ETA {:.0} s, {}",
+                        "{}: {frames}/{} {unit}, {fps:.0} {unit}/s, ETA {:.0} s, {}",
                         self.id,
                         self.end_frames,
                         eta,
@@ -292,6 +300,18 @@ impl TrainProgress {
                 "{}: evaluation at {frames} frames: mean return {mean:.2}",
                 self.id
             ),
+        }
+    }
+
+    /// Shows `what` (the bar's message on a terminal, a log line elsewhere; nothing when
+    /// reporting lines to a parent).
+    pub fn note(&self, what: &str) {
+        if as_lines() {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.set_message(what.to_owned()),
+            None => tracing::info!("{}: {what}", self.id),
         }
     }
 

@@ -157,7 +157,12 @@ impl Display {
     }
 
     fn progress(&mut self, index: usize, id: &str, p: &ProgressLine) {
-        let msg = format!("{}/{} {}, {:.0} frames/s", p.done, p.total, p.unit, p.fps());
+        // Episode and frame counts report emulator frames/s; other units their own rate.
+        let rate = match p.unit.as_str() {
+            "episodes" | "frames" => "frames",
+            other => other,
+        };
+        let msg = format!("{}/{} {}, {:.0} {rate}/s", p.done, p.total, p.unit, p.fps());
         match self.bars.get(&index) {
             Some(bar) => bar.set_message(msg),
             None => {

@@ -207,7 +207,7 @@ fn out_of_range_defense_and_attack_parameters_name_their_key_and_the_allowed_val
         ),
         (
             robustness(dense, r#"{ kind = "fgsn" }"#, ""),
-            "unknown attack `fgsn`; allowed: fgsm, pgd; did you mean `fgsm`?",
+            "unknown attack `fgsn`; allowed: fgsm, pgd, eot-pgd; did you mean `fgsm`?",
         ),
         (
             robustness(r#"{ kind = "sap", p = 0.5 }"#, fgsm, ""),

@@ -155,8 +155,8 @@ impl CifarSplit {
     }
 }
 
-/// Reads one file of the set, checking its size and labels.
-fn read_file(path: &Path, out: &mut CifarSplit) -> Result<(), CifarError> {
+/// Checks that one file of the set exists with the size of a whole file.
+fn check_file(path: &Path) -> Result<(), CifarError> {
     let expected = (RECORDS_PER_FILE * RECORD_BYTES) as u64;
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -179,6 +179,26 @@ fn read_file(path: &Path, out: &mut CifarSplit) -> Result<(), CifarError> {
             expected,
         });
     }
+    Ok(())
+}
+
+/// Checks, without reading the images, that `dir` holds the six files of the binary
+/// version with their sizes (what a manifest's `data` must point at).
+pub fn check(dir: &Path) -> Result<(), CifarError> {
+    if !dir.is_dir() {
+        return Err(CifarError::NotAFolder {
+            dir: dir.to_path_buf(),
+        });
+    }
+    for name in Split::Train.files().iter().chain(Split::Test.files()) {
+        check_file(&dir.join(name))?;
+    }
+    Ok(())
+}
+
+/// Reads one file of the set, checking its size and labels.
+fn read_file(path: &Path, out: &mut CifarSplit) -> Result<(), CifarError> {
+    check_file(path)?;
     let bytes = std::fs::read(path).map_err(|source| CifarError::Io {
         file: path.to_path_buf(),
         source,

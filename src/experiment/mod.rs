@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod baseline;
+pub mod cifar;
 pub mod collect;
 pub mod robustness;
 pub mod train;
@@ -46,6 +47,12 @@ pub mod files {
     pub const LOG: &str = "log.txt";
     /// The folder of per-cell files.
     pub const CELLS: &str = "cells";
+    /// One row per epoch of every CIFAR-10 training cell.
+    pub const CIFAR_TRAIN: &str = super::cifar::train::TRAIN_FILE;
+    /// One row per network x defense x attack x lambda on CIFAR-10.
+    pub const CIFAR_EVAL: &str = super::cifar::eval::EVAL_FILE;
+    /// One row per confidence bin of each CIFAR-10 evaluation row.
+    pub const RELIABILITY: &str = super::cifar::eval::RELIABILITY_FILE;
 }
 
 /// One evaluation episode (`episodes.csv`).
@@ -323,6 +330,14 @@ pub fn run_cell(
             let j = &manifest.robustness[*job];
             let n = robustness::run_cell(run_dir, manifest_dir, *job, j, *seed, &done, &mut sink)?;
             (n, vec![files::CLASSIFIER_EVAL])
+        }
+        CellKind::CifarTrain(c) => {
+            let o = cifar::train::run_cell(run_dir, manifest_dir, &id, c)?;
+            (o.iterations_run, vec![files::CIFAR_TRAIN, cifar::train::FINAL])
+        }
+        CellKind::CifarEval(c) => {
+            let n = cifar::eval::run_cell(run_dir, manifest_dir, &id, c)?;
+            (n, vec![files::CIFAR_EVAL, files::RELIABILITY])
         }
     };
     // The rows reach the disk before the mark that says they are complete.

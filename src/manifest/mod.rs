@@ -19,6 +19,7 @@
 //! ([`ManifestError`]). The resolved manifest (defaults filled in, presets expanded) is
 //! itself a valid manifest and is saved in each run directory.
 
+mod cifar;
 mod error;
 mod grid;
 mod plan;
@@ -32,9 +33,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+pub use cifar::{CifarEvalJob, CifarTrainJob, Variant, PAPER_LAMBDAS};
 pub use error::{did_you_mean, ManifestError};
 pub use grid::AgentEval;
-pub use plan::{AgentCell, CellKind, NetworkSource, PlanCell, Stage};
+pub use plan::{
+    AgentCell, CellKind, CifarEvalCell, CifarTrainCell, NetworkSource, PlanCell, Stage,
+};
 pub use robustness::{AttackSpec, RobustnessJob, Task};
 pub use train::{default_runtime, DdqnSettings, OptimizerKind, PeriodUnit, TrainCell, TrainJob};
 
@@ -128,6 +132,12 @@ pub struct Manifest {
     /// Defense x attack x lambda jobs on classifiers.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub robustness: Vec<RobustnessJob>,
+    /// ResNet-20 training on CIFAR-10.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cifar_train: Vec<CifarTrainJob>,
+    /// CIFAR-10 evaluation grids.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cifar_eval: Vec<CifarEvalJob>,
 }
 
 /// One evaluation job: a policy on several games and seeds.
@@ -328,6 +338,10 @@ struct RawManifest {
     eval: Vec<RawEvalJob>,
     #[serde(default)]
     robustness: Vec<robustness::RawRobustnessJob>,
+    #[serde(default)]
+    cifar_train: Vec<cifar::RawCifarTrain>,
+    #[serde(default)]
+    cifar_eval: Vec<cifar::RawCifarEval>,
 }
 
 #[derive(Deserialize)]
@@ -422,11 +436,16 @@ impl Resolver<'_> {
 
     fn resolve(&self, raw: RawManifest) -> Result<Manifest, ManifestError> {
         let name = self.plain_name(&raw.name, "name".into())?;
-        if raw.train.is_empty() && raw.eval.is_empty() && raw.robustness.is_empty() {
+        if raw.train.is_empty()
+            && raw.eval.is_empty()
+            && raw.robustness.is_empty()
+            && raw.cifar_train.is_empty()
+            && raw.cifar_eval.is_empty()
+        {
             return Err(ManifestError::whole_file(
                 self.path,
-                "the manifest defines no jobs; add at least one [[train]], [[eval]] or \
-                 [[robustness]] table",
+                "the manifest defines no jobs; add at least one [[train]], [[eval]], \
+                 [[robustness]], [[cifar_train]] or [[cifar_eval]] table",
             ));
         }
         let train = raw
@@ -474,6 +493,20 @@ impl Resolver<'_> {
             .enumerate()
             .map(|(i, job)| self.resolve_robustness(i, job, raw.seed))
             .collect::<Result<_, _>>()?;
+        let cifar_train: Vec<CifarTrainJob> = raw
+            .cifar_train
+            .into_iter()
+            .enumerate()
+            .map(|(i, job)| self.resolve_cifar_train(i, job, raw.seed))
+            .collect::<Result<_, _>>()?;
+        self.unique_names("cifar_train", cifar_train.iter().map(|j| j.name.as_str()))?;
+        let cifar_eval: Vec<CifarEvalJob> = raw
+            .cifar_eval
+            .into_iter()
+            .enumerate()
+            .map(|(i, job)| self.resolve_cifar_eval(i, job, raw.seed, &cifar_train))
+            .collect::<Result<_, _>>()?;
+        self.unique_names("cifar_eval", cifar_eval.iter().map(|j| j.name.as_str()))?;
         Ok(Manifest {
             name: name.clone(),
             description: raw.description,
@@ -481,7 +514,28 @@ impl Resolver<'_> {
             train,
             eval,
             robustness,
+            cifar_train,
+            cifar_eval,
         })
+    }
+
+    /// One error when two jobs of `table` share a name.
+    fn unique_names<'n>(
+        &self,
+        table: &str,
+        names: impl Iterator<Item = &'n str>,
+    ) -> Result<(), ManifestError> {
+        let mut seen = HashSet::new();
+        for (i, n) in names.enumerate() {
+            if !seen.insert(n) {
+                let msg = format!("two [[{table}]] jobs are named `{n}`; names must differ");
+                return Err(ManifestError::whole_file(
+                    self.path,
+                    format!("key `{table}[{i}].name`: {msg}"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn resolve_job(

@@ -8,7 +8,7 @@ use crate::attack::Attack;
 use crate::defense::Defense;
 use crate::env::{AtariSettings, Game, Preset};
 
-use super::{Cell, GameId, Manifest, PolicyKind, Task, TrainCell};
+use super::{Cell, CifarTrainJob, GameId, Manifest, PolicyKind, Task, TrainCell, Variant};
 
 /// Where an agent's network comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,6 +80,62 @@ impl AgentCell {
     }
 }
 
+/// One ResNet-20 trained on CIFAR-10: a variant of a `[[cifar_train]]` job with one seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CifarTrainCell {
+    /// Index of the `[[cifar_train]]` job.
+    pub job: usize,
+    /// The job.
+    pub settings: CifarTrainJob,
+    /// Dense or adversarial training.
+    pub variant: Variant,
+    /// The seed of weights, batch order and augmentation.
+    pub seed: u64,
+}
+
+/// One network under one defense, attack and radius on the CIFAR-10 test images.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CifarEvalCell {
+    /// Index of the `[[cifar_eval]]` job.
+    pub job: usize,
+    /// The job's name.
+    pub job_name: String,
+    /// The network's label: its variant, or its key under `checkpoints`.
+    pub label: String,
+    /// The network.
+    pub network: NetworkSource,
+    /// The `[[cifar_train]]` job that trained it, with its adversarial settings
+    /// (`Some((fraction, lambda))` for the adv variant).
+    pub trained_by: Option<(String, Option<(f64, f64)>)>,
+    /// The CIFAR-10 binary folder, relative to the manifest's folder.
+    pub data: String,
+    /// Test examples.
+    pub examples: u32,
+    /// Examples per batch.
+    pub batch_size: u32,
+    /// Softmax passes averaged per prediction.
+    pub samples: u32,
+    /// Evaluation seed: defense draws and random starts.
+    pub seed: u64,
+    /// The defense.
+    pub defense: Defense,
+    /// The attack with its radius; `None` for the clean inputs (lambda 0, shared by every
+    /// attack of the grid).
+    pub attack: Option<Attack>,
+}
+
+impl CifarEvalCell {
+    /// The attack's radius (0 without an attack).
+    pub fn lambda(&self) -> f64 {
+        self.attack.map_or(0.0, |a| a.lambda)
+    }
+
+    /// The attack's name (`none` without one).
+    pub fn attack_name(&self) -> &'static str {
+        self.attack.map_or("none", |a| a.kind.name())
+    }
+}
+
 /// What a cell does.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CellKind {
@@ -90,6 +146,10 @@ pub enum CellKind {
     Episodes(Cell),
     /// A trained agent under a defense, attack and radius.
     Agent(AgentCell),
+    /// ResNet-20 training on CIFAR-10.
+    CifarTrain(CifarTrainCell),
+    /// A ResNet-20 under a defense, attack and radius.
+    CifarEval(CifarEvalCell),
     /// A `[[robustness]]` job with one seed.
     Robustness {
         /// Index of the job.
@@ -152,6 +212,23 @@ impl PlanCell {
             CellKind::Robustness { task, seed, .. } => {
                 format!("robustness-{i:03}-{}-s{seed}", task.name())
             }
+            CellKind::CifarTrain(c) => {
+                format!("cifar-train-{i:03}-{}-s{}", c.variant.name(), c.seed)
+            }
+            CellKind::CifarEval(c) => {
+                let net = match &c.network {
+                    NetworkSource::Train { seed, .. } => format!("t{seed}"),
+                    NetworkSource::File(_) => "file".to_owned(),
+                };
+                format!(
+                    "cifar-eval-{i:03}-{}-{net}-{}-{}-l{}-s{}",
+                    c.label,
+                    c.defense.label(),
+                    c.attack_name(),
+                    c.lambda(),
+                    c.seed
+                )
+            }
         }
     }
 
@@ -162,20 +239,22 @@ impl PlanCell {
             CellKind::Episodes(c) => c.seed,
             CellKind::Agent(a) => a.seed,
             CellKind::Robustness { seed, .. } => *seed,
+            CellKind::CifarTrain(c) => c.seed,
+            CellKind::CifarEval(c) => c.seed,
         }
     }
 
     /// Training or evaluation.
     pub fn stage(&self) -> Stage {
         match self.kind {
-            CellKind::Train(_) => Stage::Train,
+            CellKind::Train(_) | CellKind::CifarTrain(_) => Stage::Train,
             _ => Stage::Eval,
         }
     }
 
     /// Emulator frames the cell plays, at most: the training budget plus its evaluation
     /// phases, or episodes x the frame cap (classic control: steps x the time limit). `None`
-    /// for robustness cells (no environment).
+    /// for classifier cells (no environment).
     pub fn frames_bound(&self) -> Option<u64> {
         match &self.kind {
             CellKind::Train(c) => {
@@ -197,8 +276,28 @@ impl PlanCell {
                 Some(c.episodes as u64 * cap)
             }
             CellKind::Agent(a) => Some(a.episodes as u64 * a.settings.max_episode_frames),
-            CellKind::Robustness { .. } => None,
+            CellKind::Robustness { .. } | CellKind::CifarTrain(_) | CellKind::CifarEval(_) => {
+                None
+            }
         }
+    }
+
+    /// Network passes per test image of a CIFAR evaluation cell: `samples` passes for the
+    /// prediction (1 for a deterministic defense) plus, under attack, a forward and a
+    /// backward pass per gradient sample and step.
+    pub fn passes_per_image(&self) -> Option<u32> {
+        let CellKind::CifarEval(c) = &self.kind else {
+            return None;
+        };
+        let samples = if c.defense.is_stochastic() {
+            c.samples
+        } else {
+            1
+        };
+        Some(match c.attack.filter(|x| x.lambda > 0.0) {
+            None => samples,
+            Some(x) => samples + 2 * x.effective_gradient_samples(&c.defense) * x.kind.gradient_steps(),
+        })
     }
 
     /// Network passes (forward or backward) per agent step of an agent cell: `samples` Q-value passes for the
@@ -217,10 +316,7 @@ impl PlanCell {
             None => samples,
             Some(x) => {
                 let k = x.effective_gradient_samples(&a.defense);
-                let steps = match x.kind {
-                    crate::attack::AttackKind::Fgsm => 1,
-                    crate::attack::AttackKind::Pgd { steps, .. } => steps,
-                };
+                let steps = x.kind.gradient_steps();
                 2 * samples + 2 * k * steps
             }
         })
@@ -258,6 +354,42 @@ impl PlanCell {
                     a.epsilon
                 )
             }
+            CellKind::CifarTrain(c) => {
+                let j = &c.settings;
+                let adv = match c.variant {
+                    Variant::Dense => String::new(),
+                    Variant::Adv => format!(
+                        ", {}% of each batch FGSM lambda {}",
+                        j.adv_fraction * 100.0,
+                        j.adv_lambda
+                    ),
+                };
+                format!(
+                    "train ResNet-20 ({}) on {}: {} iterations of {} images{adv}",
+                    c.variant.name(),
+                    j.data,
+                    j.iterations,
+                    j.batch_size
+                )
+            }
+            CellKind::CifarEval(c) => {
+                let net = match &c.network {
+                    NetworkSource::Train { id, .. } => format!("network of {id}"),
+                    NetworkSource::File(f) => format!("network {f}"),
+                };
+                let gs = c.attack.map_or(String::new(), |x| {
+                    format!(", gradient_samples {}", x.gradient_samples)
+                });
+                format!(
+                    "{} test images, {net}, {} (samples {}), {} lambda {}{gs}, {} passes/image",
+                    c.examples,
+                    c.defense.label(),
+                    c.samples,
+                    c.attack_name(),
+                    c.lambda(),
+                    self.passes_per_image().unwrap_or(0)
+                )
+            }
             CellKind::Robustness { job, .. } => {
                 let j = &manifest.robustness[*job];
                 format!(
@@ -293,6 +425,19 @@ impl Manifest {
             plan.push(PlanCell { index, kind, deps });
             index
         };
+        for (j, job) in self.cifar_train.iter().enumerate() {
+            for &variant in &job.variants {
+                for &seed in &job.seeds {
+                    let cell = CifarTrainCell {
+                        job: j,
+                        settings: job.clone(),
+                        variant,
+                        seed,
+                    };
+                    push(&mut plan, CellKind::CifarTrain(cell), Vec::new());
+                }
+            }
+        }
         for mut cell in self.cells() {
             cell.index = plan.len();
             push(&mut plan, CellKind::Episodes(cell), Vec::new());
@@ -400,6 +545,80 @@ impl Manifest {
                 };
                 push(&mut plan, kind, Vec::new());
             }
+        }
+        let mut cifar: Vec<(CifarEvalCell, Vec<usize>)> = Vec::new();
+        for (j, job) in self.cifar_eval.iter().enumerate() {
+            // (label, network, trained_by) of every network the job evaluates.
+            type Net = (String, NetworkSource, Option<(String, Option<(f64, f64)>)>);
+            let networks: Vec<Net> = match &job.train {
+                Some(train) => plan
+                    .iter()
+                    .filter_map(|c| match &c.kind {
+                        CellKind::CifarTrain(t)
+                            if t.settings.name == *train && job.variants.contains(&t.variant) =>
+                        {
+                            let adv = (t.variant == Variant::Adv)
+                                .then_some((t.settings.adv_fraction, t.settings.adv_lambda));
+                            Some((
+                                t.variant.name().to_owned(),
+                                NetworkSource::Train {
+                                    cell: c.index,
+                                    id: c.id(),
+                                    seed: t.seed,
+                                },
+                                Some((train.clone(), adv)),
+                            ))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                None => job
+                    .checkpoints
+                    .iter()
+                    .map(|(label, file)| (label.clone(), NetworkSource::File(file.clone()), None))
+                    .collect(),
+            };
+            for (label, network, trained_by) in networks {
+                let deps = match &network {
+                    NetworkSource::Train { cell, .. } => vec![*cell],
+                    NetworkSource::File(_) => Vec::new(),
+                };
+                for &seed in &job.seeds {
+                    for &defense in &job.defenses {
+                        let base = CifarEvalCell {
+                            job: j,
+                            job_name: job.name.clone(),
+                            label: label.clone(),
+                            network: network.clone(),
+                            trained_by: trained_by.clone(),
+                            data: job.data.clone(),
+                            examples: job.examples,
+                            batch_size: job.batch_size,
+                            samples: job.samples,
+                            seed,
+                            defense,
+                            attack: None,
+                        };
+                        // Lambda 0 leaves every input as it is: one clean cell serves all
+                        // attacks.
+                        if job.lambdas.contains(&0.0) {
+                            cifar.push((base.clone(), deps.clone()));
+                        }
+                        for spec in &job.attacks {
+                            for &lambda in job.lambdas.iter().filter(|&&l| l > 0.0) {
+                                let cell = CifarEvalCell {
+                                    attack: Some(spec.at(lambda)),
+                                    ..base.clone()
+                                };
+                                cifar.push((cell, deps.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (cell, deps) in cifar {
+            push(&mut plan, CellKind::CifarEval(cell), deps);
         }
         plan
     }

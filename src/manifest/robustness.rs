@@ -274,11 +274,14 @@ impl Resolver<'_> {
     ) -> Result<(AttackKind, u32), ManifestError> {
         let r = raw.get_ref();
         let k = |s: &str| format!("{key}.{s}");
+        let name = r.kind.get_ref().as_str();
+        // EOT-PGD averages gradients over draws of the defense by default.
+        let default_samples = if name == "eot-pgd" { 10 } else { 1 };
         let gradient_samples = match &r.gradient_samples {
-            None => 1,
+            None => default_samples,
             Some(v) => self.positive(v, k("gradient_samples"), "an integer >= 1")?,
         };
-        let kind = match r.kind.get_ref().as_str() {
+        let kind = match name {
             "fgsm" => {
                 for (name, given) in [
                     ("steps", r.steps.is_some()),
@@ -286,15 +289,18 @@ impl Resolver<'_> {
                     ("random_start", r.random_start.is_some()),
                 ] {
                     if given {
-                        let msg =
-                            format!("`{name}` is not a parameter of fgsm; use kind = \"pgd\"");
+                        let msg = format!(
+                            "`{name}` is not a parameter of fgsm; use kind = \"pgd\" or \"eot-pgd\""
+                        );
                         return Err(self.error(raw.span(), k(name), msg));
                     }
                 }
                 AttackKind::Fgsm
             }
-            "pgd" => {
+            "pgd" | "eot-pgd" => {
+                let eot = name == "eot-pgd";
                 let steps = match &r.steps {
+                    None if eot => 20,
                     None => 10,
                     Some(v) => self.positive(v, k("steps"), "an integer >= 1")?,
                 };
@@ -304,16 +310,27 @@ impl Resolver<'_> {
                         Some(self.positive(v, k("step_size"), "a step > 0 in pixel units")?)
                     }
                 };
-                AttackKind::Pgd {
-                    steps,
-                    step_size,
-                    random_start: r.random_start.unwrap_or(false),
+                let random_start = r.random_start.unwrap_or(eot);
+                if eot {
+                    AttackKind::EotPgd {
+                        steps,
+                        step_size,
+                        random_start,
+                    }
+                } else {
+                    AttackKind::Pgd {
+                        steps,
+                        step_size,
+                        random_start,
+                    }
                 }
             }
             other => {
+                let allowed = ["fgsm", "pgd", "eot-pgd"];
                 let msg = format!(
-                    "unknown attack `{other}`; allowed: fgsm, pgd{}",
-                    super::suggestion(other, ["fgsm", "pgd"])
+                    "unknown attack `{other}`; allowed: {}{}",
+                    allowed.join(", "),
+                    super::suggestion(other, allowed)
                 );
                 return Err(self.error(r.kind.span(), k("kind"), msg));
             }

@@ -1,10 +1,12 @@
-//! The two optimisers of the DQN literature, written out so that their whole state is a list
-//! of named tensors that checkpoints save and load:
+//! The optimisers of the DQN literature and of ResNet training, written out so that their
+//! whole state is a list of named tensors that checkpoints save and load:
 //!
 //! - Adam (Kingma and Ba 2015, Algorithm 1; PyTorch's `torch.optim.Adam`), used by Dopamine
 //!   and Rainbow with lr 6.25e-5 and eps 1.5e-4.
 //! - Centered RMSProp (Graves 2013), as in the Nature DQN code: lr 2.5e-4, decay 0.95 and
 //!   0.01 added under the square root ("min squared gradient").
+//! - SGD with momentum and weight decay (PyTorch's `torch.optim.SGD`, dampening 0, no
+//!   Nesterov), as He et al. (2016) train ResNets: lr 0.1, momentum 0.9, weight decay 1e-4.
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -34,6 +36,16 @@ pub enum OptimizerConfig {
         /// Added under the square root.
         eps: f64,
     },
+    /// `d = g + wd p; buf = momentum buf + d; p -= lr * buf` (the buffer starts at 0, so the
+    /// first step's buffer is `d`, as PyTorch's).
+    Sgd {
+        /// Learning rate (a schedule changes it with [`Optimizer::set_lr`]).
+        lr: f64,
+        /// Momentum of the buffer.
+        momentum: f64,
+        /// L2 penalty added to the gradient.
+        weight_decay: f64,
+    },
 }
 
 impl OptimizerConfig {
@@ -42,6 +54,7 @@ impl OptimizerConfig {
         match self {
             OptimizerConfig::Adam { .. } => "adam",
             OptimizerConfig::RmsProp { .. } => "rmsprop",
+            OptimizerConfig::Sgd { .. } => "sgd",
         }
     }
 }
@@ -52,7 +65,8 @@ pub struct Optimizer {
     config: OptimizerConfig,
     /// `(name, parameter)`, sorted by name.
     params: Vec<(String, Tensor)>,
-    /// Two moment tensors per parameter: Adam's `m, v`, or RMSProp's `ms, mg`.
+    /// Two moment tensors per parameter: Adam's `m, v`, RMSProp's `ms, mg`, or SGD's
+    /// momentum buffer and an unused zero tensor.
     moments: Vec<[Tensor; 2]>,
     steps: u64,
 }
@@ -82,6 +96,15 @@ impl Optimizer {
     /// The hyperparameters.
     pub fn config(&self) -> OptimizerConfig {
         self.config
+    }
+
+    /// Changes the learning rate (a schedule's step).
+    pub fn set_lr(&mut self, new: f64) {
+        match &mut self.config {
+            OptimizerConfig::Adam { lr, .. }
+            | OptimizerConfig::RmsProp { lr, .. }
+            | OptimizerConfig::Sgd { lr, .. } => *lr = new,
+        }
     }
 
     /// Applies one step from the gradients the parameters hold, then zeroes them.
@@ -117,6 +140,16 @@ impl Optimizer {
                         // p -= lr * g / sqrt(ms - mg^2 + eps)
                         let denom = (&*a - &*b * &*b + eps).sqrt();
                         let _ = p.g_sub_(&(&g / &denom * lr));
+                    }
+                    OptimizerConfig::Sgd {
+                        lr,
+                        momentum,
+                        weight_decay,
+                    } => {
+                        // d = g + wd p;  buf = momentum buf + d;  p -= lr buf
+                        let d = &g + &*p * weight_decay;
+                        let _ = a.g_mul_scalar_(momentum).g_add_(&d);
+                        let _ = p.g_sub_(&(&*a * lr));
                     }
                 }
             }

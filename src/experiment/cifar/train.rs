@@ -1,0 +1,482 @@
+//! `[[cifar_train]]` cells: ResNet-20 trained on CIFAR-10 as He et al. (2016) train it (SGD
+//! with momentum and weight decay, a stepped learning rate, 4-pixel pad random crop and flip),
+//! dense or adversarially (a fraction of each batch replaced by FGSM examples against the
+//! current network).
+//!
+//! Batches come from [`Pipeline`] threads over crossbeam channels. Every `checkpoint_every`
+//! iterations the cell saves the network, the momentum buffers and the current epoch's
+//! running sums, so a resumed cell continues at the next batch and writes the same rows as
+//! an uninterrupted one. `cifar_train.csv` has one row per epoch; the last one may be partial.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::attack::fgsm::fgsm;
+use crate::data::cifar::{load, CifarSplit, Split, CLASSES};
+use crate::data::pipeline::{Pipeline, PipelineConfig, TrainBatch};
+use crate::defense::{Defense, DefensePoints, DefenseRng};
+use crate::manifest::{CifarTrainCell, CifarTrainJob, Variant};
+use crate::nn::{checkpoint, Architecture, Model};
+use crate::progress::TrainProgress;
+use crate::record::{read_rows, write_atomic, write_table, CsvAppender};
+use crate::rl::optim::{Optimizer, OptimizerConfig};
+use crate::seed::derive;
+
+/// The per-cell and per-run file of epoch rows.
+pub const TRAIN_FILE: &str = "cifar_train.csv";
+/// The trained network, loadable with [`checkpoint::load`] into ResNet-20.
+pub const FINAL: &str = "final.safetensors";
+
+/// The network every CIFAR-10 cell trains and evaluates.
+pub fn architecture() -> Architecture {
+    Architecture::ResNet20 {
+        classes: CLASSES.len() as i64,
+    }
+}
+
+/// One epoch of training (`cifar_train.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CifarTrainRow {
+    /// The `[[cifar_train]]` job.
+    pub job: String,
+    /// `dense` or `adv`.
+    pub variant: String,
+    /// Training seed.
+    pub seed: u64,
+    /// Epoch, from 1 (the last row's epoch may be partial: see `batches`).
+    pub epoch: u64,
+    /// Iterations done at the end of the row.
+    pub iteration: u64,
+    /// Batches of this epoch trained.
+    pub batches: u64,
+    /// Learning rate of the epoch's last batch.
+    pub lr: f64,
+    /// Mean cross-entropy over the epoch's training batches (for adv, the mixed batches).
+    pub loss: f64,
+    /// Accuracy on the epoch's training batches as trained (augmented; for adv, mixed).
+    pub train_accuracy: f64,
+    /// FGSM examples among the epoch's training images.
+    pub adv_examples: u64,
+    /// Mean cross-entropy on the test images after the epoch.
+    pub test_loss: f64,
+    /// Accuracy on the test images after the epoch.
+    pub test_accuracy: f64,
+    /// Test images evaluated.
+    pub test_examples: u32,
+    /// Training images per second over the epoch (test evaluation excluded).
+    pub images_per_s: f64,
+}
+
+/// The running sums of the epoch in progress, saved with each checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct EpochSums {
+    batches: u64,
+    images: u64,
+    loss_sum: f64,
+    correct: u64,
+    adv: u64,
+    secs: f64,
+}
+
+/// A checkpoint's description, written after its tensors.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CheckpointInfo {
+    /// Iterations done.
+    iteration: u64,
+    /// Rows of `cifar_train.csv` written.
+    rows: u64,
+    /// The tensors' file, in the same folder.
+    tensors: String,
+    /// The epoch in progress.
+    epoch: EpochSums,
+}
+
+/// What a training call did.
+#[derive(Clone, Copy, Debug)]
+pub struct CifarTrainOutcome {
+    /// Iterations run in this call.
+    pub iterations_run: u64,
+}
+
+/// The learning rate at iteration `it` (from 0): `lr * decay^(milestones passed)`.
+pub fn learning_rate(job: &CifarTrainJob, it: u64) -> f64 {
+    let passed = job.lr_milestones.iter().filter(|&&m| it >= m).count() as i32;
+    job.lr * job.lr_decay.powi(passed)
+}
+
+/// Replaces the first `round(fraction * batch)` examples of `x` by FGSM examples of radius
+/// `lambda` against `model` (batch norm in evaluation mode, no defense), the rest kept. The
+/// batch comes shuffled, so the replaced examples are a random subset. Returns the batch and
+/// the number replaced.
+///
+/// # Shapes
+/// `x`: `[batch, 3, 32, 32]` pixel units; `y`: `[batch]` -> (`[batch, 3, 32, 32]`, count)
+pub fn adversarial_batch(
+    model: &Model,
+    x: &Tensor,
+    y: &Tensor,
+    fraction: f64,
+    lambda: f64,
+) -> (Tensor, i64) {
+    let b = x.size()[0];
+    let k = ((fraction * b as f64).round() as i64).clamp(0, b);
+    if k == 0 {
+        return (x.shallow_clone(), 0);
+    }
+    // FGSM against a network without a defense draws nothing.
+    let mut rng = DefenseRng::seed_from_u64(0);
+    let head = fgsm(
+        model,
+        Defense::Dense,
+        &mut rng,
+        &x.narrow(0, 0, k),
+        &y.narrow(0, 0, k),
+        lambda,
+        1,
+    );
+    (Tensor::cat(&[head, x.narrow(0, k, b - k)], 0), k)
+}
+
+/// Mean cross-entropy and accuracy of `model` (evaluation mode) on the first `n` images of
+/// `data`.
+pub fn test_metrics(model: &Model, data: &CifarSplit, n: usize) -> (f64, f64) {
+    let device = model.device();
+    let (mut loss_sum, mut correct) = (0.0, 0i64);
+    tch::no_grad(|| {
+        for start in (0..n).step_by(500) {
+            let end = (start + 500).min(n);
+            let (x, y) = images_tensor(data, start..end, device);
+            let logits = model.forward(&x, false, &mut DefensePoints::dense());
+            loss_sum += logits
+                .cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0)
+                .double_value(&[]);
+            correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
+        }
+    });
+    (loss_sum / n as f64, correct as f64 / n as f64)
+}
+
+/// Images `range` of `data` as float pixels and their labels, on `device`.
+///
+/// # Shapes
+/// -> (`[n, 3, 32, 32]` float, `[n]` int64)
+pub fn images_tensor(
+    data: &CifarSplit,
+    range: std::ops::Range<usize>,
+    device: Device,
+) -> (Tensor, Tensor) {
+    let n = range.len() as i64;
+    let bytes = &data.images[range.start * 3072..range.end * 3072];
+    let x = Tensor::from_slice(bytes)
+        .to_kind(Kind::Float)
+        .view([n, 3, 32, 32])
+        .to(device);
+    let labels: Vec<i64> = data.labels[range].iter().map(|&l| l as i64).collect();
+    (x, Tensor::from_slice(&labels).to(device))
+}
+
+/// The SGD optimiser of a job over `model`'s trainable parameters.
+pub fn optimizer(job: &CifarTrainJob, model: &Model) -> Optimizer {
+    let config = OptimizerConfig::Sgd {
+        lr: job.lr,
+        momentum: job.momentum,
+        weight_decay: job.weight_decay,
+    };
+    let params = model
+        .vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
+    Optimizer::new(config, params)
+}
+
+/// One SGD step on `batch`, with its adversarial part when `adv` is `Some((fraction,
+/// lambda))`. Returns (summed loss, correct, adversarial examples).
+pub fn train_step(
+    model: &Model,
+    opt: &mut Optimizer,
+    batch: &TrainBatch,
+    adv: Option<(f64, f64)>,
+) -> (f64, i64, i64) {
+    let b = batch.labels.len() as i64;
+    let device = model.device();
+    let x = Tensor::from_slice(&batch.images)
+        .view([b, 3, 32, 32])
+        .to(device);
+    let y = Tensor::from_slice(&batch.labels).to(device);
+    let (x, replaced) = match adv {
+        Some((fraction, lambda)) => adversarial_batch(model, &x, &y, fraction, lambda),
+        None => (x, 0),
+    };
+    opt.zero_grad();
+    let logits = model.forward(&x, true, &mut DefensePoints::dense());
+    let loss = logits.cross_entropy_for_logits(&y);
+    loss.backward();
+    opt.step();
+    let correct = tch::no_grad(|| {
+        logits
+            .argmax(-1, false)
+            .eq_tensor(&y)
+            .sum(Kind::Int64)
+            .int64_value(&[])
+    });
+    (loss.double_value(&[]) * b as f64, correct, replaced)
+}
+
+fn checkpoint_info_path(dir: &Path, iteration: u64) -> PathBuf {
+    dir.join(format!("state-{iteration:08}.toml"))
+}
+
+/// The newest complete checkpoint in `dir` (its description names tensors that exist).
+fn latest_checkpoint(dir: &Path) -> Result<Option<CheckpointInfo>> {
+    let mut best: Option<CheckpointInfo> = None;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let info: CheckpointInfo = toml::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a checkpoint description of a CIFAR training cell",
+                path.display()
+            )
+        })?;
+        if dir.join(&info.tensors).is_file()
+            && best.as_ref().is_none_or(|b| b.iteration < info.iteration)
+        {
+            best = Some(info);
+        }
+    }
+    Ok(best)
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    model: &Model,
+    opt: &Optimizer,
+    info: &CheckpointInfo,
+) -> Result<()> {
+    let mut named: Vec<(String, Tensor)> = model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (format!("model.{k}"), v.detach().to_device(Device::Cpu)))
+        .collect();
+    named.extend(
+        opt.state()
+            .into_iter()
+            .map(|(k, v)| (format!("optim.{k}"), v.detach().to_device(Device::Cpu))),
+    );
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let tensors = dir.join(&info.tensors);
+    let tmp = dir.join(format!(".{}.tmp", info.tensors));
+    Tensor::write_safetensors(&named, &tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all())?;
+    std::fs::rename(&tmp, &tensors).with_context(|| format!("writing {}", tensors.display()))?;
+    let text = toml::to_string(info).expect("a checkpoint description serialises");
+    write_atomic(&checkpoint_info_path(dir, info.iteration), text.as_bytes())?;
+    // Older checkpoints are no longer needed.
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let keep = name == info.tensors
+            || path == checkpoint_info_path(dir, info.iteration)
+            || !name.starts_with("state-");
+        if !keep {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    Ok(())
+}
+
+fn load_checkpoint(dir: &Path, info: &CheckpointInfo, model: &Model, opt: &mut Optimizer) -> Result<()> {
+    let path = dir.join(&info.tensors);
+    let file: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)
+        .with_context(|| format!("{} is not a readable safetensors file", path.display()))?
+        .into_iter()
+        .collect();
+    let mismatch = |name: &str| {
+        anyhow::anyhow!(
+            "{}: tensor `{name}` is missing or misshapen; the checkpoint does not belong to this \
+             cell's ResNet-20 (remove the cell's checkpoints folder to start again)",
+            path.display()
+        )
+    };
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut var) in model.vs.variables() {
+            let t = file
+                .get(&format!("model.{name}"))
+                .filter(|t| t.size() == var.size())
+                .ok_or_else(|| mismatch(&name))?;
+            var.copy_(t);
+        }
+        Ok(())
+    })?;
+    let device = model.device();
+    opt.load_state(|k| file.get(&format!("optim.{k}")).map(|t| t.to_device(device)))
+        .map_err(|name| mismatch(&format!("optim.{name}")))?;
+    Ok(())
+}
+
+/// Cuts `path` (a CSV with a header) to its header and first `rows` rows.
+fn keep_rows(path: &Path, rows: u64) -> Result<()> {
+    let kept: Vec<CifarTrainRow> = read_rows(path)?;
+    if kept.len() as u64 > rows {
+        write_table(path, &kept[..rows as usize])?;
+    }
+    Ok(())
+}
+
+/// Trains (or resumes) one cell under `run_dir`; data paths are relative to
+/// `manifest_dir`.
+pub fn run_cell(
+    run_dir: &Path,
+    manifest_dir: &Path,
+    id: &str,
+    cell: &CifarTrainCell,
+) -> Result<CifarTrainOutcome> {
+    let job = &cell.settings;
+    let dir = super::super::cell_dir(run_dir, id);
+    let ckpt_dir = dir.join("checkpoints");
+    std::fs::create_dir_all(&ckpt_dir)
+        .with_context(|| format!("creating {}", ckpt_dir.display()))?;
+    let data_dir = manifest_dir.join(&job.data);
+    let train = Arc::new(load(&data_dir, Split::Train)?);
+    let test = load(&data_dir, Split::Test)?;
+    let batch_size = job.batch_size as usize;
+    if train.len() < batch_size {
+        bail!(
+            "{}: {} training images, fewer than one batch of {batch_size}",
+            data_dir.display(),
+            train.len()
+        );
+    }
+    let device = Device::cuda_if_available();
+    tch::manual_seed(derive(cell.seed, "cifar-init", 0) as i64);
+    let model = Model::new(architecture(), device);
+    let mut opt = optimizer(job, &model);
+    let path = dir.join(TRAIN_FILE);
+    let resumed = latest_checkpoint(&ckpt_dir)?;
+    let (start, mut rows, mut sums) = match &resumed {
+        Some(info) => {
+            load_checkpoint(&ckpt_dir, info, &model, &mut opt)?;
+            // Rows after the checkpoint are trained again: cut them first.
+            keep_rows(&path, info.rows)?;
+            (info.iteration, info.rows, info.epoch)
+        }
+        None => {
+            keep_rows(&path, 0)?;
+            (0, 0, EpochSums::default())
+        }
+    };
+    let mut sink = CsvAppender::open(&path, &CifarTrainRow::sample())?;
+    let per_epoch = (train.len() / batch_size) as u64;
+    let cfg = PipelineConfig {
+        batch_size,
+        workers: job.workers as usize,
+        capacity: 4,
+        seed: derive(cell.seed, "cifar-batches", 0),
+        augment: job.augment,
+        start: (start / per_epoch, start % per_epoch),
+    };
+    let adv = (cell.variant == Variant::Adv).then_some((job.adv_fraction, job.adv_lambda));
+    let total = job.iterations * batch_size as u64;
+    let mut progress =
+        TrainProgress::with_unit(id, start * batch_size as u64, total, "images");
+    let mut batches = Pipeline::start(Arc::clone(&train), cfg);
+    let test_n = (job.test_examples as usize).min(test.len());
+    for it in start..job.iterations {
+        let lr = learning_rate(job, it);
+        opt.set_lr(lr);
+        let batch = batches.next().context("the batch pipeline stopped")?;
+        let t0 = Instant::now();
+        let (loss_sum, correct, replaced) = train_step(&model, &mut opt, &batch, adv);
+        sums.secs += t0.elapsed().as_secs_f64();
+        sums.batches += 1;
+        sums.images += batch.labels.len() as u64;
+        sums.loss_sum += loss_sum;
+        sums.correct += correct as u64;
+        sums.adv += replaced as u64;
+        let done = it + 1;
+        progress.advance(done * batch_size as u64, done);
+        if done % per_epoch == 0 || done == job.iterations {
+            let (test_loss, test_accuracy) = test_metrics(&model, &test, test_n);
+            let row = CifarTrainRow {
+                job: job.name.clone(),
+                variant: cell.variant.name().to_owned(),
+                seed: cell.seed,
+                epoch: it / per_epoch + 1,
+                iteration: done,
+                batches: sums.batches,
+                lr,
+                loss: sums.loss_sum / sums.images as f64,
+                train_accuracy: sums.correct as f64 / sums.images as f64,
+                adv_examples: sums.adv,
+                test_loss,
+                test_accuracy,
+                test_examples: test_n as u32,
+                images_per_s: sums.images as f64 / sums.secs.max(1e-9),
+            };
+            progress.note(&format!(
+                "epoch {}: loss {:.4}, train accuracy {:.4}, test accuracy {:.4}",
+                row.epoch, row.loss, row.train_accuracy, row.test_accuracy
+            ));
+            sink.append(&row)?;
+            rows += 1;
+            sums = EpochSums::default();
+        }
+        if done % job.checkpoint_every == 0 && done < job.iterations {
+            let info = CheckpointInfo {
+                iteration: done,
+                rows,
+                tensors: format!("state-{done:08}.safetensors"),
+                epoch: sums,
+            };
+            save_checkpoint(&ckpt_dir, &model, &opt, &info)?;
+        }
+    }
+    drop(batches);
+    progress.finish();
+    checkpoint::save(&model, &dir.join(FINAL))?;
+    Ok(CifarTrainOutcome {
+        iterations_run: job.iterations.saturating_sub(start),
+    })
+}
+
+impl CifarTrainRow {
+    /// A row used only to learn the header.
+    pub fn sample() -> Self {
+        CifarTrainRow {
+            job: String::new(),
+            variant: String::new(),
+            seed: 0,
+            epoch: 0,
+            iteration: 0,
+            batches: 0,
+            lr: 0.0,
+            loss: 0.0,
+            train_accuracy: 0.0,
+            adv_examples: 0,
+            test_loss: 0.0,
+            test_accuracy: 0.0,
+            test_examples: 0,
+            images_per_s: 0.0,
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! `[[cifar_train]]` and `[[cifar_eval]]` jobs: ResNet-20 on CIFAR-10, trained dense or
+//! adversarially, then evaluated under every defense x attack x lambda for accuracy and
+//! calibration.
+//!
+//! ```toml
+//! [[cifar_train]]
+//! name = "resnet20"
+//! data = "data/cifar-10-batches-bin"   # the binary version's folder, relative to this file
+//! variants = ["dense", "adv"]          # adv: a fraction of each batch replaced by FGSM examples
+//! iterations = 64_000                  # He et al. 2016: lr / 10 at 32k and 48k
+//!
+//! [[cifar_eval]]
+//! train = "resnet20"                   # or checkpoints = { dense = "resnet20.safetensors" }
+//! samples = 10                         # softmax passes averaged per prediction
+//! defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0 }]
+//! attacks = [{ kind = "fgsm", gradient_samples = 10 }, { kind = "eot-pgd" }]
+//! lambdas = [0, 1, 2, 4, 8, 16, 32, 64]   # pixel units
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::robustness::{RawAttack, RawDefense};
+use super::{AttackSpec, ManifestError, Resolver};
+use crate::defense::Defense;
+
+/// How a network is trained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// Plain training on augmented images.
+    Dense,
+    /// Adversarial training: a fraction of each batch replaced by FGSM examples against the
+    /// current network (Kurakin et al. 2017; the paper's ADV).
+    Adv,
+}
+
+impl Variant {
+    /// The name used in manifests, folder names and CSV rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Dense => "dense",
+            Variant::Adv => "adv",
+        }
+    }
+}
+
+/// A checked `[[cifar_train]]` job.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CifarTrainJob {
+    /// The name `[[cifar_eval]]` jobs refer to; `cifar_train<i>` by default.
+    pub name: String,
+    /// The CIFAR-10 binary folder, relative to the manifest's folder.
+    pub data: String,
+    /// Variants trained; each variant x seed is one cell.
+    pub variants: Vec<Variant>,
+    /// Seeds (weights, batch order, augmentation).
+    pub seeds: Vec<u64>,
+    /// SGD iterations (He et al. 2016: 64,000).
+    pub iterations: u64,
+    /// Images per batch (128).
+    pub batch_size: u32,
+    /// Initial learning rate (0.1).
+    pub lr: f64,
+    /// SGD momentum (0.9).
+    pub momentum: f64,
+    /// L2 weight decay (1e-4).
+    pub weight_decay: f64,
+    /// Iterations at which the learning rate is multiplied by `lr_decay` (32k, 48k; by
+    /// default one half and three quarters of `iterations`).
+    pub lr_milestones: Vec<u64>,
+    /// Factor applied at each milestone (0.1).
+    pub lr_decay: f64,
+    /// Fraction of each batch replaced by FGSM examples (`adv` only; 0.2).
+    pub adv_fraction: f64,
+    /// FGSM radius of the adversarial examples, pixel units (2).
+    pub adv_lambda: f64,
+    /// Iterations between checkpoints.
+    pub checkpoint_every: u64,
+    /// Test images evaluated after each epoch (the first ones of the test set).
+    pub test_examples: u32,
+    /// Background threads making batches.
+    pub workers: u32,
+    /// 4-pixel pad random crop and horizontal flip.
+    pub augment: bool,
+}
+
+/// A checked `[[cifar_eval]]` job.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CifarEvalJob {
+    /// The name in CSV rows; `cifar_eval<i>` by default.
+    pub name: String,
+    /// The `[[cifar_train]]` job whose final networks are evaluated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train: Option<String>,
+    /// Networks from files: label (the `variant` column) -> safetensors file relative to
+    /// the manifest's folder.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checkpoints: BTreeMap<String, String>,
+    /// The CIFAR-10 binary folder whose test split is used.
+    pub data: String,
+    /// The trained variants evaluated (`train` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+    /// Test examples (the first ones of the test set).
+    pub examples: u32,
+    /// Examples attacked and predicted together.
+    pub batch_size: u32,
+    /// Softmax passes averaged per prediction (stochastic defenses).
+    pub samples: u32,
+    /// Defenses, each evaluated under every attack and lambda.
+    pub defenses: Vec<Defense>,
+    /// Attacks without their radius.
+    pub attacks: Vec<AttackSpec>,
+    /// Attack radii, pixel units.
+    pub lambdas: Vec<f64>,
+    /// Evaluation seeds (defense draws, random starts); each is one cell per network.
+    pub seeds: Vec<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCifarTrain {
+    name: Option<Spanned<String>>,
+    data: Spanned<String>,
+    variants: Option<Spanned<Vec<Variant>>>,
+    seeds: Option<Spanned<Vec<u64>>>,
+    iterations: Option<Spanned<u64>>,
+    batch_size: Option<Spanned<u32>>,
+    lr: Option<Spanned<f64>>,
+    momentum: Option<Spanned<f64>>,
+    weight_decay: Option<Spanned<f64>>,
+    lr_milestones: Option<Spanned<Vec<Spanned<u64>>>>,
+    lr_decay: Option<Spanned<f64>>,
+    adv_fraction: Option<Spanned<f64>>,
+    adv_lambda: Option<Spanned<f64>>,
+    checkpoint_every: Option<Spanned<u64>>,
+    test_examples: Option<Spanned<u32>>,
+    workers: Option<Spanned<u32>>,
+    augment: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCifarEval {
+    name: Option<Spanned<String>>,
+    train: Option<Spanned<String>>,
+    checkpoints: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    data: Option<Spanned<String>>,
+    variants: Option<Spanned<Vec<Variant>>>,
+    examples: Option<Spanned<u32>>,
+    batch_size: Option<Spanned<u32>>,
+    samples: Option<Spanned<u32>>,
+    defenses: Spanned<Vec<Spanned<RawDefense>>>,
+    attacks: Option<Spanned<Vec<Spanned<RawAttack>>>>,
+    lambdas: Option<Spanned<Vec<Spanned<f64>>>>,
+    seeds: Option<Spanned<Vec<u64>>>,
+}
+
+/// The paper's attack radii, pixel units.
+pub const PAPER_LAMBDAS: [f64; 8] = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
+/// Images in the CIFAR-10 test split.
+const TEST_IMAGES: u32 = crate::data::cifar::RECORDS_PER_FILE as u32;
+
+impl Resolver<'_> {
+    /// A data folder: checked to hold the CIFAR-10 binary files (when files are checked).
+    fn cifar_data(&self, data: &Spanned<String>, key: String) -> Result<String, ManifestError> {
+        if self.check_files {
+            let base = self.path.parent().unwrap_or(Path::new("."));
+            if let Err(e) = crate::data::cifar::check(&base.join(data.get_ref())) {
+                let msg = format!("{e} (paths are relative to the manifest's folder)");
+                return Err(self.error(data.span(), key, msg));
+            }
+        }
+        Ok(data.get_ref().clone())
+    }
+
+    fn variant_list(
+        &self,
+        v: &Spanned<Vec<Variant>>,
+        key: String,
+    ) -> Result<Vec<Variant>, ManifestError> {
+        let list = v.get_ref();
+        let mut seen = Vec::new();
+        for variant in list {
+            if seen.contains(variant) {
+                let msg = format!("`{}` is listed twice", variant.name());
+                return Err(self.error(v.span(), key, msg));
+            }
+            seen.push(*variant);
+        }
+        if seen.is_empty() {
+            let msg = "the list is empty; allowed: \"dense\", \"adv\"".to_owned();
+            return Err(self.error(v.span(), key, msg));
+        }
+        Ok(seen)
+    }
+
+    pub(super) fn resolve_cifar_train(
+        &self,
+        i: usize,
+        job: RawCifarTrain,
+        seed: u64,
+    ) -> Result<CifarTrainJob, ManifestError> {
+        let key = |k: &str| format!("cifar_train[{i}].{k}");
+        let name = match &job.name {
+            None => format!("cifar_train{i}"),
+            Some(n) => self.plain_name(n, key("name"))?,
+        };
+        let data = self.cifar_data(&job.data, key("data"))?;
+        let variants = match &job.variants {
+            None => vec![Variant::Dense],
+            Some(v) => self.variant_list(v, key("variants"))?,
+        };
+        let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
+        let iterations = match &job.iterations {
+            None => 64_000,
+            Some(v) => self.positive(v, key("iterations"), "an integer >= 1")?,
+        };
+        let batch_size = match &job.batch_size {
+            None => 128,
+            Some(v) => self.check_range(v, key("batch_size"), 1..50_000, true, "images")?,
+        };
+        let positive_f = |v: &Option<Spanned<f64>>, k: &str, default: f64, what: &str| match v {
+            None => Ok(default),
+            Some(v) if v.get_ref().is_finite() => self.positive(v, key(k), what),
+            Some(v) => Err(self.error(v.span(), key(k), format!("allowed: {what}"))),
+        };
+        let lr = positive_f(&job.lr, "lr", 0.1, "a learning rate > 0")?;
+        let unit = |v: &Option<Spanned<f64>>, k: &str, default: f64, what: &str| match v {
+            None => Ok(default),
+            Some(v) => self.check_range(v, key(k), 0.0..1.0, true, what),
+        };
+        let momentum = unit(&job.momentum, "momentum", 0.9, "a momentum")?;
+        let weight_decay = match &job.weight_decay {
+            None => 1e-4,
+            Some(v) => self.check_range(v, key("weight_decay"), 0.0..1.0, true, "a decay")?,
+        };
+        let lr_decay = unit(&job.lr_decay, "lr_decay", 0.1, "a factor")?;
+        let lr_milestones = match &job.lr_milestones {
+            None => vec![iterations / 2, iterations * 3 / 4],
+            Some(m) => {
+                let mut out: Vec<u64> = Vec::new();
+                for (j, v) in m.get_ref().iter().enumerate() {
+                    let x = *v.get_ref();
+                    if x == 0 || x >= iterations || out.last().is_some_and(|&p| p >= x) {
+                        let msg = format!(
+                            "{x} is not allowed; allowed: increasing iterations in 1..{iterations}"
+                        );
+                        return Err(self.error(v.span(), key(&format!("lr_milestones[{j}]")), msg));
+                    }
+                    out.push(x);
+                }
+                out
+            }
+        };
+        let adv_fraction = unit(&job.adv_fraction, "adv_fraction", 0.2, "a fraction of the batch")?;
+        let adv_lambda = match &job.adv_lambda {
+            None => 2.0,
+            Some(v) => self.check_range(v, key("adv_lambda"), 0.0..255.0, true, "pixel units")?,
+        };
+        if !variants.contains(&Variant::Adv) {
+            for (k, given) in [
+                ("adv_fraction", job.adv_fraction.as_ref().map(Spanned::span)),
+                ("adv_lambda", job.adv_lambda.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = given {
+                    let msg = format!("`{k}` applies to the \"adv\" variant, which is not listed");
+                    return Err(self.error(span, key(k), msg));
+                }
+            }
+        }
+        let checkpoint_every = match &job.checkpoint_every {
+            None => 2_000,
+            Some(v) => self.positive(v, key("checkpoint_every"), "iterations >= 1")?,
+        };
+        let test_examples = match &job.test_examples {
+            None => TEST_IMAGES,
+            Some(v) => self.check_range(v, key("test_examples"), 1..TEST_IMAGES, true, "images")?,
+        };
+        let workers = match &job.workers {
+            None => 2,
+            Some(v) => self.check_range(v, key("workers"), 1..64, true, "threads")?,
+        };
+        Ok(CifarTrainJob {
+            name,
+            data,
+            variants,
+            seeds,
+            iterations,
+            batch_size,
+            lr,
+            momentum,
+            weight_decay,
+            lr_milestones,
+            lr_decay,
+            adv_fraction,
+            adv_lambda,
+            checkpoint_every,
+            test_examples,
+            workers,
+            augment: job.augment.unwrap_or(true),
+        })
+    }
+
+    pub(super) fn resolve_cifar_eval(
+        &self,
+        i: usize,
+        job: RawCifarEval,
+        seed: u64,
+        trains: &[CifarTrainJob],
+    ) -> Result<CifarEvalJob, ManifestError> {
+        let prefix = format!("cifar_eval[{i}]");
+        let key = |k: &str| format!("{prefix}.{k}");
+        let name = match &job.name {
+            None => format!("cifar_eval{i}"),
+            Some(n) => self.plain_name(n, key("name"))?,
+        };
+        let (train, checkpoints, data, variants) = match (&job.train, &job.checkpoints) {
+            (Some(_), Some(c)) => {
+                let msg = "give either `train` or `checkpoints`, not both".to_owned();
+                return Err(self.error(c.span(), key("checkpoints"), msg));
+            }
+            (None, None) => {
+                let msg = "name the networks to evaluate: `train = \"<name of a [[cifar_train]] \
+                           job>\"` or `checkpoints = { dense = \"file.safetensors\" }`"
+                    .to_owned();
+                return Err(self.error(job.defenses.span(), key("train"), msg));
+            }
+            (Some(t), None) => {
+                let Some(found) = trains.iter().find(|j| j.name == *t.get_ref()) else {
+                    let names: Vec<&str> = trains.iter().map(|j| j.name.as_str()).collect();
+                    let allowed = if names.is_empty() {
+                        "the manifest has no [[cifar_train]] job; add one or give `checkpoints`"
+                            .to_owned()
+                    } else {
+                        format!(
+                            "allowed: {}{}",
+                            names.join(", "),
+                            super::suggestion(t.get_ref(), names.iter().copied())
+                        )
+                    };
+                    let msg = format!("no [[cifar_train]] job is named `{}`; {allowed}", t.get_ref());
+                    return Err(self.error(t.span(), key("train"), msg));
+                };
+                let variants = match &job.variants {
+                    None => found.variants.clone(),
+                    Some(v) => {
+                        let list = self.variant_list(v, key("variants"))?;
+                        if let Some(missing) = list.iter().find(|x| !found.variants.contains(x)) {
+                            let msg = format!(
+                                "[[cifar_train]] job `{}` does not train `{}`; it trains {}",
+                                found.name,
+                                missing.name(),
+                                found
+                                    .variants
+                                    .iter()
+                                    .map(|v| v.name())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            );
+                            return Err(self.error(v.span(), key("variants"), msg));
+                        }
+                        list
+                    }
+                };
+                let data = match &job.data {
+                    None => found.data.clone(),
+                    Some(d) => self.cifar_data(d, key("data"))?,
+                };
+                (Some(found.name.clone()), BTreeMap::new(), data, variants)
+            }
+            (None, Some(files)) => {
+                if let Some(v) = &job.variants {
+                    let msg = "with `checkpoints` its keys label the networks; remove `variants`";
+                    return Err(self.error(v.span(), key("variants"), msg.into()));
+                }
+                let Some(data) = &job.data else {
+                    let msg = "with `checkpoints`, give `data`: the CIFAR-10 binary folder";
+                    return Err(self.error(files.span(), key("data"), msg.into()));
+                };
+                let data = self.cifar_data(data, key("data"))?;
+                if files.get_ref().is_empty() {
+                    let msg = "the table is empty; allowed: label = \"file.safetensors\"".into();
+                    return Err(self.error(files.span(), key("checkpoints"), msg));
+                }
+                let base = self.path.parent().unwrap_or(Path::new("."));
+                let mut out = BTreeMap::new();
+                for (label, file) in files.get_ref() {
+                    let k = key(&format!("checkpoints.{label}"));
+                    let spanned = Spanned::new(file.span(), label.clone());
+                    self.plain_name(&spanned, k.clone())?;
+                    let path = base.join(file.get_ref());
+                    if self.check_files && !path.is_file() {
+                        let msg = format!(
+                            "checkpoint {} does not exist (paths are relative to the manifest's \
+                             folder); allowed: a ResNet-20 safetensors file, e.g. a training \
+                             cell's final.safetensors",
+                            path.display()
+                        );
+                        return Err(self.error(file.span(), k, msg));
+                    }
+                    out.insert(label.clone(), file.get_ref().clone());
+                }
+                (None, out, data, Vec::new())
+            }
+        };
+        let examples = match &job.examples {
+            None => TEST_IMAGES,
+            Some(v) => self.check_range(v, key("examples"), 1..TEST_IMAGES, true, "test images")?,
+        };
+        let batch_size = match &job.batch_size {
+            None => 200,
+            Some(v) => self.check_range(v, key("batch_size"), 1..10_000, true, "images")?,
+        };
+        let samples = match &job.samples {
+            None => 1,
+            Some(v) => self.positive(v, key("samples"), "an integer >= 1")?,
+        };
+        if job.defenses.get_ref().is_empty() {
+            let msg = "the list is empty; name at least one defense".to_owned();
+            return Err(self.error(job.defenses.span(), key("defenses"), msg));
+        }
+        let defenses = job
+            .defenses
+            .get_ref()
+            .iter()
+            .enumerate()
+            .map(|(d, raw)| self.resolve_defense(&format!("{prefix}.defenses[{d}]"), raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        let attacks = match &job.attacks {
+            None => vec![AttackSpec {
+                kind: crate::attack::AttackKind::Fgsm,
+                gradient_samples: 1,
+            }],
+            Some(raw) => {
+                if raw.get_ref().is_empty() {
+                    let msg = "the list is empty; allowed attacks: fgsm, pgd, eot-pgd".to_owned();
+                    return Err(self.error(raw.span(), key("attacks"), msg));
+                }
+                raw.get_ref()
+                    .iter()
+                    .enumerate()
+                    .map(|(a, r)| {
+                        self.resolve_attack(&format!("{prefix}.attacks[{a}]"), r)
+                            .map(|(kind, gradient_samples)| AttackSpec {
+                                kind,
+                                gradient_samples,
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        let lambdas = match &job.lambdas {
+            None => PAPER_LAMBDAS.to_vec(),
+            Some(l) => self.resolve_lambdas(&prefix, l)?,
+        };
+        let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
+        Ok(CifarEvalJob {
+            name,
+            train,
+            checkpoints,
+            data,
+            variants,
+            examples,
+            batch_size,
+            samples,
+            defenses,
+            attacks,
+            lambdas,
+            seeds,
+        })
+    }
+}

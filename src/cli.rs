@@ -397,18 +397,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let plan = m.plan();
             let count = |f: fn(&CellKind) -> bool| plan.iter().filter(|c| f(&c.kind)).count();
             println!(
-                "{}: ok ({} train cells, {} eval cells, {} agent cells, {} robustness cells)",
+                "{}: ok ({} train cells, {} eval cells, {} agent cells, {} robustness cells, {} \
+                 cifar train cells, {} cifar eval cells)",
                 manifest.display(),
                 count(|k| matches!(k, CellKind::Train(_))),
                 count(|k| matches!(k, CellKind::Episodes(_))),
                 count(|k| matches!(k, CellKind::Agent(_))),
                 count(|k| matches!(k, CellKind::Robustness { .. })),
+                count(|k| matches!(k, CellKind::CifarTrain(_))),
+                count(|k| matches!(k, CellKind::CifarEval(_))),
             );
         }
         Command::Plan { manifest } => {
             let m = Manifest::load(&manifest)?;
             let plan = m.plan();
             let (mut train_frames, mut eval_frames) = (0u64, 0u64);
+            let (mut train_images, mut eval_passes) = (0u64, 0u64);
             for c in &plan {
                 let deps = if c.deps.is_empty() {
                     String::new()
@@ -427,6 +431,15 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 if let Some(p) = c.passes_per_step() {
                     cost += &format!(", {p} network passes (forward or backward) per agent step");
                 }
+                match &c.kind {
+                    CellKind::CifarTrain(t) => {
+                        train_images += t.settings.iterations * t.settings.batch_size as u64;
+                    }
+                    CellKind::CifarEval(e) => {
+                        eval_passes += e.examples as u64 * c.passes_per_image().unwrap_or(0) as u64;
+                    }
+                    _ => {}
+                }
                 println!("{:>4}  {}: {}{cost}{deps}", c.index, c.id(), c.describe(&m));
             }
             let train = plan.iter().filter(|c| c.stage() == Stage::Train).count();
@@ -438,6 +451,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 plan.len() - train,
                 human(eval_frames)
             );
+            if train_images + eval_passes > 0 {
+                println!(
+                    "CIFAR-10: {} training images (SGD passes), {} image passes in evaluation",
+                    human(train_images),
+                    human(eval_passes)
+                );
+            }
         }
         Command::Games => {
             println!(
@@ -621,6 +641,50 @@ fn print_collected(c: &experiment::Collected) {
     if !c.classifier.is_empty() {
         println!("{}", classifier_table(&c.classifier));
     }
+    for (id, done, last) in &c.cifar_training {
+        let state = if *done { "" } else { " (incomplete)" };
+        match last {
+            Some(r) => println!(
+                "{id}{state}: epoch {} (iteration {}), loss {:.4}, train accuracy {:.4}, test \
+                 accuracy {:.4}",
+                r.epoch, r.iteration, r.loss, r.train_accuracy, r.test_accuracy
+            ),
+            None => println!("{id}{state}: no epoch finished"),
+        }
+    }
+    if !c.cifar.is_empty() {
+        println!("{}", cifar_table(&c.cifar));
+    }
+}
+
+/// CIFAR-10 accuracy and calibration rows as an aligned text table.
+pub fn cifar_table(rows: &[experiment::cifar::CifarEvalRow]) -> String {
+    let mut out = format!(
+        "{:<10} {:<8} {:<16} {:<8} {:>7} {:>6} {:>9} {:>10} {:>7} {:>7}",
+        "job", "variant", "defense", "attack", "lambda", "n", "accuracy", "confidence", "ece", "nll"
+    );
+    for r in rows {
+        let defense = match (&r.frac, r.p, r.sigma) {
+            (Some(f), _, _) => format!("sap {f}"),
+            (_, Some(p), _) => format!("dropout p={p}"),
+            (_, _, Some(s)) => format!("gaussian {s}"),
+            _ => r.defense.clone(),
+        };
+        out.push_str(&format!(
+            "\n{:<10} {:<8} {:<16} {:<8} {:>7} {:>6} {:>9.4} {:>10.4} {:>7.4} {:>7.3}",
+            r.job,
+            r.variant,
+            defense,
+            r.attack,
+            r.lambda,
+            r.n,
+            r.accuracy,
+            r.mean_confidence,
+            r.ece,
+            r.nll
+        ));
+    }
+    out
 }
 
 /// Relative rewards as an aligned text table.

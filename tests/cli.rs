@@ -280,7 +280,7 @@ fn validate_and_plan_describe_the_quickstart_cells() {
     let out = sap(&["validate", q.to_str().unwrap()], tmp.path());
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        stdout.contains("ok (2 train cells, 4 eval cells, 4 agent cells, 1 robustness cells)"),
+        stdout.contains("ok (2 train cells, 4 eval cells, 4 agent cells, 1 robustness cells, 0 cifar train cells, 0 cifar eval cells)"),
         "{stdout}"
     );
     let out = sap(&["plan", q.to_str().unwrap()], tmp.path());

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::agent::AgentRow;
+use super::cifar::{CifarEvalRow, CifarTrainRow};
 use super::robustness::ClassifierRow;
 use super::{cell_dir, files, is_done, summarize_episodes, EpisodeRow, SummaryRow};
 use crate::manifest::{CellKind, Manifest};
@@ -109,6 +110,10 @@ pub struct Collected {
     pub classifier: Vec<ClassifierRow>,
     /// One line per training cell.
     pub training: Vec<TrainSummary>,
+    /// `cifar_eval.csv`.
+    pub cifar: Vec<CifarEvalRow>,
+    /// The last epoch row of each CIFAR-10 training cell, with whether the cell is complete.
+    pub cifar_training: Vec<(String, bool, Option<CifarTrainRow>)>,
 }
 
 /// Concatenates `cells/<id>/<name>` over `ids` into `<run_dir>/<name>`, atomically: the
@@ -260,9 +265,17 @@ pub fn collect(run_dir: &Path, manifest: &Manifest) -> Result<Collected> {
         complete: ids.len(),
         ..Collected::default()
     };
-    for name in [files::TRAIN, files::TRAIN_EVAL, files::CLASSIFIER_EVAL] {
+    for name in [
+        files::TRAIN,
+        files::TRAIN_EVAL,
+        files::CLASSIFIER_EVAL,
+        files::CIFAR_TRAIN,
+        files::CIFAR_EVAL,
+        files::RELIABILITY,
+    ] {
         merge(run_dir, &ids, name)?;
     }
+    out.cifar = read_rows(&run_dir.join(files::CIFAR_EVAL))?;
     if merge(run_dir, &ids, files::EPISODES)? {
         let rows: Vec<EpisodeRow> = read_rows(&run_dir.join(files::EPISODES))?;
         out.summary = summarize_episodes(&rows);
@@ -292,6 +305,12 @@ pub fn collect(run_dir: &Path, manifest: &Manifest) -> Result<Collected> {
     }
     out.classifier = read_rows(&run_dir.join(files::CLASSIFIER_EVAL))?;
     for (cell, &complete) in plan.iter().zip(&done) {
+        if let CellKind::CifarTrain(_) = &cell.kind {
+            let dir = cell_dir(run_dir, &cell.id());
+            let rows: Vec<CifarTrainRow> = read_rows(&dir.join(files::CIFAR_TRAIN))?;
+            out.cifar_training
+                .push((cell.id(), complete, rows.last().cloned()));
+        }
         let CellKind::Train(_) = &cell.kind else {
             continue;
         };

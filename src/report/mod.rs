@@ -7,10 +7,13 @@
 //!   form.
 //! - `learning-<game>-<preset>.{png,svg}`: training returns against emulator frames, one line
 //!   per seed (a moving mean over 10 games), with the evaluation means as points.
+//! - CIFAR-10 accuracy, ECE and reliability diagrams ([`cifar`]).
 //! - `report.md`: the tables behind the plots, and links to them.
 //!
 //! PNG text needs a TrueType font: DejaVu Sans (Debian's `fonts-dejavu-core`, which
 //! `scripts/setup.sh` installs) or the file `SAP_FONT` names. SVG text needs none.
+
+mod cifar;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -553,7 +556,9 @@ pub fn write_report(run_dir: &Path) -> Result<Report> {
             let _ = writeln!(md, "{l}\n");
         }
     }
-    if groups.is_empty() && curves.is_empty() {
+    cifar::section(run_dir, &dir, &mut out, &mut md)?;
+    let has_cifar = run_dir.join(files::CIFAR_EVAL).is_file();
+    if groups.is_empty() && curves.is_empty() && !has_cifar {
         md += "No relative rewards or training rows yet: run `sap collect` once cells are \
                complete.\n";
     }

@@ -1,0 +1,268 @@
+//! The CIFAR-10 part of `sap report`:
+//!
+//! - `accuracy-<job>-<attack>.{png,svg}`: test accuracy against lambda, one line per network
+//!   variant x defense (dense, SAP-100, ADV, ADV + SAP-100, ...), with a 95% band;
+//!   `ece-<job>-<attack>` the expected calibration error the same way.
+//! - `reliability-<job>-<attack>-l<lambda>.{png,svg}`: reliability diagrams, accuracy
+//!   against mean confidence per confidence bin, one line per variant x defense.
+//!
+//! Rows of several seeds are pooled: accuracy is correct / images over the pooled rows, and
+//! bins add their counts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::{both, draw_lines, legend_and_present, slug, trim, Report, Series, PALETTE};
+use crate::experiment::cifar::{CifarEvalRow, ReliabilityRow};
+use crate::experiment::files;
+use crate::record::read_rows;
+
+/// A line's label: the network variant and the defense, as the paper names them (`dense`,
+/// `SAP-100`, `ADV`, `ADV + SAP-100`); other labels as `<label> + <defense>`.
+fn line_label(variant: &str, frac: Option<f64>, defense: &str, p: Option<f64>, sigma: Option<f64>) -> String {
+    let d = match (frac, p, sigma) {
+        (Some(f), _, _) => format!("SAP-{}", trim(f * 100.0)),
+        (_, Some(p), _) => format!("dropout p={}", trim(p)),
+        (_, _, Some(s)) => format!("gaussian sigma={}", trim(s)),
+        _ => defense.to_owned(),
+    };
+    let v = match variant {
+        "dense" => None,
+        "adv" => Some("ADV".to_owned()),
+        other => Some(other.to_owned()),
+    };
+    match (v, d.as_str()) {
+        (None, _) => d,
+        (Some(v), "dense") => v,
+        (Some(v), _) => format!("{v} + {d}"),
+    }
+}
+
+fn row_label(r: &CifarEvalRow) -> String {
+    line_label(&r.variant, r.frac, &r.defense, r.p, r.sigma)
+}
+
+/// Pooled accuracy or ECE per (line, lambda) of one job and attack, with the clean rows
+/// (attack `none`) at lambda 0.
+fn metric_series(rows: &[&CifarEvalRow], ece: bool) -> (Vec<f64>, Vec<Series>) {
+    let mut lambdas: Vec<f64> = rows.iter().map(|r| r.lambda).collect();
+    lambdas.sort_by(f64::total_cmp);
+    lambdas.dedup();
+    let mut order: Vec<String> = Vec::new();
+    let mut cells: BTreeMap<(String, usize), Vec<&CifarEvalRow>> = BTreeMap::new();
+    for r in rows {
+        let label = row_label(r);
+        if !order.contains(&label) {
+            order.push(label.clone());
+        }
+        let x = lambdas.iter().position(|&l| l == r.lambda).expect("listed");
+        cells.entry((label, x)).or_default().push(r);
+    }
+    let series = order
+        .into_iter()
+        .map(|label| {
+            let mut points = Vec::new();
+            let mut band = Vec::new();
+            for x in 0..lambdas.len() {
+                let Some(members) = cells.get(&(label.clone(), x)) else {
+                    continue;
+                };
+                let n: f64 = members.iter().map(|r| r.n as f64).sum();
+                let value = |f: fn(&CifarEvalRow) -> f64| {
+                    members.iter().map(|r| f(r) * r.n as f64).sum::<f64>() / n
+                };
+                if ece {
+                    points.push((x as f64, value(|r| r.ece)));
+                } else {
+                    let p = value(|r| r.accuracy);
+                    // Normal approximation of the binomial over the pooled test images.
+                    let half = 1.96 * (p * (1.0 - p) / n).sqrt();
+                    points.push((x as f64, p));
+                    band.push((x as f64, (p - half).max(0.0), (p + half).min(1.0)));
+                }
+            }
+            Series {
+                label,
+                points,
+                band,
+            }
+        })
+        .collect();
+    (lambdas, series)
+}
+
+/// One line of a reliability diagram: label and (mean confidence, accuracy) per non-empty
+/// bin.
+type Curve = (String, Vec<(f64, f64)>);
+
+fn reliability_diagram<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    curves: &[Curve],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    area.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("mean confidence in the bin (15 equal-width bins)")
+        .y_desc("accuracy in the bin")
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.5)))
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .label("perfect calibration")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.5)));
+    for (i, (label, points)) in curves.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    legend_and_present(&mut chart, area)
+}
+
+/// Pooled reliability curves of one job, attack and lambda.
+fn reliability_curves(rows: &[&ReliabilityRow]) -> Vec<Curve> {
+    let mut order: Vec<String> = Vec::new();
+    // (count, correct, confidence sum) per line and bin.
+    let mut sums: BTreeMap<(String, usize), (f64, f64, f64)> = BTreeMap::new();
+    for r in rows {
+        let label = line_label(&r.variant, r.frac, &r.defense, r.p, r.sigma);
+        if !order.contains(&label) {
+            order.push(label.clone());
+        }
+        let e = sums.entry((label, r.bin)).or_default();
+        let c = r.count as f64;
+        e.0 += c;
+        e.1 += r.accuracy.unwrap_or(0.0) * c;
+        e.2 += r.mean_confidence.unwrap_or(0.0) * c;
+    }
+    order
+        .into_iter()
+        .map(|label| {
+            let points = sums
+                .range((label.clone(), 0)..(label.clone(), usize::MAX))
+                .filter(|(_, s)| s.0 > 0.0)
+                .map(|(_, s)| (s.2 / s.0, s.1 / s.0))
+                .collect();
+            (label, points)
+        })
+        .collect()
+}
+
+/// Adds the CIFAR-10 plots and tables of `run_dir` to the report.
+pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut String) -> Result<()> {
+    let rows: Vec<CifarEvalRow> = read_rows(&run_dir.join(files::CIFAR_EVAL))?;
+    let bins: Vec<ReliabilityRow> = read_rows(&run_dir.join(files::RELIABILITY))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    *md += "## CIFAR-10: accuracy and calibration under attack\n\n";
+    *md += "Lambda is the L-infinity radius in pixel units (0..255); lambda 0 is the clean test \
+            set. Accuracy bands: 95% normal-approximation interval of the pooled accuracy over \
+            the test images. ECE: 15 equal-width confidence bins. ADV: adversarially trained \
+            network; SAP-100: stochastic activation pruning with as many draws as units.\n\n";
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in rows.iter().filter(|r| r.attack != "none") {
+        let k = (r.job.clone(), r.attack.clone());
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    for (job, attack) in &keys {
+        let mine: Vec<&CifarEvalRow> = rows
+            .iter()
+            .filter(|r| r.job == *job && (r.attack == *attack || r.attack == "none"))
+            .collect();
+        let base = format!("{}-{}", slug(job), slug(attack));
+        let x = "lambda (L-inf radius, pixel units 0..255)";
+        let _ = writeln!(md, "### Job `{job}`, attack {attack}\n");
+        for (name, ece, y) in [
+            ("accuracy", false, "test accuracy"),
+            ("ece", true, "expected calibration error (15 bins)"),
+        ] {
+            let (lambdas, series) = metric_series(&mine, ece);
+            let title = format!("CIFAR-10 ResNet-20: {} under {attack}", if ece { "ECE" } else { "accuracy" });
+            let path = dir.join(format!("{name}-{base}"));
+            both(
+                &path,
+                &mut out.files,
+                |a| draw_lines(a, &title, x, y, &lambdas, &series),
+                |a| draw_lines(a, &title, x, y, &lambdas, &series),
+            )?;
+            let _ = writeln!(md, "![{title}]({name}-{base}.png)\n");
+        }
+        *md += "| network | lambda | n | accuracy | mean confidence | ECE | NLL |\n";
+        *md += "|---|---:|---:|---:|---:|---:|---:|\n";
+        for r in &mine {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} |",
+                row_label(r),
+                trim(r.lambda),
+                r.n,
+                r.accuracy,
+                r.mean_confidence,
+                r.ece,
+                r.nll
+            );
+        }
+        *md += "\n";
+        let mut lambdas: Vec<f64> = mine.iter().map(|r| r.lambda).collect();
+        lambdas.sort_by(f64::total_cmp);
+        lambdas.dedup();
+        for lambda in lambdas {
+            let chosen: Vec<&ReliabilityRow> = bins
+                .iter()
+                .filter(|b| {
+                    b.job == *job
+                        && b.lambda == lambda
+                        && (b.attack == *attack || (lambda == 0.0 && b.attack == "none"))
+                })
+                .collect();
+            let curves = reliability_curves(&chosen);
+            if curves.is_empty() {
+                continue;
+            }
+            let what = if lambda == 0.0 {
+                "clean".to_owned()
+            } else {
+                format!("{attack} lambda {}", trim(lambda))
+            };
+            let title = format!("Reliability, CIFAR-10 ResNet-20, {what}");
+            let name = format!("reliability-{base}-l{}", trim(lambda));
+            both(
+                &dir.join(&name),
+                &mut out.files,
+                |a| reliability_diagram(a, &title, &curves),
+                |a| reliability_diagram(a, &title, &curves),
+            )?;
+            let _ = writeln!(md, "![{title}]({name}.png)\n");
+        }
+    }
+    Ok(())
+}

@@ -661,7 +661,16 @@ fn print_collected(c: &experiment::Collected) {
 pub fn cifar_table(rows: &[experiment::cifar::CifarEvalRow]) -> String {
     let mut out = format!(
         "{:<10} {:<8} {:<16} {:<8} {:>7} {:>6} {:>9} {:>10} {:>7} {:>7}",
-        "job", "variant", "defense", "attack", "lambda", "n", "accuracy", "confidence", "ece", "nll"
+        "job",
+        "variant",
+        "defense",
+        "attack",
+        "lambda",
+        "n",
+        "accuracy",
+        "confidence",
+        "ece",
+        "nll"
     );
     for r in rows {
         let defense = match (&r.frac, r.p, r.sigma) {

@@ -103,10 +103,7 @@ pub fn prediction_metrics(predictions: &[Prediction]) -> ClassifierMetrics {
     let n = predictions.len();
     let correct = predictions.iter().filter(|p| p.correct()).count();
     let conf_sum: f64 = predictions.iter().map(|p| p.confidence).sum();
-    let nll: f64 = predictions
-        .iter()
-        .map(|p| -p.p_label.max(1e-12).ln())
-        .sum();
+    let nll: f64 = predictions.iter().map(|p| -p.p_label.max(1e-12).ln()).sum();
     let ece = reliability_bins(predictions)
         .iter()
         .filter(|b| b.count > 0)

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 fn sap(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sap"))
@@ -12,8 +13,28 @@ fn sap(args: &[&str], cwd: &Path) -> Output {
         .expect("sap runs")
 }
 
+/// The quickstart manifest, laid out as `make quickstart` leaves it: a copy in
+/// `experiments/` next to the synthetic CIFAR-10 set in `data/cifar-synth` (written once,
+/// under cargo's temporary folder for tests).
 fn quickstart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.toml")
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("quickstart-layout");
+        std::fs::create_dir_all(root.join("experiments")).unwrap();
+        let manifest = root.join("experiments/quickstart.toml");
+        let original = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.toml");
+        std::fs::copy(original, &manifest).unwrap();
+        if !root.join("data/cifar-synth/test_batch.bin").is_file() {
+            let out = sap(&["synth-cifar", "data/cifar-synth"], &root);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        manifest
+    })
+    .clone()
 }
 
 /// Asserts that line `i` of `lines` starts with `prefix`.
@@ -55,7 +76,7 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("11 cells run, 0 already complete, 0 failed"),
+        stdout.contains("16 cells run, 0 already complete, 0 failed"),
         "{stdout}"
     );
     assert!(
@@ -184,6 +205,42 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
         eval,
         lines(&tmp.path().join("res/quickstart/b/train_eval.csv"))
     );
+
+    // ResNet-20 on the synthetic CIFAR-10: one (partial) epoch row, then dense and SAP-100
+    // at lambda 0 and under FGSM at lambda 8, each with its 15 reliability bins.
+    let cifar_train = |run: &str| -> Vec<String> {
+        lines(
+            &tmp.path()
+                .join(format!("res/quickstart/{run}/cifar_train.csv")),
+        )
+        .iter()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_owned())
+        .collect()
+    };
+    let epochs = cifar_train("a");
+    assert_eq!(epochs.len(), 2, "{epochs:?}");
+    assert_line_starts(&epochs, 1, "resnet20-synth,dense,2018,1,60,60,");
+    assert_eq!(epochs, cifar_train("b"), "only images_per_s may differ");
+    let cifar = lines(&dir.join("cifar_eval.csv"));
+    assert_eq!(cifar.len(), 1 + 4);
+    assert_line_starts(
+        &cifar,
+        1,
+        "cifar-fgsm,cifar10,resnet20,dense,resnet20-synth,,,",
+    );
+    assert!(
+        cifar[4].contains(",sap,1.0,exact,,,fgsm,8.0,,,,4,4,500,"),
+        "{}",
+        cifar[4]
+    );
+    assert_eq!(lines(&dir.join("reliability.csv")).len(), 1 + 4 * 15);
+    for table in ["cifar_eval.csv", "reliability.csv"] {
+        assert_eq!(
+            lines(&dir.join(table)),
+            lines(&tmp.path().join("res/quickstart/b").join(table)),
+            "{table}"
+        );
+    }
 }
 
 #[test]
@@ -280,44 +337,61 @@ fn validate_and_plan_describe_the_quickstart_cells() {
     let out = sap(&["validate", q.to_str().unwrap()], tmp.path());
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
-        stdout.contains("ok (2 train cells, 4 eval cells, 4 agent cells, 1 robustness cells, 0 cifar train cells, 0 cifar eval cells)"),
+        stdout.contains(
+            "ok (2 train cells, 4 eval cells, 4 agent cells, 1 robustness cells, 1 cifar train \
+             cells, 4 cifar eval cells)"
+        ),
         "{stdout}"
     );
     let out = sap(&["plan", q.to_str().unwrap()], tmp.path());
     let plan = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(plan.lines().count(), 12, "{plan}");
+    assert_eq!(plan.lines().count(), 18, "{plan}");
     assert!(
         plan.starts_with(
             "   0  train-000-CartPole-none-s2018: train 20000 frames (20000 agent steps)"
         ),
         "{plan}"
     );
+    let line = |i: usize| plan.lines().nth(i).unwrap();
     assert!(
-        plan.lines()
-            .nth(2)
-            .unwrap()
-            .contains("eval-002-Pong-dopamine-v5-random-s2018: 3 random-policy episodes"),
+        line(2).contains(
+            "cifar-train-002-dense-s2018: train ResNet-20 (dense) on ../data/cifar-synth: 60 \
+             iterations of 128 images"
+        ),
         "{plan}"
     );
     assert!(
-        plan.lines().nth(9).unwrap().contains(
-            "agent-009-Pong-t2018-sap-100-fgsm-l8-s2018: 2 episodes, network of \
+        line(3).contains("eval-003-Pong-dopamine-v5-random-s2018: 3 random-policy episodes"),
+        "{plan}"
+    );
+    assert!(
+        line(10).contains(
+            "agent-010-Pong-t2018-sap-100-fgsm-l8-s2018: 2 episodes, network of \
              train-001-Pong-dopamine-v5-s2018"
-        ) && plan.lines().nth(9).unwrap().ends_with("(after 1)"),
+        ) && line(10).ends_with("(after 1)"),
         "{plan}"
     );
     assert!(
-        plan.lines()
-            .nth(10)
-            .unwrap()
-            .contains("robustness-010-glyphs-s2018: robustness[0] glyphs: 4 defenses x 5 lambdas"),
+        line(11)
+            .contains("robustness-011-glyphs-s2018: robustness[0] glyphs: 4 defenses x 5 lambdas"),
         "{plan}"
     );
     assert!(
-        plan.lines()
-            .last()
-            .unwrap()
-            .starts_with("11 cells: 2 training (<= 35.2k frames), 9 evaluation (<= 673.0k frames"),
+        line(15).contains(
+            "cifar-eval-015-dense-t2018-sap-100-fgsm-l8-s2018: 500 test images, network of \
+             cifar-train-002-dense-s2018, sap-100 (samples 4), fgsm lambda 8, gradient_samples \
+             4, 12 passes/image"
+        ) && line(15).ends_with("(after 2)"),
+        "{plan}"
+    );
+    assert!(
+        line(16)
+            .starts_with("16 cells: 3 training (<= 35.2k frames), 13 evaluation (<= 673.0k frames"),
+        "{plan}"
+    );
+    assert_eq!(
+        line(17),
+        "CIFAR-10: 7.7k training images (SGD passes), 8.5k image passes in evaluation",
         "{plan}"
     );
 }

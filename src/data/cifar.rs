@@ -294,7 +294,12 @@ pub fn synthesize(dir: &Path, seed: u64) -> Result<(), CifarError> {
                 }
             }
         }
-        let tmp = dir.join(format!(".{name}.tmp"));
+        // A name of its own, so that two writers of the same set never share a file.
+        let tmp = dir.join(format!(
+            ".{name}.{}.{:?}.tmp",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::File::create(&tmp)
             .and_then(|mut w| w.write_all(&bytes))
             .map_err(io(&tmp))?;

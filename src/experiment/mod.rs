@@ -333,7 +333,10 @@ pub fn run_cell(
         }
         CellKind::CifarTrain(c) => {
             let o = cifar::train::run_cell(run_dir, manifest_dir, &id, c)?;
-            (o.iterations_run, vec![files::CIFAR_TRAIN, cifar::train::FINAL])
+            (
+                o.iterations_run,
+                vec![files::CIFAR_TRAIN, cifar::train::FINAL],
+            )
         }
         CellKind::CifarEval(c) => {
             let n = cifar::eval::run_cell(run_dir, manifest_dir, &id, c)?;

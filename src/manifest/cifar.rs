@@ -59,6 +59,9 @@ pub struct CifarTrainJob {
     pub variants: Vec<Variant>,
     /// Seeds (weights, batch order, augmentation).
     pub seeds: Vec<u64>,
+    /// Training images used: the first ones of the training set (all 50,000 by default; fewer
+    /// make quick trials).
+    pub train_examples: u32,
     /// SGD iterations (He et al. 2016: 64,000).
     pub iterations: u64,
     /// Images per batch (128).
@@ -128,6 +131,7 @@ pub(super) struct RawCifarTrain {
     data: Spanned<String>,
     variants: Option<Spanned<Vec<Variant>>>,
     seeds: Option<Spanned<Vec<u64>>>,
+    train_examples: Option<Spanned<u32>>,
     iterations: Option<Spanned<u64>>,
     batch_size: Option<Spanned<u32>>,
     lr: Option<Spanned<f64>>,
@@ -163,6 +167,8 @@ pub(super) struct RawCifarEval {
 /// The paper's attack radii, pixel units.
 pub const PAPER_LAMBDAS: [f64; 8] = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
+/// Images in the CIFAR-10 training split.
+const TRAIN_IMAGES: u32 = (crate::data::cifar::RECORDS_PER_FILE * 5) as u32;
 /// Images in the CIFAR-10 test split.
 const TEST_IMAGES: u32 = crate::data::cifar::RECORDS_PER_FILE as u32;
 
@@ -221,9 +227,18 @@ impl Resolver<'_> {
             None => 64_000,
             Some(v) => self.positive(v, key("iterations"), "an integer >= 1")?,
         };
+        let train_examples = match &job.train_examples {
+            None => TRAIN_IMAGES,
+            Some(v) => {
+                self.check_range(v, key("train_examples"), 1..TRAIN_IMAGES, true, "images")?
+            }
+        };
         let batch_size = match &job.batch_size {
             None => 128,
-            Some(v) => self.check_range(v, key("batch_size"), 1..50_000, true, "images")?,
+            Some(v) => {
+                let what = "images, at most train_examples";
+                self.check_range(v, key("batch_size"), 1..train_examples, true, what)?
+            }
         };
         let positive_f = |v: &Option<Spanned<f64>>, k: &str, default: f64, what: &str| match v {
             None => Ok(default),
@@ -258,7 +273,12 @@ impl Resolver<'_> {
                 out
             }
         };
-        let adv_fraction = unit(&job.adv_fraction, "adv_fraction", 0.2, "a fraction of the batch")?;
+        let adv_fraction = unit(
+            &job.adv_fraction,
+            "adv_fraction",
+            0.2,
+            "a fraction of the batch",
+        )?;
         let adv_lambda = match &job.adv_lambda {
             None => 2.0,
             Some(v) => self.check_range(v, key("adv_lambda"), 0.0..255.0, true, "pixel units")?,
@@ -291,6 +311,7 @@ impl Resolver<'_> {
             data,
             variants,
             seeds,
+            train_examples,
             iterations,
             batch_size,
             lr,
@@ -344,7 +365,10 @@ impl Resolver<'_> {
                             super::suggestion(t.get_ref(), names.iter().copied())
                         )
                     };
-                    let msg = format!("no [[cifar_train]] job is named `{}`; {allowed}", t.get_ref());
+                    let msg = format!(
+                        "no [[cifar_train]] job is named `{}`; {allowed}",
+                        t.get_ref()
+                    );
                     return Err(self.error(t.span(), key("train"), msg));
                 };
                 let variants = match &job.variants {

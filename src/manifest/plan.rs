@@ -276,9 +276,7 @@ impl PlanCell {
                 Some(c.episodes as u64 * cap)
             }
             CellKind::Agent(a) => Some(a.episodes as u64 * a.settings.max_episode_frames),
-            CellKind::Robustness { .. } | CellKind::CifarTrain(_) | CellKind::CifarEval(_) => {
-                None
-            }
+            CellKind::Robustness { .. } | CellKind::CifarTrain(_) | CellKind::CifarEval(_) => None,
         }
     }
 
@@ -296,7 +294,9 @@ impl PlanCell {
         };
         Some(match c.attack.filter(|x| x.lambda > 0.0) {
             None => samples,
-            Some(x) => samples + 2 * x.effective_gradient_samples(&c.defense) * x.kind.gradient_steps(),
+            Some(x) => {
+                samples + 2 * x.effective_gradient_samples(&c.defense) * x.kind.gradient_steps()
+            }
         })
     }
 

@@ -24,7 +24,13 @@ use crate::record::read_rows;
 
 /// A line's label: the network variant and the defense, as the paper names them (`dense`,
 /// `SAP-100`, `ADV`, `ADV + SAP-100`); other labels as `<label> + <defense>`.
-fn line_label(variant: &str, frac: Option<f64>, defense: &str, p: Option<f64>, sigma: Option<f64>) -> String {
+fn line_label(
+    variant: &str,
+    frac: Option<f64>,
+    defense: &str,
+    p: Option<f64>,
+    sigma: Option<f64>,
+) -> String {
     let d = match (frac, p, sigma) {
         (Some(f), _, _) => format!("SAP-{}", trim(f * 100.0)),
         (_, Some(p), _) => format!("dropout p={}", trim(p)),
@@ -125,7 +131,10 @@ where
         .draw()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     chart
-        .draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.5)))
+        .draw_series(LineSeries::new(
+            vec![(0.0, 0.0), (1.0, 1.0)],
+            BLACK.mix(0.5),
+        ))
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .label("perfect calibration")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.5)));
@@ -206,7 +215,10 @@ pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Str
             ("ece", true, "expected calibration error (15 bins)"),
         ] {
             let (lambdas, series) = metric_series(&mine, ece);
-            let title = format!("CIFAR-10 ResNet-20: {} under {attack}", if ece { "ECE" } else { "accuracy" });
+            let title = format!(
+                "CIFAR-10 ResNet-20: {} under {attack}",
+                if ece { "ECE" } else { "accuracy" }
+            );
             let path = dir.join(format!("{name}-{base}"));
             both(
                 &path,

@@ -215,9 +215,8 @@ pub fn load_network(path: &Path, device: Device) -> Result<Model> {
 /// The identifying columns of a cell's rows.
 fn key(cell: &CifarEvalCell, checkpoint: &str, wrapper: &PolicyWrapper) -> EvalKey {
     let (frac, sampling, p, sigma) = cell.defense.columns();
-    let (steps, step_size, random_start) = cell
-        .attack
-        .map_or((None, None, None), |a| a.pgd_columns());
+    let (steps, step_size, random_start) =
+        cell.attack.map_or((None, None, None), |a| a.pgd_columns());
     let (train_job, adv) = match &cell.trained_by {
         Some((job, adv)) => (Some(job.clone()), *adv),
         None => (None, None),

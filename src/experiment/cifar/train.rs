@@ -157,7 +157,11 @@ pub fn test_metrics(model: &Model, data: &CifarSplit, n: usize) -> (f64, f64) {
             loss_sum += logits
                 .cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Sum, -100, 0.0)
                 .double_value(&[]);
-            correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
+            correct += logits
+                .argmax(-1, false)
+                .eq_tensor(&y)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
         }
     });
     (loss_sum / n as f64, correct as f64 / n as f64)
@@ -305,7 +309,12 @@ fn save_checkpoint(
     Ok(())
 }
 
-fn load_checkpoint(dir: &Path, info: &CheckpointInfo, model: &Model, opt: &mut Optimizer) -> Result<()> {
+fn load_checkpoint(
+    dir: &Path,
+    info: &CheckpointInfo,
+    model: &Model,
+    opt: &mut Optimizer,
+) -> Result<()> {
     let path = dir.join(&info.tensors);
     let file: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)
         .with_context(|| format!("{} is not a readable safetensors file", path.display()))?
@@ -357,7 +366,13 @@ pub fn run_cell(
     std::fs::create_dir_all(&ckpt_dir)
         .with_context(|| format!("creating {}", ckpt_dir.display()))?;
     let data_dir = manifest_dir.join(&job.data);
-    let train = Arc::new(load(&data_dir, Split::Train)?);
+    let mut train = load(&data_dir, Split::Train)?;
+    let keep = (job.train_examples as usize).min(train.len());
+    train
+        .images
+        .truncate(keep * crate::data::cifar::IMAGE_BYTES);
+    train.labels.truncate(keep);
+    let train = Arc::new(train);
     let test = load(&data_dir, Split::Test)?;
     let batch_size = job.batch_size as usize;
     if train.len() < batch_size {
@@ -397,8 +412,7 @@ pub fn run_cell(
     };
     let adv = (cell.variant == Variant::Adv).then_some((job.adv_fraction, job.adv_lambda));
     let total = job.iterations * batch_size as u64;
-    let mut progress =
-        TrainProgress::with_unit(id, start * batch_size as u64, total, "images");
+    let mut progress = TrainProgress::with_unit(id, start * batch_size as u64, total, "images");
     let mut batches = Pipeline::start(Arc::clone(&train), cfg);
     let test_n = (job.test_examples as usize).min(test.len());
     for it in start..job.iterations {

@@ -1,0 +1,549 @@
+//! The CIFAR-10 family through manifests: training cells (dense and adversarial), their
+//! checkpoints and resume, the evaluation grid with accuracy and calibration, and one clear
+//! error for each kind of bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{ok, run, sap, text};
+use sap_harness::experiment::cifar::adversarial_batch;
+use sap_harness::manifest::{CellKind, Manifest};
+use sap_harness::nn::{checkpoint, Architecture, MlpConfig, Model};
+use sap_harness::rl::optim::{Optimizer, OptimizerConfig};
+use sap_harness::tch::{Device, Kind, Tensor};
+
+/// A folder that passes the manifest's check: the six files of the binary version at their
+/// exact sizes, all zeros (sparse, so instant).
+fn fake_cifar(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for name in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ] {
+        let f = std::fs::File::create(dir.join(name)).unwrap();
+        f.set_len(30_730_000).unwrap();
+    }
+}
+
+/// The synthetic set of `sap synth-cifar`, written once per test process.
+fn synthetic() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cifar-synth-grid");
+        if !dir.join("test_batch.bin").is_file() {
+            let parent = dir.parent().unwrap();
+            ok(
+                &["synth-cifar", dir.to_str().unwrap(), "--seed", "1"],
+                parent,
+            );
+        }
+        dir
+    })
+}
+
+fn parse(dir: &Path, text: &str) -> Result<Manifest, String> {
+    let path = dir.join("exp.toml");
+    std::fs::write(&path, text).unwrap();
+    Manifest::load(&path).map_err(|e| e.to_string())
+}
+
+const GRID: &str = r#"name = "cifar"
+seed = 4
+[[cifar_train]]
+name = "resnet"
+data = "data"
+variants = ["dense", "adv"]
+iterations = 100
+[[cifar_eval]]
+train = "resnet"
+samples = 3
+defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0 }]
+attacks = [{ kind = "fgsm", gradient_samples = 5 }, { kind = "eot-pgd" }]
+lambdas = [0, 2, 8]
+"#;
+
+#[test]
+fn a_cifar_manifest_expands_into_training_then_one_clean_and_the_attacked_cells_and_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    fake_cifar(&tmp.path().join("data"));
+    let m = parse(tmp.path(), GRID).unwrap();
+    let job = &m.cifar_train[0];
+    assert_eq!(
+        (job.batch_size, job.lr, job.momentum, job.weight_decay),
+        (128, 0.1, 0.9, 1e-4)
+    );
+    assert_eq!(job.lr_milestones, [50, 75], "1/2 and 3/4 of the iterations");
+    assert_eq!((job.adv_fraction, job.adv_lambda), (0.2, 2.0));
+    let plan = m.plan();
+    // 2 networks x 2 defenses x (1 clean + 2 attacks x 2 lambdas).
+    assert_eq!(plan.len(), 2 + 2 * 2 * 5);
+    let ids: Vec<String> = plan.iter().map(|c| c.id()).collect();
+    assert_eq!(ids[0], "cifar-train-000-dense-s4");
+    assert_eq!(ids[1], "cifar-train-001-adv-s4");
+    assert_eq!(ids[2], "cifar-eval-002-dense-t4-dense-none-l0-s4");
+    assert_eq!(ids[3], "cifar-eval-003-dense-t4-dense-fgsm-l2-s4");
+    assert_eq!(ids[6], "cifar-eval-006-dense-t4-dense-eot-pgd-l8-s4");
+    assert_eq!(ids[21], "cifar-eval-021-adv-t4-sap-100-eot-pgd-l8-s4");
+    assert_eq!(plan[21].deps, [1]);
+    let CellKind::CifarEval(c) = &plan[21].kind else {
+        panic!("an evaluation cell")
+    };
+    let a = c.attack.unwrap();
+    // EOT-PGD's defaults: a random start, 20 steps, 10 gradient samples.
+    assert_eq!(
+        a.pgd_columns(),
+        (Some(20), Some(2.5 * 8.0 / 20.0), Some(true))
+    );
+    assert_eq!(a.gradient_samples, 10);
+    assert_eq!(c.trained_by, Some(("resnet".into(), Some((0.2, 2.0)))));
+    // The resolved manifest is a manifest with the same meaning.
+    let resolved = m.to_toml();
+    assert_eq!(parse(tmp.path(), &resolved).unwrap(), m, "{resolved}");
+}
+
+#[test]
+fn a_data_path_that_is_not_a_cifar_folder_is_one_error_naming_the_key_and_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = parse(
+        tmp.path(),
+        &GRID.replace("data = \"data\"", "data = \"nowhere\""),
+    )
+    .unwrap_err();
+    assert!(e.contains("cifar_train[0].data"), "{e}");
+    assert!(e.contains("is not a CIFAR-10 folder"), "{e}");
+    assert!(
+        e.contains("data_batch_1.bin") && e.contains("cs.toronto.edu"),
+        "{e}"
+    );
+    // A folder of other files.
+    std::fs::create_dir_all(tmp.path().join("data")).unwrap();
+    std::fs::write(tmp.path().join("data/train.csv"), "a,b\n").unwrap();
+    let e = parse(tmp.path(), GRID).unwrap_err();
+    assert!(e.contains("data_batch_1.bin is missing"), "{e}");
+    // A short file.
+    fake_cifar(&tmp.path().join("data"));
+    let short = std::fs::File::options()
+        .write(true)
+        .open(tmp.path().join("data/test_batch.bin"))
+        .unwrap();
+    short.set_len(30_729_900).unwrap();
+    let e = parse(tmp.path(), GRID).unwrap_err();
+    assert!(
+        e.contains("test_batch.bin: 30729900 bytes, expected 30730000"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn an_adv_fraction_outside_0_to_1_and_a_negative_lambda_are_one_error_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    fake_cifar(&tmp.path().join("data"));
+    let e = parse(
+        tmp.path(),
+        &GRID.replace("iterations = 100", "iterations = 100\nadv_fraction = 1.5"),
+    )
+    .unwrap_err();
+    assert!(e.contains("cifar_train[0].adv_fraction"), "{e}");
+    assert!(
+        e.contains("1.5 is out of range; allowed: a fraction of the batch in [0, 1]"),
+        "{e}"
+    );
+    let e = parse(tmp.path(), &GRID.replace("[0, 2, 8]", "[0, -2, 8]")).unwrap_err();
+    assert!(e.contains("cifar_eval[0].lambdas[1]"), "{e}");
+    assert!(
+        e.contains("-2 is not allowed; allowed: a radius >= 0 in pixel units"),
+        "{e}"
+    );
+    // Adversarial settings without the adv variant, and an unknown training job.
+    let dense_only = GRID
+        .replace("[\"dense\", \"adv\"]", "[\"dense\"]")
+        .replace("iterations = 100", "iterations = 100\nadv_lambda = 4");
+    let e = parse(tmp.path(), &dense_only).unwrap_err();
+    assert!(
+        e.contains("`adv_lambda` applies to the \"adv\" variant"),
+        "{e}"
+    );
+    let e = parse(
+        tmp.path(),
+        &GRID.replace("train = \"resnet\"", "train = \"resnt\""),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains(
+            "no [[cifar_train]] job is named `resnt`; allowed: resnet; did you mean `resnet`?"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_adversarial_batch_holds_the_configured_fraction_of_fgsm_examples() {
+    sap_harness::tch::manual_seed(3);
+    let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
+    let x = (Tensor::rand([10, 3, 32, 32], (Kind::Float, Device::Cpu)) * 255.0).round();
+    let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for (fraction, expected) in [(0.2, 2), (0.0, 0), (0.25, 3), (1.0, 10)] {
+        let (adv, k) = adversarial_batch(&model, &x, &y, fraction, 2.0);
+        assert_eq!(k, expected, "fraction {fraction}");
+        let diff = (&adv - &x).abs();
+        for i in 0..10 {
+            let d = diff.get(i);
+            let moved = d.max().double_value(&[]);
+            if i < expected {
+                // Every pixel moved by lambda = 2, except where [0, 255] clipped it.
+                let clipped =
+                    (x.get(i).le(1.0).logical_or(&x.get(i).ge(254.0))).to_kind(Kind::Float);
+                let unclipped: Tensor = clipped.ones_like() - &clipped;
+                let off: Tensor = (&d - 2.0).abs() * unclipped;
+                assert!(off.max().double_value(&[]) < 1e-4, "example {i}");
+                assert!((moved - 2.0).abs() < 1e-4, "example {i} moved {moved}");
+            } else {
+                assert_eq!(moved, 0.0, "example {i} is clean");
+            }
+        }
+    }
+}
+
+#[test]
+fn sgd_follows_pytorchs_momentum_and_weight_decay_formula() {
+    let p = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
+    let mut opt = Optimizer::new(
+        OptimizerConfig::Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 0.01,
+        },
+        vec![("w".into(), p.shallow_clone())],
+    );
+    // Loss sum(3 p): gradient 3 everywhere.
+    let (mut want, mut buf) = ([1.0f64, -2.0], [0.0f64; 2]);
+    for step in 0..3 {
+        if step == 2 {
+            opt.set_lr(0.01);
+        }
+        let lr = if step == 2 { 0.01 } else { 0.1 };
+        (&p * 3.0).sum(Kind::Double).backward();
+        opt.step();
+        for j in 0..2 {
+            let d = 3.0 + 0.01 * want[j];
+            buf[j] = 0.9 * buf[j] + d;
+            want[j] -= lr * buf[j];
+        }
+        let got = Vec::<f64>::try_from(&p.detach()).unwrap();
+        for j in 0..2 {
+            assert!(
+                (got[j] - want[j]).abs() < 1e-12,
+                "step {step}: {got:?} vs {want:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_of_another_architecture_is_refused_with_one_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    fake_cifar(&tmp.path().join("data"));
+    let mlp = Model::new(
+        Architecture::Mlp(MlpConfig {
+            inputs: 3072,
+            hidden: vec![32],
+            outputs: 10,
+            input_scale: 1.0,
+        }),
+        Device::Cpu,
+    );
+    checkpoint::save(&mlp, &tmp.path().join("mlp.safetensors")).unwrap();
+    let manifest = "name = \"wrong\"\nseed = 1\n[[cifar_eval]]\ndata = \"data\"\n\
+                    checkpoints = { mine = \"mlp.safetensors\" }\nexamples = 10\n\
+                    defenses = [{ kind = \"dense\" }]\nlambdas = [0]\n";
+    std::fs::write(tmp.path().join("wrong.toml"), manifest).unwrap();
+    let out = run(&["run", "wrong.toml", "--run-id", "x"], tmp.path());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cifar-eval-000-mine-file-dense-none-l0-s1"),
+        "{stderr}"
+    );
+    let log = text(
+        &tmp.path()
+            .join("results/wrong/x/cells/cifar-eval-000-mine-file-dense-none-l0-s1/log.txt"),
+    );
+    assert!(
+        log.contains("mlp.safetensors: the checkpoint does not fit the resnet20 network"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("panicked") && !stderr.contains("panicked"),
+        "{log}"
+    );
+}
+
+/// `cifar_train.csv` without its wall-clock column.
+fn epochs(path: &Path) -> Vec<String> {
+    text(path)
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_owned())
+        .collect()
+}
+
+#[test]
+fn an_adversarial_training_cell_killed_mid_epoch_resumes_with_the_same_next_epochs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic().display().to_string();
+    // 1024 images in batches of 64: 16 iterations per epoch, 3 epochs; checkpoints every 8
+    // iterations, so the one at 24 is mid-epoch.
+    let manifest = format!(
+        "name = \"resume\"\nseed = 7\n[[cifar_train]]\ndata = {data:?}\nvariants = [\"adv\"]\n\
+         train_examples = 1024\nbatch_size = 64\niterations = 48\ncheckpoint_every = 8\n\
+         test_examples = 200\n"
+    );
+    std::fs::write(tmp.path().join("resume.toml"), manifest).unwrap();
+    let cell = |run_dir: &str| {
+        [
+            "run-cell",
+            "resume.toml",
+            "--cell",
+            "0",
+            "--run-dir",
+            run_dir,
+            "--threads",
+            "1",
+        ]
+        .map(str::to_owned)
+    };
+    let args = cell("whole");
+    ok(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        tmp.path(),
+    );
+    let whole = tmp.path().join("whole/cells/cifar-train-000-adv-s7");
+    let rows = epochs(&whole.join("cifar_train.csv"));
+    assert_eq!(rows.len(), 1 + 3, "{rows:?}");
+    assert_eq!(
+        rows[0],
+        "job,variant,seed,epoch,iteration,batches,lr,loss,train_accuracy,adv_examples,\
+         test_loss,test_accuracy,test_examples"
+    );
+    // round(0.2 x 64) = 13 FGSM examples in each of an epoch's 16 batches.
+    for (i, r) in rows[1..].iter().enumerate() {
+        let f: Vec<&str> = r.split(',').collect();
+        assert_eq!(f[3], (i + 1).to_string());
+        assert_eq!(f[4], (16 * (i + 1)).to_string());
+        assert_eq!((f[5], f[9]), ("16", "208"), "{r}");
+    }
+    // lr 0.1, then 0.01 from iteration 24 and 0.001 from 36 (1/2 and 3/4 of 48).
+    assert!(
+        rows[3].contains(",48,16,0.0010000000000000002,"),
+        "{}",
+        rows[3]
+    );
+
+    let args = cell("killed");
+    let mut child = sap(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        tmp.path(),
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let dir = tmp.path().join("killed/cells/cifar-train-000-adv-s7");
+    let started = Instant::now();
+    while !dir.join("checkpoints/state-00000024.toml").is_file() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the cell finished before the kill"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoint at 24"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !dir.join("final.safetensors").exists(),
+        "killed before the end"
+    );
+    let partial = epochs(&dir.join("cifar_train.csv"));
+    assert!(partial.len() < 4, "{partial:?}");
+    assert_eq!(partial[..], rows[..partial.len()], "rows before the kill");
+    // The resumed cell continues at iteration 24 and writes the same epochs.
+    ok(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        tmp.path(),
+    );
+    assert_eq!(epochs(&dir.join("cifar_train.csv")), rows);
+    assert_eq!(
+        std::fs::read(dir.join("final.safetensors")).unwrap(),
+        std::fs::read(whole.join("final.safetensors")).unwrap(),
+        "the same final weights"
+    );
+}
+
+#[test]
+fn dense_resnet20_passes_90_percent_on_the_synthetic_set_and_the_whole_grid_runs_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic().display().to_string();
+    let manifest = format!(
+        r#"name = "grid"
+seed = 11
+[[cifar_train]]
+name = "resnet"
+data = {data:?}
+iterations = 60
+test_examples = 2000
+[[cifar_eval]]
+name = "g"
+train = "resnet"
+examples = 120
+batch_size = 50
+samples = 2
+defenses = [{{ kind = "dense" }}, {{ kind = "sap", frac = 1.0 }}]
+attacks = [
+  {{ kind = "fgsm", gradient_samples = 2 }},
+  {{ kind = "pgd", steps = 2, gradient_samples = 2 }},
+  {{ kind = "eot-pgd", steps = 2, gradient_samples = 2 }},
+]
+lambdas = [0, 4, 16]
+"#
+    );
+    std::fs::write(tmp.path().join("grid.toml"), manifest).unwrap();
+    let out = ok(
+        &["run", "grid.toml", "--run-id", "r", "--jobs", "2"],
+        tmp.path(),
+    );
+    assert!(
+        out.contains("15 cells run, 0 already complete, 0 failed"),
+        "{out}"
+    );
+    let dir = tmp.path().join("results/grid/r");
+
+    // Training: one partial epoch row, over 90% of 2000 test images right.
+    let train = text(&dir.join("cifar_train.csv"));
+    let last: Vec<&str> = train.lines().last().unwrap().split(',').collect();
+    let test_accuracy: f64 = last[11].parse().unwrap();
+    assert!(test_accuracy >= 0.9, "{train}");
+
+    // Evaluation: 2 defenses x (1 clean + 3 attacks x 2 lambdas).
+    let rows = text(&dir.join("cifar_eval.csv"));
+    let lines: Vec<&str> = rows.lines().collect();
+    assert_eq!(
+        lines[0],
+        "job,dataset,network,variant,train_job,adv_fraction,adv_lambda,checkpoint,train_seed,\
+         eval_seed,defense,frac,sampling,p,sigma,attack,lambda,steps,step_size,random_start,\
+         gradient_samples,samples,n,accuracy,mean_confidence,ece,nll"
+    );
+    assert_eq!(lines.len(), 1 + 14);
+    let field = |line: &str, i: usize| line.split(',').nth(i).unwrap().to_owned();
+    let attacks: Vec<String> = lines[1..8].iter().map(|l| field(l, 15)).collect();
+    assert_eq!(
+        attacks,
+        ["none", "fgsm", "fgsm", "pgd", "pgd", "eot-pgd", "eot-pgd"]
+    );
+    // Dense: one gradient pass; SAP: two; EOT-PGD starts at random, PGD (the paper's
+    // iterative attack) at x.
+    assert!(
+        lines[4].contains(",pgd,4.0,2,5.0,false,1,1,120,"),
+        "{}",
+        lines[4]
+    );
+    assert!(
+        lines[13].contains(",eot-pgd,4.0,2,5.0,true,2,2,120,"),
+        "{}",
+        lines[13]
+    );
+    assert!(
+        lines[8].contains(",sap,1.0,exact,,,none,0.0,,,,,2,120,"),
+        "{}",
+        lines[8]
+    );
+    let accuracy = |l: &str| field(l, 23).parse::<f64>().unwrap();
+    assert!(accuracy(lines[1]) >= 0.9, "{}", lines[1]);
+    assert!(
+        accuracy(lines[7]) < accuracy(lines[1]),
+        "EOT-PGD at 16 hurts"
+    );
+
+    // Every row's metrics follow from its cell's predictions and reliability bins.
+    let bins = text(&dir.join("reliability.csv"));
+    assert_eq!(bins.lines().count(), 1 + 14 * 15);
+    let cells: Vec<PathBuf> = std::fs::read_dir(dir.join("cells"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("cifar-eval")
+        })
+        .collect();
+    assert_eq!(cells.len(), 14);
+    for cell in cells {
+        let row = text(&cell.join("cifar_eval.csv"));
+        let row = row.lines().nth(1).unwrap();
+        let preds = text(&cell.join("predictions.csv"));
+        let preds: Vec<Vec<f64>> = preds
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+            .collect();
+        assert_eq!(preds.len(), 120);
+        let right = preds.iter().filter(|p| p[2] == p[3]).count() as f64 / 120.0;
+        assert!((accuracy(row) - right).abs() < 1e-12, "{row}");
+        let bins = text(&cell.join("reliability.csv"));
+        let mut ece = 0.0;
+        let mut count = 0;
+        for b in bins.lines().skip(1) {
+            let f: Vec<&str> = b.split(',').collect();
+            let n: usize = f[f.len() - 3].parse().unwrap();
+            count += n;
+            if n > 0 {
+                let acc: f64 = f[f.len() - 2].parse().unwrap();
+                let conf: f64 = f[f.len() - 1].parse().unwrap();
+                ece += n as f64 / 120.0 * (acc - conf).abs();
+            }
+        }
+        assert_eq!(count, 120);
+        let row_ece: f64 = field(row, 25).parse().unwrap();
+        assert!((ece - row_ece).abs() < 1e-9, "{row}: {ece}");
+    }
+
+    // The report: accuracy and ECE against lambda per attack, reliability diagrams.
+    ok(&["report", dir.to_str().unwrap()], tmp.path());
+    for attack in ["fgsm", "pgd", "eot-pgd"] {
+        for name in [
+            format!("accuracy-g-{attack}.png"),
+            format!("ece-g-{attack}.svg"),
+            format!("reliability-g-{attack}-l16.png"),
+        ] {
+            let path = dir.join("report").join(&name);
+            assert!(
+                std::fs::metadata(&path)
+                    .map(|m| m.len() > 5_000)
+                    .unwrap_or(false),
+                "{name}"
+            );
+        }
+    }
+    let svg = text(&dir.join("report/accuracy-g-eot-pgd.svg"));
+    assert!(
+        svg.contains("SAP-100") && svg.contains("lambda (L-inf radius"),
+        "accuracy plot"
+    );
+    let md = text(&dir.join("report/report.md"));
+    assert!(
+        md.contains("## CIFAR-10: accuracy and calibration under attack"),
+        "{md}"
+    );
+}

@@ -159,7 +159,7 @@ pub enum Command {
                             sap bench defense --rounds 3 --iterations 5\n  \
                             sap bench ddqn --steps 2000 --actors 1 --envs-per-actor 4\n  \
                             sap bench jobs --jobs 2 --rounds 1\n  \
-                            sap bench cifar --iterations 10 --rounds 2 --workers 2"
+                            sap bench cifar --iterations 10 --rounds 2 --workers 2 --eval-images 100"
     )]
     Bench {
         /// What to measure.
@@ -197,6 +197,10 @@ pub enum Command {
         /// Background batch threads (`cifar`).
         #[arg(long, default_value_t = 2, value_parser = at_least_one)]
         workers: u32,
+        /// Test images per evaluation setting and round (`cifar`; 0 skips the evaluation
+        /// part).
+        #[arg(long, default_value_t = 200)]
+        eval_images: u32,
     },
 }
 
@@ -576,6 +580,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             iterations,
             rounds,
             workers,
+            eval_images,
             ..
         } => {
             if rounds == 0 || iterations == 0 {
@@ -603,6 +608,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 "pipeline-on / model-only = {:.3}   (target >= 0.95: the model never waits for data)",
                 b.ratio()
             );
+            if eval_images > 0 {
+                let rates = crate::bench::bench_cifar_eval(eval_images as usize, 100, rounds)?;
+                println!(
+                    "\nResNet-20 evaluation (untrained weights), {eval_images} test images in \
+                     batches of 100, FGSM lambda 8; {rounds} rounds, best kept"
+                );
+                println!(
+                    "{:<52} {:>7} {:>10} {:>9}",
+                    "setting", "passes", "images/s", "vs dense"
+                );
+                let dense = rates[0].images_per_s;
+                for r in &rates {
+                    println!(
+                        "{:<52} {:>7} {:>10.1} {:>9.3}",
+                        r.what,
+                        r.passes_per_image,
+                        r.images_per_s,
+                        r.images_per_s / dense
+                    );
+                }
+            }
         }
         Command::Bench {
             target: BenchTarget::Defense,

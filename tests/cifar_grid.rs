@@ -547,3 +547,36 @@ lambdas = [0, 4, 16]
         "{md}"
     );
 }
+
+#[test]
+fn the_paper_manifest_plans_both_variants_under_three_attacks_once_the_data_is_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let experiments = tmp.path().join("experiments");
+    std::fs::create_dir_all(&experiments).unwrap();
+    let manifest = experiments.join("paper_cifar.toml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/paper_cifar.toml"),
+        &manifest,
+    )
+    .unwrap();
+    // Without the data set: one error saying where it goes and where it is published.
+    let e = Manifest::load(&manifest).unwrap_err().to_string();
+    assert!(
+        e.contains("cifar_train[0].data") && e.contains("cifar-10-batches-bin"),
+        "{e}"
+    );
+    fake_cifar(&tmp.path().join("data/cifar-10-batches-bin"));
+    let m = Manifest::load(&manifest).unwrap();
+    let job = &m.cifar_train[0];
+    assert_eq!((job.iterations, job.batch_size), (64_000, 128));
+    assert_eq!(job.lr_milestones, [32_000, 48_000]);
+    let plan = m.plan();
+    // 2 networks x 2 defenses x (1 clean + 3 attacks x 7 radii).
+    assert_eq!(plan.len(), 2 + 2 * 2 * (1 + 3 * 7));
+    let passes: Vec<u32> = plan.iter().filter_map(|c| c.passes_per_image()).collect();
+    assert_eq!(
+        passes.iter().max(),
+        Some(&(10 + 2 * 10 * 20)),
+        "SAP under EOT-PGD"
+    );
+}

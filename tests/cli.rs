@@ -391,7 +391,7 @@ fn validate_and_plan_describe_the_quickstart_cells() {
     );
     assert_eq!(
         line(17),
-        "CIFAR-10: 7.7k training images (SGD passes), 8.5k image passes in evaluation",
+        "CIFAR-10: 7680 training images (SGD passes), 10.0k image passes in evaluation",
         "{plan}"
     );
 }

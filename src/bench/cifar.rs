@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use tch::nn::OptimizerConfig;
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
 use crate::data::cifar::{load, synthesize, Split};
 use crate::data::pipeline::{Pipeline, PipelineConfig, TrainBatch};
-use crate::defense::DefensePoints;
+use crate::experiment::cifar::train::{sgd, train_step};
 use crate::nn::{Architecture, Model};
+use crate::rl::optim::Optimizer;
 
 /// What `bench_cifar` measured (best of the rounds).
 #[derive(Clone, Debug)]
@@ -37,18 +37,10 @@ impl CifarBench {
     }
 }
 
-/// One SGD step of `model` on `batch`.
-fn step(model: &Model, opt: &mut tch::nn::Optimizer, batch: &TrainBatch) {
-    let b = batch.labels.len() as i64;
-    let x = Tensor::from_slice(&batch.images)
-        .view([b, 3, 32, 32])
-        .to(model.device());
-    let y = Tensor::from_slice(&batch.labels).to(model.device());
-    let logits = model.forward(&x, true, &mut DefensePoints::dense());
-    let loss = logits.cross_entropy_for_logits(&y);
-    opt.backward_step(&loss);
-    // Wait for the step to finish (it is asynchronous on a GPU).
-    let _ = loss.to_kind(Kind::Float).double_value(&[]);
+/// One SGD step of `model` on `batch`, as training cells take it.
+fn step(model: &Model, opt: &mut Optimizer, batch: &TrainBatch) {
+    // The loss is read back, so the step has finished (it is asynchronous on a GPU).
+    let _ = train_step(model, opt, batch, None);
 }
 
 /// Measures `steps` training steps per round, `rounds` rounds of each kind alternately,
@@ -71,13 +63,7 @@ pub fn bench_cifar(steps: usize, rounds: u32, workers: usize) -> Result<CifarBen
         Architecture::ResNet20 { classes: 10 },
         Device::cuda_if_available(),
     );
-    let mut opt = tch::nn::Sgd {
-        momentum: 0.9,
-        dampening: 0.0,
-        wd: 1e-4,
-        nesterov: false,
-    }
-    .build(&model.vs, 0.1)?;
+    let mut opt = sgd(&model, 0.1, 0.9, 1e-4);
     let premade: Vec<TrainBatch> = Pipeline::start(Arc::clone(&data), cfg).take(4).collect();
     // Warm-up: the first steps allocate.
     for b in &premade {
@@ -111,4 +97,82 @@ pub fn bench_cifar(steps: usize, rounds: u32, workers: usize) -> Result<CifarBen
         pipeline_images_per_s: piped,
         model_only_images_per_s: alone,
     })
+}
+
+/// One evaluation setting measured by [`bench_cifar_eval`].
+#[derive(Clone, Debug)]
+pub struct EvalRate {
+    /// What was measured.
+    pub what: String,
+    /// Network passes (forward or backward) per test image.
+    pub passes_per_image: u32,
+    /// Test images per second (best of the rounds).
+    pub images_per_s: f64,
+}
+
+/// Evaluation throughput of a ResNet-20 on `images` synthetic test images per round, in
+/// batches of `batch`: dense; dense under FGSM; SAP-100 with samples = 10; SAP-100 with
+/// samples = 10 under FGSM with gradient_samples = 10 (lambda 8). Settings alternate within
+/// each round, so they share the machine's conditions.
+pub fn bench_cifar_eval(images: usize, batch: usize, rounds: u32) -> Result<Vec<EvalRate>> {
+    use crate::attack::{Attack, AttackKind};
+    use crate::defense::Defense;
+    use crate::experiment::cifar::train::images_tensor;
+    use crate::policy::PolicyWrapper;
+    let tmp = tempfile::tempdir().context("creating a temporary folder")?;
+    synthesize(tmp.path(), 1)?;
+    let test = load(tmp.path(), Split::Test)?;
+    let device = Device::cuda_if_available();
+    let fgsm = |k| Attack {
+        kind: AttackKind::Fgsm,
+        lambda: 8.0,
+        gradient_samples: k,
+    };
+    let settings: [(&str, Defense, Option<Attack>, u32); 4] = [
+        ("dense", Defense::Dense, None, 1),
+        ("dense, FGSM", Defense::Dense, Some(fgsm(10)), 1),
+        ("SAP-100, samples = 10", Defense::SAP_100, None, 10),
+        (
+            "SAP-100, samples = 10, FGSM gradient_samples = 10",
+            Defense::SAP_100,
+            Some(fgsm(10)),
+            10,
+        ),
+    ];
+    let mut best = vec![0f64; settings.len()];
+    let mut wrappers = Vec::new();
+    for (_, defense, attack, samples) in settings {
+        tch::manual_seed(1);
+        let model = Model::new(Architecture::ResNet20 { classes: 10 }, device);
+        wrappers.push(PolicyWrapper::new(model, defense, attack, samples, 1)?);
+    }
+    let images = images.min(test.len());
+    for _ in 0..rounds {
+        for (w, best) in wrappers.iter_mut().zip(best.iter_mut()) {
+            let start = Instant::now();
+            for s in (0..images).step_by(batch) {
+                let (x, y) = images_tensor(&test, s..(s + batch).min(images), device);
+                // Reading the probabilities back waits for the work (asynchronous on a GPU).
+                let _ = w
+                    .classify(&x, &y)
+                    .probabilities
+                    .sum(tch::Kind::Float)
+                    .double_value(&[]);
+            }
+            *best = best.max(images as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(settings
+        .iter()
+        .zip(best)
+        .map(|((what, defense, attack, samples), images_per_s)| {
+            let samples = if defense.is_stochastic() { *samples } else { 1 };
+            let grads = attack.map_or(0, |a| 2 * a.effective_gradient_samples(defense));
+            EvalRate {
+                what: (*what).to_owned(),
+                passes_per_image: samples + grads,
+                images_per_s,
+            }
+        })
+        .collect())
 }

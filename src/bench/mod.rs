@@ -10,7 +10,7 @@ pub mod defense;
 pub mod env;
 pub mod jobs;
 
-pub use cifar::{bench_cifar, CifarBench};
+pub use cifar::{bench_cifar, bench_cifar_eval, CifarBench, EvalRate};
 pub use ddqn::{bench_ddqn, DdqnBench};
 pub use defense::{bench_defense, DefenseBench};
 pub use env::{bench_env, EnvBench};

@@ -5,15 +5,15 @@
 //! same rows. When every batch is done the cell writes `cifar_eval.csv` (one row) and
 //! `reliability.csv` (one row per confidence bin).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
-use super::train::{architecture, images_tensor, FINAL};
+use super::train::{architecture, images_tensor};
 use crate::data::cifar::{load, Split, CLASSES};
-use crate::manifest::{CifarEvalCell, NetworkSource};
+use crate::manifest::CifarEvalCell;
 use crate::metrics::{prediction_metrics, reliability_bins, Prediction};
 use crate::nn::{checkpoint, Model};
 use crate::policy::PolicyWrapper;
@@ -196,14 +196,6 @@ pub const EVAL_FILE: &str = "cifar_eval.csv";
 /// The per-cell and per-run file of reliability bins.
 pub const RELIABILITY_FILE: &str = "reliability.csv";
 
-/// The file of a cell's network.
-pub fn network_path(run_dir: &Path, manifest_dir: &Path, network: &NetworkSource) -> PathBuf {
-    match network {
-        NetworkSource::Train { id, .. } => super::super::cell_dir(run_dir, id).join(FINAL),
-        NetworkSource::File(f) => manifest_dir.join(f),
-    }
-}
-
 /// Loads a ResNet-20 checkpoint on `device`, with one clear error for a file of another
 /// network.
 pub fn load_network(path: &Path, device: Device) -> Result<Model> {
@@ -256,7 +248,9 @@ pub fn run_cell(
 ) -> Result<u64> {
     let dir = super::super::cell_dir(run_dir, id);
     let device = Device::cuda_if_available();
-    let path = network_path(run_dir, manifest_dir, &cell.network);
+    // Trained networks are named relative to the run directory, so rows do not depend on
+    // where the run lives.
+    let (path, name) = super::super::agent::network_path(run_dir, manifest_dir, &cell.network);
     let model = load_network(&path, device)?;
     let mut wrapper = PolicyWrapper::new(model, cell.defense, cell.attack, cell.samples, cell.seed)
         .context("the cell's defense and attack")?;
@@ -339,7 +333,7 @@ pub fn run_cell(
         })
         .collect();
     let m = prediction_metrics(&preds);
-    let k = key(cell, &path.display().to_string(), &wrapper);
+    let k = key(cell, &name, &wrapper);
     let row = CifarEvalRow {
         job: k.job.clone(),
         dataset: "cifar10".into(),

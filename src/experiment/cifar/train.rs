@@ -186,12 +186,12 @@ pub fn images_tensor(
     (x, Tensor::from_slice(&labels).to(device))
 }
 
-/// The SGD optimiser of a job over `model`'s trainable parameters.
-pub fn optimizer(job: &CifarTrainJob, model: &Model) -> Optimizer {
+/// SGD with momentum and weight decay over `model`'s trainable parameters.
+pub fn sgd(model: &Model, lr: f64, momentum: f64, weight_decay: f64) -> Optimizer {
     let config = OptimizerConfig::Sgd {
-        lr: job.lr,
-        momentum: job.momentum,
-        weight_decay: job.weight_decay,
+        lr,
+        momentum,
+        weight_decay,
     };
     let params = model
         .vs
@@ -261,7 +261,7 @@ fn latest_checkpoint(dir: &Path) -> Result<Option<CheckpointInfo>> {
             )
         })?;
         if dir.join(&info.tensors).is_file()
-            && best.as_ref().is_none_or(|b| b.iteration < info.iteration)
+            && best.as_ref().map_or(true, |b| b.iteration < info.iteration)
         {
             best = Some(info);
         }
@@ -385,7 +385,7 @@ pub fn run_cell(
     let device = Device::cuda_if_available();
     tch::manual_seed(derive(cell.seed, "cifar-init", 0) as i64);
     let model = Model::new(architecture(), device);
-    let mut opt = optimizer(job, &model);
+    let mut opt = sgd(&model, job.lr, job.momentum, job.weight_decay);
     let path = dir.join(TRAIN_FILE);
     let resumed = latest_checkpoint(&ckpt_dir)?;
     let (start, mut rows, mut sums) = match &resumed {

@@ -447,14 +447,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{:>4}  {}: {}{cost}{deps}", c.index, c.id(), c.describe(&m));
             }
             let train = plan.iter().filter(|c| c.stage() == Stage::Train).count();
-            println!(
-                "{} cells: {train} training (<= {} frames), {} evaluation (<= {} frames; \
-                 bounds assume every episode runs to its frame cap)",
-                plan.len(),
-                human(train_frames),
-                plan.len() - train,
-                human(eval_frames)
-            );
+            if plan.iter().any(|c| c.frames_bound().is_some()) {
+                println!(
+                    "{} cells: {train} training (<= {} frames), {} evaluation (<= {} frames; \
+                     bounds assume every episode runs to its frame cap)",
+                    plan.len(),
+                    human(train_frames),
+                    plan.len() - train,
+                    human(eval_frames)
+                );
+            } else {
+                println!(
+                    "{} cells: {train} training, {} evaluation",
+                    plan.len(),
+                    plan.len() - train
+                );
+            }
             if train_images + eval_passes > 0 {
                 println!(
                     "CIFAR-10: {} training images (SGD passes), {} image passes in evaluation",

@@ -234,14 +234,17 @@ impl TrainProgress {
     }
 
     fn message(&self) -> String {
-        let mut msg = format!("{} updates", self.updates);
+        let mut parts = Vec::new();
+        if self.updates > 0 {
+            parts.push(format!("{} updates", self.updates));
+        }
         if let Some(r) = self.last_return {
-            msg += &format!(", last game {r}");
+            parts.push(format!("last game {r}"));
         }
         if let Some(e) = self.last_eval {
-            msg += &format!(", last eval mean {e:.1}");
+            parts.push(format!("last eval mean {e:.1}"));
         }
-        msg
+        parts.join(", ")
     }
 
     /// Training reached `frames` with `updates` updates done.

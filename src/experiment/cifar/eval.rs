@@ -316,7 +316,7 @@ pub fn run_cell(
             recorded.push(r);
         }
         predicted += range.len() as u64;
-        progress.advance(range.end as u64, b + 1);
+        progress.advance(range.end as u64, 0);
     }
     progress.finish();
     drop(sink);

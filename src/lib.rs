@@ -3,16 +3,21 @@
 //! Map of the crate:
 //! - [`env`]: the `Environment` trait; Atari through ALE with all preprocessing in Rust
 //!   (presets `dopamine-v5`, `nature`), classic control through gym-rs.
-//! - [`data`]: CIFAR-10 (binary version) loader and a synthetic set in its format.
+//! - [`data`]: CIFAR-10 (binary version) loader, a synthetic set in its format, and the
+//!   background batch pipeline (shuffle, crop, flip).
 //! - [`defense`]: dense, SAP (exact and independent sampling), dropout, Gaussian noise.
 //! - [`nn`]: Nature CNN, MLP and ResNet-20 with a defense point after every ReLU;
 //!   safetensors checkpoints named as in PyTorch.
-//! - [`attack`]: FGSM and iterative FGSM / PGD with Monte-Carlo (EOT) gradients.
+//! - [`attack`]: FGSM, iterative FGSM / PGD and EOT-PGD with Monte-Carlo (EOT) gradients.
 //! - [`policy`]: `PolicyWrapper`, network + defense + attack + samples, with its own
 //!   seeded generator; `classify` and `act`.
+//! - [`rl`]: replay memory, Double DQN, optimisers (Adam, centered RMSProp, SGD),
+//!   epsilon schedules.
+//! - [`runtime`]: the actor-learner runtime on crossbeam channels.
 //! - [`manifest`]: TOML manifests, checked with located errors, expanded into cells.
-//! - [`experiment`]: run directories, cells in plan order, resume, summaries.
-//! - [`metrics`]: accuracy, confidence, ECE, NLL of classifiers.
+//! - [`experiment`]: run directories, cells in plan order, resume, summaries; the cells of
+//!   each family (DDQN training, agents, CIFAR-10 training and evaluation grids).
+//! - [`metrics`]: accuracy, confidence, ECE, NLL and reliability bins of classifiers.
 //! - [`report`]: `sap report`: plots (PNG, SVG) and a markdown summary of a run.
 //! - [`record`]: crash-safe CSV appends and atomic table writes.
 //! - [`stats`]: means, standard deviations, Student-t confidence intervals.

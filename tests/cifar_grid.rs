@@ -519,6 +519,39 @@ lambdas = [0, 4, 16]
         assert!((ece - row_ece).abs() < 1e-9, "{row}: {ece}");
     }
 
+    // An evaluation cell cut off mid-batch (SAP under EOT-PGD: defense draws and random
+    // starts in every batch) resumes at its first missing batch with the same rows.
+    let id = "cifar-eval-014-dense-t11-sap-100-eot-pgd-l16-s11";
+    let cell = dir.join("cells").join(id);
+    let saved: Vec<String> = ["predictions.csv", "cifar_eval.csv", "reliability.csv"]
+        .iter()
+        .map(|f| text(&cell.join(f)))
+        .collect();
+    let cut: String = saved[0]
+        .lines()
+        .take(1 + 75)
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + "1,75,3,3,0.9";
+    std::fs::write(cell.join("predictions.csv"), cut).unwrap();
+    for f in ["cifar_eval.csv", "reliability.csv", "done.toml"] {
+        std::fs::remove_file(cell.join(f)).unwrap();
+    }
+    let out = ok(
+        &["run", "grid.toml", "--resume", "results/grid/r"],
+        tmp.path(),
+    );
+    assert!(
+        out.contains("1 cells run, 14 already complete, 0 failed"),
+        "{out}"
+    );
+    for (f, before) in ["predictions.csv", "cifar_eval.csv", "reliability.csv"]
+        .iter()
+        .zip(&saved)
+    {
+        assert_eq!(&text(&cell.join(f)), before, "{f} after resuming");
+    }
+
     // The report: accuracy and ECE against lambda per attack, reliability diagrams.
     ok(&["report", dir.to_str().unwrap()], tmp.path());
     for attack in ["fgsm", "pgd", "eot-pgd"] {

@@ -694,7 +694,7 @@ fn print_collected(c: &experiment::Collected) {
 /// CIFAR-10 accuracy and calibration rows as an aligned text table.
 pub fn cifar_table(rows: &[experiment::cifar::CifarEvalRow]) -> String {
     let mut out = format!(
-        "{:<10} {:<8} {:<16} {:<8} {:>7} {:>6} {:>9} {:>10} {:>7} {:>7}",
+        "{:<12} {:<8} {:<16} {:<8} {:>7} {:>6} {:>9} {:>10} {:>7} {:>7}",
         "job",
         "variant",
         "defense",
@@ -714,7 +714,7 @@ pub fn cifar_table(rows: &[experiment::cifar::CifarEvalRow]) -> String {
             _ => r.defense.clone(),
         };
         out.push_str(&format!(
-            "\n{:<10} {:<8} {:<16} {:<8} {:>7} {:>6} {:>9.4} {:>10.4} {:>7.4} {:>7.3}",
+            "\n{:<12} {:<8} {:<16} {:<8} {:>7} {:>6} {:>9.4} {:>10.4} {:>7.4} {:>7.3}",
             r.job,
             r.variant,
             defense,

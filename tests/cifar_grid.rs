@@ -569,6 +569,11 @@ lambdas = [0, 4, 16]
             );
         }
     }
+    let curve = dir.join("report/cifar-training-resnet.png");
+    assert!(
+        std::fs::metadata(&curve).unwrap().len() > 5_000,
+        "training curve"
+    );
     let svg = text(&dir.join("report/accuracy-g-eot-pgd.svg"));
     assert!(
         svg.contains("SAP-100") && svg.contains("lambda (L-inf radius"),

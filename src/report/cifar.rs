@@ -5,6 +5,8 @@
 //!   `ece-<job>-<attack>` the expected calibration error the same way.
 //! - `reliability-<job>-<attack>-l<lambda>.{png,svg}`: reliability diagrams, accuracy
 //!   against mean confidence per confidence bin, one line per variant x defense.
+//! - `cifar-training-<job>.{png,svg}`: test and training-batch accuracy after each epoch
+//!   against SGD iterations, one pair of lines per variant and seed.
 //!
 //! Rows of several seeds are pooled: accuracy is correct / images over the pooled rows, and
 //! bins add their counts.
@@ -18,7 +20,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{both, draw_lines, legend_and_present, slug, trim, Report, Series, PALETTE};
-use crate::experiment::cifar::{CifarEvalRow, ReliabilityRow};
+use crate::experiment::cifar::{CifarEvalRow, CifarTrainRow, ReliabilityRow};
 use crate::experiment::files;
 use crate::record::read_rows;
 
@@ -183,8 +185,133 @@ fn reliability_curves(rows: &[&ReliabilityRow]) -> Vec<Curve> {
         .collect()
 }
 
+/// One training curve: label, whether it is the (thinner) training-batch accuracy, and
+/// (iterations, accuracy) points.
+type TrainCurve = (String, bool, Vec<(f64, f64)>);
+
+fn training_curves<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_desc: &str,
+    curves: &[TrainCurve],
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    area.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let x_hi = curves
+        .iter()
+        .flat_map(|c| c.2.iter().map(|p| p.0))
+        .fold(1.0f64, f64::max);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..x_hi * 1.02, 0.0..1.0)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc("accuracy")
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (i, (label, thin, points)) in curves.iter().enumerate() {
+        let color = PALETTE[(i / 2) % PALETTE.len()];
+        let width = if *thin { 1 } else { 2 };
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(width)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label(label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(width))
+            });
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 2, color.filled())))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    legend_and_present(&mut chart, area)
+}
+
+/// Learning curves and the last epoch of each CIFAR-10 training cell.
+fn training_section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut String) -> Result<()> {
+    let rows: Vec<CifarTrainRow> = read_rows(&run_dir.join(files::CIFAR_TRAIN))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    *md += "## CIFAR-10 training
+
+";
+    *md +=
+        "| job | variant | seed | epochs | iterations | loss | train accuracy | test accuracy |\n";
+    *md += "|---|---|---:|---:|---:|---:|---:|---:|\n";
+    let mut jobs: Vec<&str> = Vec::new();
+    for r in &rows {
+        if !jobs.contains(&r.job.as_str()) {
+            jobs.push(&r.job);
+        }
+    }
+    for job in jobs {
+        let last = rows
+            .iter()
+            .filter(|r| r.job == job)
+            .map(|r| r.iteration)
+            .max();
+        let (unit, x_desc) = if last.unwrap_or(0) >= 1_000 {
+            (1e3, "SGD iterations (thousands; one row per epoch)")
+        } else {
+            (1.0, "SGD iterations (one row per epoch)")
+        };
+        let mut curves: Vec<TrainCurve> = Vec::new();
+        let mut runs: Vec<(&str, u64)> = Vec::new();
+        for r in rows.iter().filter(|r| r.job == job) {
+            if !runs.contains(&(r.variant.as_str(), r.seed)) {
+                runs.push((&r.variant, r.seed));
+            }
+        }
+        for (variant, seed) in runs {
+            let mine: Vec<&CifarTrainRow> = rows
+                .iter()
+                .filter(|r| r.job == job && r.variant == variant && r.seed == seed)
+                .collect();
+            let x = |r: &CifarTrainRow| r.iteration as f64 / unit;
+            let name = line_label(variant, None, "dense", None, None);
+            curves.push((
+                format!("{name} seed {seed}: test"),
+                false,
+                mine.iter().map(|r| (x(r), r.test_accuracy)).collect(),
+            ));
+            curves.push((
+                format!("{name} seed {seed}: training batches"),
+                true,
+                mine.iter().map(|r| (x(r), r.train_accuracy)).collect(),
+            ));
+            if let Some(last) = mine.last() {
+                let _ = writeln!(
+                    md,
+                    "| {job} | {variant} | {seed} | {} | {} | {:.4} | {:.4} | {:.4} |",
+                    last.epoch, last.iteration, last.loss, last.train_accuracy, last.test_accuracy
+                );
+            }
+        }
+        let title = format!("CIFAR-10 ResNet-20 training, job {job}");
+        let base = format!("cifar-training-{}", slug(job));
+        both(
+            &dir.join(&base),
+            &mut out.files,
+            |a| training_curves(a, &title, x_desc, &curves),
+            |a| training_curves(a, &title, x_desc, &curves),
+        )?;
+        let _ = writeln!(md, "\n![{title}]({base}.png)\n");
+    }
+    Ok(())
+}
+
 /// Adds the CIFAR-10 plots and tables of `run_dir` to the report.
 pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut String) -> Result<()> {
+    training_section(run_dir, dir, out, md)?;
     let rows: Vec<CifarEvalRow> = read_rows(&run_dir.join(files::CIFAR_EVAL))?;
     let bins: Vec<ReliabilityRow> = read_rows(&run_dir.join(files::RELIABILITY))?;
     if rows.is_empty() {

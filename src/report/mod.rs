@@ -557,7 +557,8 @@ pub fn write_report(run_dir: &Path) -> Result<Report> {
         }
     }
     cifar::section(run_dir, &dir, &mut out, &mut md)?;
-    let has_cifar = run_dir.join(files::CIFAR_EVAL).is_file();
+    let has_cifar =
+        run_dir.join(files::CIFAR_EVAL).is_file() || run_dir.join(files::CIFAR_TRAIN).is_file();
     if groups.is_empty() && curves.is_empty() && !has_cifar {
         md += "No relative rewards or training rows yet: run `sap collect` once cells are \
                complete.\n";

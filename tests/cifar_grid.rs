@@ -439,13 +439,13 @@ lambdas = [0, 4, 16]
     let lines: Vec<&str> = rows.lines().collect();
     assert_eq!(
         lines[0],
-        "job,dataset,network,variant,train_job,adv_fraction,adv_lambda,checkpoint,train_seed,\
+        "job,dataset,data,network,variant,train_job,adv_fraction,adv_lambda,checkpoint,train_seed,\
          eval_seed,defense,frac,sampling,p,sigma,attack,lambda,steps,step_size,random_start,\
          gradient_samples,samples,n,accuracy,mean_confidence,ece,nll"
     );
     assert_eq!(lines.len(), 1 + 14);
     let field = |line: &str, i: usize| line.split(',').nth(i).unwrap().to_owned();
-    let attacks: Vec<String> = lines[1..8].iter().map(|l| field(l, 15)).collect();
+    let attacks: Vec<String> = lines[1..8].iter().map(|l| field(l, 16)).collect();
     assert_eq!(
         attacks,
         ["none", "fgsm", "fgsm", "pgd", "pgd", "eot-pgd", "eot-pgd"]
@@ -467,7 +467,7 @@ lambdas = [0, 4, 16]
         "{}",
         lines[8]
     );
-    let accuracy = |l: &str| field(l, 23).parse::<f64>().unwrap();
+    let accuracy = |l: &str| field(l, 24).parse::<f64>().unwrap();
     assert!(accuracy(lines[1]) >= 0.9, "{}", lines[1]);
     assert!(
         accuracy(lines[7]) < accuracy(lines[1]),
@@ -515,7 +515,7 @@ lambdas = [0, 4, 16]
             }
         }
         assert_eq!(count, 120);
-        let row_ece: f64 = field(row, 25).parse().unwrap();
+        let row_ece: f64 = field(row, 26).parse().unwrap();
         assert!((ece - row_ece).abs() < 1e-9, "{row}: {ece}");
     }
 

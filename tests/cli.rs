@@ -226,7 +226,8 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     assert_line_starts(
         &cifar,
         1,
-        "cifar-fgsm,cifar10,resnet20,dense,resnet20-synth,,,",
+        "cifar-fgsm,cifar10,../data/cifar-synth,resnet20,dense,resnet20-synth,,,\
+         cells/cifar-train-002-dense-s2018/final.safetensors,2018,2018,dense,",
     );
     assert!(
         cifar[4].contains(",sap,1.0,exact,,,fgsm,8.0,,,,4,4,500,"),

@@ -90,6 +90,8 @@ pub struct CifarEvalRow {
     pub job: String,
     /// The data set (`cifar10`).
     pub dataset: String,
+    /// Its folder as the manifest names it (the real files or a synthetic set).
+    pub data: String,
     /// The architecture (`resnet20`).
     pub network: String,
     /// The network's label: its variant (`dense`, `adv`) or its `checkpoints` key.
@@ -337,6 +339,7 @@ pub fn run_cell(
     let row = CifarEvalRow {
         job: k.job.clone(),
         dataset: "cifar10".into(),
+        data: cell.data.clone(),
         network: architecture().name().into(),
         variant: k.variant.clone(),
         train_job: k.train_job.clone(),

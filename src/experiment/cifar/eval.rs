@@ -14,7 +14,9 @@ use tch::{Device, Kind};
 use super::train::{architecture, images_tensor};
 use crate::data::cifar::{load, Split, CLASSES};
 use crate::manifest::CifarEvalCell;
-use crate::metrics::{prediction_metrics, reliability_bins, Prediction};
+use crate::metrics::{
+    prediction_metrics, reliability_bins, ClassifierMetrics, Prediction, ReliabilityBin,
+};
 use crate::nn::{checkpoint, Model};
 use crate::policy::PolicyWrapper;
 use crate::progress::TrainProgress;
@@ -36,51 +38,6 @@ pub struct PredictionRow {
     pub confidence: f64,
     /// Probability of the true class.
     pub p_label: f64,
-}
-
-/// The columns that say what a row measured (shared by both tables).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct EvalKey {
-    /// The `[[cifar_eval]]` job.
-    pub job: String,
-    /// The network's label: its variant (`dense`, `adv`) or its `checkpoints` key.
-    pub variant: String,
-    /// The `[[cifar_train]]` job that trained it (empty for a file).
-    pub train_job: Option<String>,
-    /// FGSM fraction of each training batch (adv only).
-    pub adv_fraction: Option<f64>,
-    /// FGSM radius of adversarial training, pixel units (adv only).
-    pub adv_lambda: Option<f64>,
-    /// The checkpoint file.
-    pub checkpoint: String,
-    /// Training seed (empty for a file).
-    pub train_seed: Option<u64>,
-    /// Evaluation seed.
-    pub eval_seed: u64,
-    /// Defense kind.
-    pub defense: String,
-    /// SAP draws as a fraction of the map size (SAP only).
-    pub frac: Option<f64>,
-    /// SAP sampling (SAP only).
-    pub sampling: Option<String>,
-    /// Dropout probability (dropout only).
-    pub p: Option<f64>,
-    /// Relative noise scale (gaussian only).
-    pub sigma: Option<f64>,
-    /// Attack kind (`none` for the clean images).
-    pub attack: String,
-    /// L-infinity radius, pixel units.
-    pub lambda: f64,
-    /// Iterations (iterative attacks only).
-    pub steps: Option<u32>,
-    /// Step size, pixel units (iterative attacks only).
-    pub step_size: Option<f64>,
-    /// Random start (iterative attacks only).
-    pub random_start: Option<bool>,
-    /// Passes per gradient estimate actually run (empty without an attack).
-    pub gradient_samples: Option<u32>,
-    /// Softmax passes averaged per prediction actually run.
-    pub samples: u32,
 }
 
 /// One row of `cifar_eval.csv`.
@@ -206,8 +163,13 @@ pub fn load_network(path: &Path, device: Device) -> Result<Model> {
     Ok(model)
 }
 
-/// The identifying columns of a cell's rows.
-fn key(cell: &CifarEvalCell, checkpoint: &str, wrapper: &PolicyWrapper) -> EvalKey {
+/// The row of `cell` with metrics `m`.
+fn eval_row(
+    cell: &CifarEvalCell,
+    checkpoint: &str,
+    wrapper: &PolicyWrapper,
+    m: ClassifierMetrics,
+) -> CifarEvalRow {
     let (frac, sampling, p, sigma) = cell.defense.columns();
     let (steps, step_size, random_start) =
         cell.attack.map_or((None, None, None), |a| a.pgd_columns());
@@ -215,8 +177,11 @@ fn key(cell: &CifarEvalCell, checkpoint: &str, wrapper: &PolicyWrapper) -> EvalK
         Some((job, adv)) => (Some(job.clone()), *adv),
         None => (None, None),
     };
-    EvalKey {
+    CifarEvalRow {
         job: cell.job_name.clone(),
+        dataset: "cifar10".into(),
+        data: cell.data.clone(),
+        network: architecture().name().into(),
         variant: cell.label.clone(),
         train_job,
         adv_fraction: adv.map(|a| a.0),
@@ -238,7 +203,41 @@ fn key(cell: &CifarEvalCell, checkpoint: &str, wrapper: &PolicyWrapper) -> EvalK
             .attack
             .map(|a| a.effective_gradient_samples(&cell.defense)),
         samples: wrapper.effective_samples(),
+        n: m.n,
+        accuracy: m.accuracy,
+        mean_confidence: m.mean_confidence,
+        ece: m.ece,
+        nll: m.nll,
     }
+}
+
+/// The reliability rows of `row`'s bins.
+fn reliability_rows(row: &CifarEvalRow, bins: Vec<ReliabilityBin>) -> Vec<ReliabilityRow> {
+    bins.into_iter()
+        .map(|b| ReliabilityRow {
+            job: row.job.clone(),
+            variant: row.variant.clone(),
+            checkpoint: row.checkpoint.clone(),
+            train_seed: row.train_seed,
+            eval_seed: row.eval_seed,
+            defense: row.defense.clone(),
+            frac: row.frac,
+            sampling: row.sampling.clone(),
+            p: row.p,
+            sigma: row.sigma,
+            attack: row.attack.clone(),
+            lambda: row.lambda,
+            steps: row.steps,
+            gradient_samples: row.gradient_samples,
+            samples: row.samples,
+            bin: b.bin,
+            bin_low: b.low,
+            bin_high: b.high,
+            count: b.count,
+            accuracy: b.accuracy,
+            mean_confidence: b.mean_confidence,
+        })
+        .collect()
 }
 
 /// Runs (or resumes) one evaluation cell; returns the images predicted in this call.
@@ -334,64 +333,8 @@ pub fn run_cell(
             p_label: r.p_label,
         })
         .collect();
-    let m = prediction_metrics(&preds);
-    let k = key(cell, &name, &wrapper);
-    let row = CifarEvalRow {
-        job: k.job.clone(),
-        dataset: "cifar10".into(),
-        data: cell.data.clone(),
-        network: architecture().name().into(),
-        variant: k.variant.clone(),
-        train_job: k.train_job.clone(),
-        adv_fraction: k.adv_fraction,
-        adv_lambda: k.adv_lambda,
-        checkpoint: k.checkpoint.clone(),
-        train_seed: k.train_seed,
-        eval_seed: k.eval_seed,
-        defense: k.defense.clone(),
-        frac: k.frac,
-        sampling: k.sampling.clone(),
-        p: k.p,
-        sigma: k.sigma,
-        attack: k.attack.clone(),
-        lambda: k.lambda,
-        steps: k.steps,
-        step_size: k.step_size,
-        random_start: k.random_start,
-        gradient_samples: k.gradient_samples,
-        samples: k.samples,
-        n: m.n,
-        accuracy: m.accuracy,
-        mean_confidence: m.mean_confidence,
-        ece: m.ece,
-        nll: m.nll,
-    };
-    let bins: Vec<ReliabilityRow> = reliability_bins(&preds)
-        .into_iter()
-        .map(|b| ReliabilityRow {
-            job: k.job.clone(),
-            variant: k.variant.clone(),
-            checkpoint: k.checkpoint.clone(),
-            train_seed: k.train_seed,
-            eval_seed: k.eval_seed,
-            defense: k.defense.clone(),
-            frac: k.frac,
-            sampling: k.sampling.clone(),
-            p: k.p,
-            sigma: k.sigma,
-            attack: k.attack.clone(),
-            lambda: k.lambda,
-            steps: k.steps,
-            gradient_samples: k.gradient_samples,
-            samples: k.samples,
-            bin: b.bin,
-            bin_low: b.low,
-            bin_high: b.high,
-            count: b.count,
-            accuracy: b.accuracy,
-            mean_confidence: b.mean_confidence,
-        })
-        .collect();
+    let row = eval_row(cell, &name, &wrapper, prediction_metrics(&preds));
+    let bins = reliability_rows(&row, reliability_bins(&preds));
     write_table(&dir.join(EVAL_FILE), &[row])?;
     write_table(&dir.join(RELIABILITY_FILE), &bins)?;
     Ok(predicted)

@@ -445,39 +445,13 @@ impl Resolver<'_> {
             None => 1,
             Some(v) => self.positive(v, key("samples"), "an integer >= 1")?,
         };
-        if job.defenses.get_ref().is_empty() {
-            let msg = "the list is empty; name at least one defense".to_owned();
-            return Err(self.error(job.defenses.span(), key("defenses"), msg));
-        }
-        let defenses = job
-            .defenses
-            .get_ref()
-            .iter()
-            .enumerate()
-            .map(|(d, raw)| self.resolve_defense(&format!("{prefix}.defenses[{d}]"), raw))
-            .collect::<Result<Vec<_>, _>>()?;
+        let defenses = self.resolve_defenses(&prefix, &job.defenses)?;
         let attacks = match &job.attacks {
             None => vec![AttackSpec {
                 kind: crate::attack::AttackKind::Fgsm,
                 gradient_samples: 1,
             }],
-            Some(raw) => {
-                if raw.get_ref().is_empty() {
-                    let msg = "the list is empty; allowed attacks: fgsm, pgd, eot-pgd".to_owned();
-                    return Err(self.error(raw.span(), key("attacks"), msg));
-                }
-                raw.get_ref()
-                    .iter()
-                    .enumerate()
-                    .map(|(a, r)| {
-                        self.resolve_attack(&format!("{prefix}.attacks[{a}]"), r)
-                            .map(|(kind, gradient_samples)| AttackSpec {
-                                kind,
-                                gradient_samples,
-                            })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-            }
+            Some(raw) => self.resolve_attacks(&prefix, raw)?,
         };
         let lambdas = match &job.lambdas {
             None => PAPER_LAMBDAS.to_vec(),

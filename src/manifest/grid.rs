@@ -217,36 +217,12 @@ impl Resolver<'_> {
             .defenses
             .as_ref()
             .ok_or_else(|| required("defenses", "[{ kind = \"dense\" }]"))?;
-        if raw_defenses.get_ref().is_empty() {
-            let msg = "the list is empty; name at least one defense".to_owned();
-            return Err(self.error(raw_defenses.span(), key("defenses"), msg));
-        }
-        let defenses = raw_defenses
-            .get_ref()
-            .iter()
-            .enumerate()
-            .map(|(d, raw)| self.resolve_defense(&format!("{prefix}.defenses[{d}]"), raw))
-            .collect::<Result<Vec<_>, _>>()?;
+        let defenses = self.resolve_defenses(prefix, raw_defenses)?;
         let raw_attacks = keys
             .attacks
             .as_ref()
             .ok_or_else(|| required("attacks", "[{ kind = \"fgsm\", gradient_samples = 10 }]"))?;
-        if raw_attacks.get_ref().is_empty() {
-            let msg = "the list is empty; allowed attacks for agents: fgsm, pgd".to_owned();
-            return Err(self.error(raw_attacks.span(), key("attacks"), msg));
-        }
-        let attacks = raw_attacks
-            .get_ref()
-            .iter()
-            .enumerate()
-            .map(|(a, raw)| {
-                self.resolve_attack(&format!("{prefix}.attacks[{a}]"), raw)
-                    .map(|(kind, gradient_samples)| AttackSpec {
-                        kind,
-                        gradient_samples,
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let attacks = self.resolve_attacks(prefix, raw_attacks)?;
         let lambdas = match &keys.lambdas {
             None => return Err(required("lambdas", "[0, 1, 2, 4, 8, 16, 32, 64]")),
             Some(l) => self.resolve_lambdas(prefix, l)?,

@@ -160,17 +160,7 @@ impl Resolver<'_> {
         let train_steps = count(&job.train_steps, "train_steps", 400)?;
         let examples = count(&job.examples, "examples", 1000)?;
         let samples = count(&job.samples, "samples", 1)?;
-        if job.defenses.get_ref().is_empty() {
-            let msg = "the list is empty; name at least one defense".to_owned();
-            return Err(self.error(job.defenses.span(), key("defenses"), msg));
-        }
-        let defenses = job
-            .defenses
-            .get_ref()
-            .iter()
-            .enumerate()
-            .map(|(d, raw)| self.resolve_defense(&format!("robustness[{i}].defenses[{d}]"), raw))
-            .collect::<Result<Vec<_>, _>>()?;
+        let defenses = self.resolve_defenses(&format!("robustness[{i}]"), &job.defenses)?;
         let (attack, gradient_samples) = self.resolve_attack(&key("attack"), &job.attack)?;
         let lambdas = self.resolve_lambdas(&format!("robustness[{i}]"), &job.lambdas)?;
         let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
@@ -189,6 +179,46 @@ impl Resolver<'_> {
             seeds,
             checkpoint: job.checkpoint,
         })
+    }
+
+    /// A job's `defenses`: a non-empty list, each checked.
+    pub(super) fn resolve_defenses(
+        &self,
+        prefix: &str,
+        raw: &Spanned<Vec<Spanned<RawDefense>>>,
+    ) -> Result<Vec<Defense>, ManifestError> {
+        if raw.get_ref().is_empty() {
+            let msg = "the list is empty; name at least one defense".to_owned();
+            return Err(self.error(raw.span(), format!("{prefix}.defenses"), msg));
+        }
+        raw.get_ref()
+            .iter()
+            .enumerate()
+            .map(|(d, r)| self.resolve_defense(&format!("{prefix}.defenses[{d}]"), r))
+            .collect()
+    }
+
+    /// A job's `attacks`: a non-empty list, each checked.
+    pub(super) fn resolve_attacks(
+        &self,
+        prefix: &str,
+        raw: &Spanned<Vec<Spanned<RawAttack>>>,
+    ) -> Result<Vec<AttackSpec>, ManifestError> {
+        if raw.get_ref().is_empty() {
+            let msg = "the list is empty; allowed attacks: fgsm, pgd, eot-pgd".to_owned();
+            return Err(self.error(raw.span(), format!("{prefix}.attacks"), msg));
+        }
+        raw.get_ref()
+            .iter()
+            .enumerate()
+            .map(|(a, r)| {
+                self.resolve_attack(&format!("{prefix}.attacks[{a}]"), r)
+                    .map(|(kind, gradient_samples)| AttackSpec {
+                        kind,
+                        gradient_samples,
+                    })
+            })
+            .collect()
     }
 
     pub(super) fn resolve_defense(

@@ -136,6 +136,11 @@ pub enum Command {
     Collect {
         /// The run directory.
         run_dir: PathBuf,
+        /// Merge cells computed under different settings that rows depend on (CPU kind
+        /// outside the reproducible mode, build, threads, device), with a warning; by
+        /// default such a run is refused.
+        #[arg(long)]
+        allow_mixed: bool,
     },
     /// Check a manifest and report the first problem, with file, line, column and key.
     #[command(after_help = "Example:\n  sap validate experiments/quickstart.toml")]
@@ -201,7 +206,20 @@ pub enum Command {
         /// part).
         #[arg(long, default_value_t = 200)]
         eval_images: u32,
+        /// Internal (`reproducible`): measure once in this mode and print the rates.
+        #[arg(long, hide = true)]
+        child_mode: Option<crate::bench::reproducible::Mode>,
     },
+}
+
+/// Enters the reproducible mode when the manifest asks for it (this may execute `sap` again
+/// with the mode's environment); see [`crate::provenance`].
+fn enter_mode(path: &std::path::Path, m: &Manifest) -> Result<()> {
+    if m.reproducible {
+        crate::provenance::enter_reproducible_mode()
+            .with_context(|| format!("{}: key `reproducible`", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A count flag: an integer >= 1.
@@ -229,6 +247,9 @@ pub enum BenchTarget {
     /// ResNet-20 training steps (batch 128) on a synthetic CIFAR-10: images/s with the
     /// background batch pipeline against batches made beforehand (--iterations steps).
     Cifar,
+    /// The cost of the reproducible mode: dense and SAP-100 forwards and Double DQN updates,
+    /// each round in a child with the default kernels and one in the reproducible mode.
+    Reproducible,
 }
 
 /// Runs a parsed command line.
@@ -243,8 +264,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             threads_per_job,
         } => {
             let m = Manifest::load(&manifest)?;
-            let dir =
-                experiment::prepare_run_dir(&manifest, &m, &RunOptions::new(out, run_id, resume))?;
+            // Children inherit the mode's environment.
+            enter_mode(&manifest, &m)?;
+            let dir = experiment::prepare_run_dir(
+                &manifest,
+                &m,
+                &RunOptions::new(out, run_id, resume, threads_per_job),
+            )?;
             let exe = std::env::current_exe().context("finding the sap executable")?;
             let opts =
                 crate::runner::LocalOptions::new(jobs as usize, threads_per_job as usize, exe);
@@ -256,7 +282,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             let plan = m.plan();
             let report = crate::runner::run_local(&manifest, &dir, &plan, &opts)?;
-            let collected = experiment::collect(&dir, &m)?;
+            let collected = experiment::collect(&dir, &m, false)?;
             print_collected(&collected);
             println!(
                 "{} cells run, {} already complete, {} failed ({} jobs x {} torch threads)",
@@ -297,12 +323,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             if progress_lines {
                 crate::progress::report_as_lines();
             }
-            tch::set_num_threads(threads as i32);
             let m = Manifest::load(&manifest)?;
+            // Before any tensor work: the mode's environment must be there from the start.
+            enter_mode(&manifest, &m)?;
+            tch::set_num_threads(threads as i32);
             if run_dir.join(experiment::files::RESOLVED).exists() {
                 experiment::check_run_dir(&run_dir, &m)?;
             } else {
-                experiment::create_run_dir(&manifest, &m, &run_dir)?;
+                experiment::create_run_dir(&manifest, &m, &run_dir, threads)?;
             }
             let plan = m.plan();
             let o = experiment::run_cell(&run_dir, &manifest, &m, &plan, cell)
@@ -324,8 +352,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             submit,
         } => {
             let m = Manifest::load(&manifest)?;
-            let dir =
-                experiment::prepare_run_dir(&manifest, &m, &RunOptions::new(out, run_id, resume))?;
+            // The run's provenance records the mode; array tasks enter it themselves.
+            enter_mode(&manifest, &m)?;
+            let dir = experiment::prepare_run_dir(
+                &manifest,
+                &m,
+                &RunOptions::new(out, run_id, resume, threads_per_job),
+            )?;
             let exe = std::env::current_exe().context("finding the sap executable")?;
             let opts = crate::slurm::SlurmOptions {
                 max_parallel,
@@ -385,9 +418,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", f.display());
             }
         }
-        Command::Collect { run_dir } => {
+        Command::Collect {
+            run_dir,
+            allow_mixed,
+        } => {
             let m = Manifest::load_run(&run_dir)?;
-            let c = experiment::collect(&run_dir, &m)?;
+            let c = experiment::collect(&run_dir, &m, allow_mixed)?;
             print_collected(&c);
             println!(
                 "{} of {} cells complete; tables in {}",
@@ -639,6 +675,31 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Bench {
+            target: BenchTarget::Reproducible,
+            rounds,
+            iterations,
+            child_mode,
+            ..
+        } => {
+            if rounds == 0 || iterations == 0 {
+                anyhow::bail!("--rounds and --iterations must be at least 1");
+            }
+            match child_mode {
+                Some(mode) => {
+                    if mode == crate::bench::reproducible::Mode::Reproducible {
+                        crate::provenance::enter_reproducible_mode()?;
+                    }
+                    crate::bench::reproducible::measure_child(iterations);
+                }
+                None => {
+                    crate::provenance::check_cpu_for_reproducible_mode()?;
+                    let exe = std::env::current_exe().context("finding the sap executable")?;
+                    let b = crate::bench::bench_reproducible(&exe, rounds, iterations)?;
+                    print_reproducible_bench(&b, rounds, iterations);
+                }
+            }
+        }
+        Command::Bench {
             target: BenchTarget::Defense,
             rounds,
             iterations,
@@ -651,6 +712,54 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the reproducible mode's cost: per workload the median rates of both modes and the
+/// time ratio's median and range over the rounds.
+fn print_reproducible_bench(b: &crate::bench::ReproducibleBench, rounds: u32, iterations: u32) {
+    let p = crate::provenance::Provenance::current(1);
+    println!(
+        "reproducible mode vs default kernels on {} ({}; default ATen kernels: {}), 1 torch \
+         thread, {iterations} batches (DDQN MLP: {} updates) per workload, {rounds} rounds, \
+         each a child process per mode",
+        p.cpu,
+        p.cpu_features,
+        p.aten_cpu_capability,
+        iterations * 4
+    );
+    println!(
+        "{:<58} {:>10} {:>12} {:>9} {:>17}",
+        "workload (items/s: images or updates)",
+        "default",
+        "reproducible",
+        "time x",
+        "range over rounds"
+    );
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    for (w, ratios) in b.time_ratios().into_iter().enumerate() {
+        let d = median(b.default.iter().map(|r| r[w]).collect());
+        let r = median(b.reproducible.iter().map(|r| r[w]).collect());
+        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        println!(
+            "{:<58} {:>10.1} {:>12.1} {:>9.3} {:>8.3}..{:<8.3}",
+            crate::bench::reproducible::WORKLOADS[w],
+            d,
+            r,
+            median(ratios),
+            lo,
+            hi
+        );
+    }
+    println!("time x = reproducible time / default time, median over rounds (> 1: slower)");
 }
 
 /// Prints what a run's tables hold: training lines, the random-policy summary, relative

@@ -25,6 +25,8 @@
 //! - [`runner`]: `sap run --jobs N`: cells as child processes with a live display.
 //! - [`slurm`]: sbatch array scripts, one task per cell.
 //! - [`progress`]: a progress bar on a terminal, log lines elsewhere.
+//! - [`provenance`]: what rows depend on beyond the manifest (CPU, kernels, versions,
+//!   threads, device), recorded per run and cell; the reproducible mode.
 //! - [`bench`]: throughput measurements printed as ratios.
 //! - [`cli`]: the `sap` command line.
 
@@ -42,6 +44,7 @@ pub mod metrics;
 pub mod nn;
 pub mod policy;
 pub mod progress;
+pub mod provenance;
 pub mod record;
 pub mod report;
 pub mod rl;

@@ -2,16 +2,19 @@
 //! timed tests: `sap bench env` (emulator and preprocessing), `sap bench defense`
 //! (defended forward passes and attacks), `sap bench ddqn` (actor-learner throughput) and
 //! `sap bench jobs` (cells per hour with one and with N local jobs) and `sap bench cifar`
-//! (ResNet-20 training with the batch pipeline against batches made beforehand).
+//! (ResNet-20 training with the batch pipeline against batches made beforehand) and
+//! `sap bench reproducible` (the cost of the reproducible mode).
 
 pub mod cifar;
 pub mod ddqn;
 pub mod defense;
 pub mod env;
 pub mod jobs;
+pub mod reproducible;
 
 pub use cifar::{bench_cifar, bench_cifar_eval, CifarBench, EvalRate};
 pub use ddqn::{bench_ddqn, DdqnBench};
 pub use defense::{bench_defense, DefenseBench};
 pub use env::{bench_env, EnvBench};
 pub use jobs::{bench_jobs, JobsBench};
+pub use reproducible::{bench_reproducible, ReproducibleBench};

@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::agent::AgentRow;
@@ -15,6 +15,7 @@ use super::cifar::{CifarEvalRow, CifarTrainRow};
 use super::robustness::ClassifierRow;
 use super::{cell_dir, files, is_done, summarize_episodes, EpisodeRow, SummaryRow};
 use crate::manifest::{CellKind, Manifest};
+use crate::provenance::{self, Provenance};
 use crate::record::{read_rows, write_atomic, write_table};
 use crate::stats::relative_reward;
 
@@ -250,8 +251,67 @@ pub fn relative_rows(
         .collect()
 }
 
-/// Merges the complete cells' files into the run's tables and writes the summaries.
-pub fn collect(run_dir: &Path, manifest: &Manifest) -> Result<Collected> {
+/// Checks that the complete cells `ids` were computed under the same settings that rows
+/// depend on ([`Provenance::rows_key`]); refuses a run that mixes them, or only warns with
+/// `allow_mixed`.
+fn check_provenance(run_dir: &Path, ids: &[String], allow_mixed: bool) -> Result<()> {
+    let mut groups: Vec<(Option<Provenance>, Vec<&str>)> = Vec::new();
+    for id in ids {
+        let p = Provenance::read(&cell_dir(run_dir, id).join(provenance::FILE))?;
+        let key = p.as_ref().map(Provenance::rows_key);
+        match groups
+            .iter_mut()
+            .find(|(g, _)| g.as_ref().map(Provenance::rows_key) == key)
+        {
+            Some((_, cells)) => cells.push(id),
+            None => groups.push((p, vec![id])),
+        }
+    }
+    if groups.len() <= 1 {
+        return Ok(());
+    }
+    let describe = |cells: &[&str]| {
+        let more = if cells.len() > 3 { ", ..." } else { "" };
+        format!(
+            "{} cells ({}{more})",
+            cells.len(),
+            cells[..cells.len().min(3)].join(", ")
+        )
+    };
+    let mut msg = format!(
+        "the complete cells of {} were computed under different settings that their rows \
+         depend on:\n  group 1: {}\n",
+        run_dir.display(),
+        describe(&groups[0].1)
+    );
+    for (i, (p, cells)) in groups.iter().enumerate().skip(1) {
+        let diff = match (&groups[0].0, p) {
+            (Some(a), Some(b)) => a.differences(b).join("; "),
+            _ => format!(
+                "one group has no {} (cells of an older sap)",
+                provenance::FILE
+            ),
+        };
+        msg += &format!(
+            "  group {}: {}, differs from group 1 in {diff}\n",
+            i + 1,
+            describe(cells)
+        );
+    }
+    if allow_mixed {
+        tracing::warn!("{msg}merging them anyway (--allow-mixed)");
+        return Ok(());
+    }
+    bail!(
+        "{msg}so their rows are not comparable. Rerun one group's cells under the other's \
+         settings (delete their folders under cells/ and resume), set reproducible = true in \
+         the manifest to run across CPU kinds, or pass --allow-mixed to merge anyway"
+    )
+}
+
+/// Merges the complete cells' files into the run's tables and writes the summaries. Cells
+/// computed under different settings that rows depend on are refused unless `allow_mixed`.
+pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result<Collected> {
     let plan = manifest.plan();
     let done: Vec<bool> = plan.iter().map(|c| is_done(run_dir, &c.id())).collect();
     let ids: Vec<String> = plan
@@ -260,6 +320,7 @@ pub fn collect(run_dir: &Path, manifest: &Manifest) -> Result<Collected> {
         .filter(|(_, d)| **d)
         .map(|(c, _)| c.id())
         .collect();
+    check_provenance(run_dir, &ids, allow_mixed)?;
     let mut out = Collected {
         cells: plan.len(),
         complete: ids.len(),

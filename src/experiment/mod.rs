@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::{CellKind, Manifest, PlanCell};
 use crate::progress::Progress;
+use crate::provenance::{self, Provenance};
 use crate::record::{read_rows, write_atomic, CsvAppender};
 use crate::stats::summarize;
 
@@ -175,15 +176,23 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// An existing run directory to resume (instead of `out` and `run_id`).
     pub resume: Option<PathBuf>,
+    /// torch threads of each cell (recorded in the run's provenance).
+    pub threads: u32,
 }
 
 impl RunOptions {
-    /// Options from the command line's `--out`, `--run-id` and `--resume`.
-    pub fn new(out: PathBuf, run_id: Option<String>, resume: Option<PathBuf>) -> Self {
+    /// Options from the command line's `--out`, `--run-id`, `--resume` and threads per cell.
+    pub fn new(
+        out: PathBuf,
+        run_id: Option<String>,
+        resume: Option<PathBuf>,
+        threads: u32,
+    ) -> Self {
         RunOptions {
             out,
             run_id,
             resume,
+            threads,
         }
     }
 }
@@ -233,6 +242,7 @@ pub fn prepare_run_dir(
 ) -> Result<PathBuf> {
     if let Some(dir) = &opts.resume {
         check_run_dir(dir, manifest)?;
+        warn_on_other_provenance(dir, opts.threads)?;
         return Ok(dir.clone());
     }
     let run_id = opts.run_id.clone().unwrap_or_else(timestamp_id);
@@ -242,19 +252,67 @@ pub fn prepare_run_dir(
     let dir = opts.out.join(&manifest.name).join(&run_id);
     if dir.join(files::RESOLVED).exists() {
         check_run_dir(&dir, manifest)?;
+        warn_on_other_provenance(&dir, opts.threads)?;
         return Ok(dir);
     }
-    create_run_dir(manifest_path, manifest, &dir)?;
+    create_run_dir(manifest_path, manifest, &dir, opts.threads)?;
     Ok(dir)
 }
 
-/// Creates run directory `dir` with the manifest's two copies.
-pub fn create_run_dir(manifest_path: &Path, manifest: &Manifest, dir: &Path) -> Result<()> {
+/// Creates run directory `dir` with the manifest's two copies and the provenance of this
+/// process for cells of `threads` torch threads.
+pub fn create_run_dir(
+    manifest_path: &Path,
+    manifest: &Manifest,
+    dir: &Path,
+    threads: u32,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let original = std::fs::read(manifest_path)
         .with_context(|| format!("reading {}", manifest_path.display()))?;
     write_atomic(&dir.join(files::MANIFEST), &original)?;
     write_atomic(&dir.join(files::RESOLVED), manifest.to_toml().as_bytes())?;
+    Provenance::current(threads).write(&dir.join(provenance::FILE))?;
+    Ok(())
+}
+
+/// Warns when a run is resumed under settings its rows depend on (another CPU kind, build,
+/// thread count or device) that differ from those it was started with.
+pub fn warn_on_other_provenance(dir: &Path, threads: u32) -> Result<()> {
+    let Some(recorded) = Provenance::read(&dir.join(provenance::FILE))? else {
+        return Ok(());
+    };
+    let diff = Provenance::current(threads).differences(&recorded);
+    if !diff.is_empty() {
+        tracing::warn!(
+            "resuming {} under other settings than it was started with (here vs there): {}; \
+             rows of cells finished here may differ from those finished there, and \
+             `sap collect` refuses to merge them",
+            dir.display(),
+            diff.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// Records the provenance of a cell's computation in its folder at its first start; a later
+/// start (a resume) under other settings is warned about, and the record keeps the first.
+fn record_cell_provenance(cell_dir: &Path, id: &str) -> Result<()> {
+    let path = cell_dir.join(provenance::FILE);
+    let here = Provenance::current(tch::get_num_threads().max(1) as u32);
+    match Provenance::read(&path)? {
+        None => here.write(&path)?,
+        Some(first) => {
+            let diff = here.differences(&first);
+            if !diff.is_empty() {
+                tracing::warn!(
+                    "cell {id} resumes under other settings than it started with (here vs \
+                     there): {}; its rows may mix both",
+                    diff.join("; ")
+                );
+            }
+        }
+    }
     Ok(())
 }
 
@@ -293,8 +351,15 @@ pub fn run_cell(
             bail!("cell {id} needs cell {dep_id}, which has not finished; run it first");
         }
     }
+    if manifest.reproducible && !provenance::in_reproducible_mode() {
+        bail!(
+            "the manifest sets reproducible = true but this process is not in the reproducible \
+             mode; run cells through `sap run` or `sap run-cell`, which enter it"
+        );
+    }
     let dir = cell_dir(run_dir, &id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    record_cell_provenance(&dir, &id)?;
     let manifest_dir = manifest_path.parent().unwrap_or(Path::new("."));
     let (work, outputs): (u64, Vec<&str>) = match &cell.kind {
         CellKind::Train(t) => {

@@ -123,6 +123,10 @@ pub struct Manifest {
     pub description: String,
     /// The seed every job uses unless it lists its own `seeds`.
     pub seed: u64,
+    /// Cells compute in the reproducible mode (see [`crate::provenance`]): the same rows on
+    /// any x86-64 CPU with AVX2, at some cost in speed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reproducible: bool,
     /// Double DQN training jobs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub train: Vec<TrainJob>,
@@ -333,6 +337,8 @@ struct RawManifest {
     description: String,
     seed: u64,
     #[serde(default)]
+    reproducible: bool,
+    #[serde(default)]
     train: Vec<train::RawTrainJob>,
     #[serde(default)]
     eval: Vec<RawEvalJob>,
@@ -511,6 +517,7 @@ impl Resolver<'_> {
             name: name.clone(),
             description: raw.description,
             seed: raw.seed,
+            reproducible: raw.reproducible,
             train,
             eval,
             robustness,

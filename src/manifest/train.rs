@@ -125,8 +125,9 @@ impl DdqnSettings {
                 eval_epsilon: 0.05,
                 hidden: Vec::new(),
             },
-            // Classic control: settings found to solve CartPole-v1 on 3 of 3 seeds within
-            // 40k agent steps (README), close to rl-baselines3-zoo's DQN CartPole entry.
+            // Classic control: settings that solve CartPole-v1 (an evaluation phase of 100
+            // greedy episodes with mean >= 195) within 40k agent steps on seeds 1-6 under
+            // three CPU kernel sets (README), close to rl-baselines3-zoo's DQN CartPole entry.
             None => Self {
                 batch_size: 64,
                 gamma: 0.99,

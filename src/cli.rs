@@ -506,6 +506,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     human(eval_passes)
                 );
             }
+            if m.reproducible {
+                println!(
+                    "reproducible mode: cells pin libtorch's kernels to AVX2 with deterministic \
+                     algorithms (the same rows on any x86-64 CPU with AVX2; slower)"
+                );
+            }
         }
         Command::Games => {
             println!(

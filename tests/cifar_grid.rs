@@ -391,7 +391,7 @@ fn an_adversarial_training_cell_killed_mid_epoch_resumes_with_the_same_next_epoc
 }
 
 #[test]
-fn dense_resnet20_passes_90_percent_on_the_synthetic_set_and_the_whole_grid_runs_end_to_end() {
+fn dense_resnet20_passes_75_percent_on_the_synthetic_set_and_the_whole_grid_runs_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let data = synthetic().display().to_string();
     let manifest = format!(
@@ -428,11 +428,15 @@ lambdas = [0, 4, 16]
     );
     let dir = tmp.path().join("results/grid/r");
 
-    // Training: one partial epoch row, over 90% of 2000 test images right.
+    // Training: one partial epoch row, at least 75% of 2000 test images right (chance: 10%).
+    // Measured after these 60 iterations on seeds 11, 12 and 13 with three kernel sets (the
+    // CPU's defaults, `MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=AVX2`, and ATen, oneDNN and
+    // MKL capped at SSE4.2): 1.0 in 8 of 9 runs and 0.8685 in one (seed 11, SSE4.2), so the
+    // margin holds on CPUs whose kernels round differently.
     let train = text(&dir.join("cifar_train.csv"));
     let last: Vec<&str> = train.lines().last().unwrap().split(',').collect();
     let test_accuracy: f64 = last[11].parse().unwrap();
-    assert!(test_accuracy >= 0.9, "{train}");
+    assert!(test_accuracy >= 0.75, "{train}");
 
     // Evaluation: 2 defenses x (1 clean + 3 attacks x 2 lambdas).
     let rows = text(&dir.join("cifar_eval.csv"));
@@ -468,7 +472,7 @@ lambdas = [0, 4, 16]
         lines[8]
     );
     let accuracy = |l: &str| field(l, 24).parse::<f64>().unwrap();
-    assert!(accuracy(lines[1]) >= 0.9, "{}", lines[1]);
+    assert!(accuracy(lines[1]) >= 0.75, "{}", lines[1]);
     assert!(
         accuracy(lines[7]) < accuracy(lines[1]),
         "EOT-PGD at 16 hurts"

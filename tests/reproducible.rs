@@ -366,3 +366,48 @@ fn a_reproducible_key_that_is_not_a_boolean_is_rejected_with_its_line() {
         "{err}"
     );
 }
+
+#[test]
+fn slurm_array_tasks_of_a_reproducible_manifest_compute_in_the_mode() {
+    if provenance::check_cpu_for_reproducible_mode().is_err() {
+        eprintln!("skipped: this CPU has no AVX2, which the reproducible mode needs");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("s.toml"),
+        "name = \"s\"\nseed = 1\nreproducible = true\n[[eval]]\nfamily = \"classic\"\n\
+         games = [\"CartPole\"]\npolicy = \"random\"\nepisodes = 1\n",
+    )
+    .unwrap();
+    let plan = common::ok(&["plan", "s.toml"], tmp.path());
+    assert!(plan.contains("reproducible mode"), "{plan}");
+    // What `sap slurm` writes, then what its array task runs, from a clean environment.
+    let out = sap_clean(
+        &["slurm", "s.toml", "--out", "res", "--run-id", "x"],
+        tmp.path(),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tmp.path().join("res/s/x");
+    assert!(provenance_of(&dir).reproducible);
+    let out = sap_clean(
+        &["run-cell", "s.toml", "--cell", "0", "--run-dir", "res/s/x"],
+        tmp.path(),
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cell = provenance_of(&dir.join("cells/eval-000-CartPole-none-random-s1"));
+    assert!(cell.reproducible && cell.deterministic, "{cell:?}");
+    assert_eq!(cell.aten_cpu_capability, "AVX2");
+}

@@ -101,6 +101,19 @@ fn sap_clean(args: &[&str], cwd: &Path) -> Command {
     c
 }
 
+/// Runs [`sap_clean`] to completion and asserts success.
+fn ok_clean(args: &[&str], cwd: &Path, envs: &[(&str, &str)]) {
+    let out = sap_clean(args, cwd)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sap {args:?} with {envs:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs the manifest (reproducible or not) with kernels capped at `isa`; returns the run
 /// directory.
 fn run_capped(root: &Path, reproducible: bool, isa: &str) -> PathBuf {
@@ -108,7 +121,7 @@ fn run_capped(root: &Path, reproducible: bool, isa: &str) -> PathBuf {
     let path = root.join(format!("{id}.toml"));
     let text = MANIFEST.replace("MODE", if reproducible { "true" } else { "false" });
     std::fs::write(&path, text).unwrap();
-    let out = sap_clean(
+    ok_clean(
         &[
             "run",
             path.to_str().unwrap(),
@@ -120,14 +133,7 @@ fn run_capped(root: &Path, reproducible: bool, isa: &str) -> PathBuf {
             "2",
         ],
         root,
-    )
-    .envs(cpu_caps(isa))
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{id}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        &cpu_caps(isa),
     );
     root.join("res/repro").join(id)
 }
@@ -383,29 +389,18 @@ fn slurm_array_tasks_of_a_reproducible_manifest_compute_in_the_mode() {
     let plan = common::ok(&["plan", "s.toml"], tmp.path());
     assert!(plan.contains("reproducible mode"), "{plan}");
     // What `sap slurm` writes, then what its array task runs, from a clean environment.
-    let out = sap_clean(
+    let root = tmp.path();
+    ok_clean(
         &["slurm", "s.toml", "--out", "res", "--run-id", "x"],
-        tmp.path(),
-    )
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        root,
+        &[],
     );
-    let dir = tmp.path().join("res/s/x");
+    let dir = root.join("res/s/x");
     assert!(provenance_of(&dir).reproducible);
-    let out = sap_clean(
+    ok_clean(
         &["run-cell", "s.toml", "--cell", "0", "--run-dir", "res/s/x"],
-        tmp.path(),
-    )
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        root,
+        &[],
     );
     let cell = provenance_of(&dir.join("cells/eval-000-CartPole-none-random-s1"));
     assert!(cell.reproducible && cell.deterministic, "{cell:?}");

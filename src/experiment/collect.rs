@@ -305,7 +305,9 @@ fn check_provenance(run_dir: &Path, ids: &[String], allow_mixed: bool) -> Result
     bail!(
         "{msg}so their rows are not comparable. Rerun one group's cells under the other's \
          settings (delete their folders under cells/ and resume), set reproducible = true in \
-         the manifest to run across CPU kinds, or pass --allow-mixed to merge anyway"
+         the manifest to run across CPU kinds, or merge anyway with `sap collect {} \
+         --allow-mixed`",
+        run_dir.display()
     )
 }
 

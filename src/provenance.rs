@@ -312,22 +312,17 @@ impl Provenance {
     }
 
     /// The settings rows depend on that differ between `self` and `other`, one line each:
-    /// `key: ours vs theirs`.
+    /// `key: ours vs theirs`. Keys that only one side's mode compares (the CPU outside the
+    /// reproducible mode) are left out: the `reproducible` line already tells them apart.
     pub fn differences(&self, other: &Provenance) -> Vec<String> {
         let theirs = other.rows_key();
-        let mut out = Vec::new();
-        for (k, v) in self.rows_key() {
-            match theirs.iter().find(|(tk, _)| *tk == k) {
-                Some((_, tv)) if *tv == v => {}
-                Some((_, tv)) => out.push(format!("{k}: {v:?} vs {tv:?}")),
-                None => out.push(format!("{k}: {v:?} vs (not compared)")),
-            }
-        }
-        // One side reproducible, the other not: the CPU is compared on one side only.
-        if self.reproducible != other.reproducible && self.cpu != other.cpu {
-            out.push(format!("cpu: {:?} vs {:?}", self.cpu, other.cpu));
-        }
-        out
+        self.rows_key()
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let (_, tv) = theirs.iter().find(|(tk, _)| *tk == k)?;
+                (*tv != v).then(|| format!("{k}: {v:?} vs {tv:?}"))
+            })
+            .collect()
     }
 
     /// Writes the record atomically.

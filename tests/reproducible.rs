@@ -153,6 +153,15 @@ fn table(dir: &Path, name: &str) -> String {
         .join("\n")
 }
 
+/// Whether this CPU can run the reproducible mode; says so on stderr when it cannot.
+fn cpu_has_avx2() -> bool {
+    let ok = provenance::check_cpu_for_reproducible_mode().is_ok();
+    if !ok {
+        eprintln!("skipped: this CPU has no AVX2, which the reproducible mode needs");
+    }
+    ok
+}
+
 fn provenance_of(dir: &Path) -> Provenance {
     Provenance::read(&dir.join(provenance::FILE))
         .unwrap()
@@ -161,8 +170,7 @@ fn provenance_of(dir: &Path) -> Provenance {
 
 #[test]
 fn reproducible_mode_gives_identical_tables_whatever_instruction_set_the_kernels_are_capped_at() {
-    if provenance::check_cpu_for_reproducible_mode().is_err() {
-        eprintln!("skipped: this CPU has no AVX2, which the reproducible mode needs");
+    if !cpu_has_avx2() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -375,8 +383,7 @@ fn a_reproducible_key_that_is_not_a_boolean_is_rejected_with_its_line() {
 
 #[test]
 fn slurm_array_tasks_of_a_reproducible_manifest_compute_in_the_mode() {
-    if provenance::check_cpu_for_reproducible_mode().is_err() {
-        eprintln!("skipped: this CPU has no AVX2, which the reproducible mode needs");
+    if !cpu_has_avx2() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

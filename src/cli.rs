@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::env::{ale::action_counts, ClassicEnv, ClassicGame, Environment, Game};
@@ -45,17 +45,19 @@ pub enum Command {
         jobs: u32,
         /// torch threads of each cell. Rows depend on it (torch's reductions round
         /// differently with other counts), never on --jobs; keep jobs x threads <= cores.
-        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+        #[arg(long, default_value_t = 1, value_parser = thread_count)]
         threads_per_job: u32,
     },
     /// Run one cell of a manifest in this process (what `sap run` children and Slurm array
     /// tasks do).
     #[command(
-        after_help = "Example:\n  sap run-cell experiments/quickstart.toml --cell 3 --run-dir results/quickstart/first"
+        after_help = "Examples:\n  sap run-cell --cell 3 --run-dir results/quickstart/first\n  \
+                      sap run-cell experiments/quickstart.toml --cell 3 --run-dir results/quickstart/new   # starts the run directory"
     )]
     RunCell {
-        /// The manifest (TOML).
-        manifest: PathBuf,
+        /// The manifest (TOML), needed only to start a new run directory: an existing one is
+        /// run from its own copy (`manifest.resolved.toml`).
+        manifest: Option<PathBuf>,
         /// The cell's number (`sap plan` lists them).
         #[arg(long)]
         cell: usize,
@@ -64,7 +66,7 @@ pub enum Command {
         run_dir: PathBuf,
         /// torch threads of the cell (rows depend on it; `sap run` and Slurm scripts pass
         /// theirs).
-        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+        #[arg(long, default_value_t = 1, value_parser = thread_count)]
         threads: u32,
         /// Report progress as `@progress` lines on stdout (for `sap run`).
         #[arg(long)]
@@ -92,11 +94,12 @@ pub enum Command {
         #[arg(long, default_value_t = 8, value_parser = at_least_one)]
         max_parallel: u32,
         /// torch threads of each cell (rows depend on it; the same as `sap run`'s
-        /// --threads-per-job gives the same rows).
-        #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+        /// --threads-per-job gives the same rows). At most 1024: the nodes' cores, not this
+        /// machine's, bound it; each task checks its own node.
+        #[arg(long, default_value_t = 1, value_parser = node_thread_count)]
         threads_per_job: u32,
         /// CPUs per task (default: --threads-per-job).
-        #[arg(long, value_parser = at_least_one)]
+        #[arg(long, value_parser = node_thread_count)]
         cpus_per_task: Option<u32>,
         /// Time limit per task, e.g. 2-00:00:00.
         #[arg(long)]
@@ -222,11 +225,83 @@ fn enter_mode(path: &std::path::Path, m: &Manifest) -> Result<()> {
     Ok(())
 }
 
+/// The manifest a `run-cell` runs and the folder its relative paths start from: an existing
+/// run directory's own copy (a `manifest` given too is only compared, with a warning when it
+/// has changed since), or else `manifest`, which starts the run directory.
+fn cell_manifest(
+    manifest: Option<&std::path::Path>,
+    run_dir: &std::path::Path,
+) -> Result<(Manifest, PathBuf)> {
+    if run_dir.join(experiment::files::RESOLVED).exists() {
+        let m = Manifest::load_run(run_dir)?;
+        let recorded = experiment::manifest_folder(run_dir)?;
+        if let Some(path) = manifest {
+            let same = Manifest::load(path).is_ok_and(|given| given.to_toml() == m.to_toml());
+            if !same {
+                tracing::warn!(
+                    "{} differs from (or no longer resolves like) the manifest {} was started \
+                     with; the cell runs the run directory's copy",
+                    path.display(),
+                    run_dir.display()
+                );
+            }
+        }
+        let folder = recorded
+            .or_else(|| manifest.map(folder_of))
+            .unwrap_or_else(|| PathBuf::from("."));
+        return Ok((m, folder));
+    }
+    let Some(path) = manifest else {
+        bail!(
+            "{} is not a run directory (no {}); give the manifest to start one: sap run-cell \
+             MANIFEST --cell N --run-dir {}",
+            run_dir.display(),
+            experiment::files::RESOLVED,
+            run_dir.display()
+        );
+    };
+    let m = Manifest::load(path)?;
+    Ok((m, folder_of(path)))
+}
+
+/// The folder holding `path` (`.` for a bare file name).
+fn folder_of(path: &std::path::Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// A count flag: an integer >= 1.
 fn at_least_one(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("`{s}` is not allowed; allowed: an integer >= 1")),
+    }
+}
+
+/// A torch thread count: 1 to 4 x this machine's cores (more only slows a cell down, and
+/// huge counts crash torch).
+fn thread_count(s: &str) -> Result<u32, String> {
+    let n = at_least_one(s)?;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as u32;
+    let max = 4 * cores;
+    if n > max {
+        return Err(format!(
+            "`{s}` is not allowed; allowed: 1..={max} torch threads (4 x this machine's {cores} \
+             cores)"
+        ));
+    }
+    Ok(n)
+}
+
+/// A torch thread count for cluster nodes, whose cores this machine cannot know: 1..=1024.
+fn node_thread_count(s: &str) -> Result<u32, String> {
+    match at_least_one(s)? {
+        n if n <= 1024 => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not allowed; allowed: 1..=1024 (threads or CPUs of one task on one node)"
+        )),
     }
 }
 
@@ -281,10 +356,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             let plan = m.plan();
-            let report = crate::runner::run_local(&manifest, &dir, &plan, &opts)?;
+            let report = crate::runner::run_local(&dir, &plan, &opts)?;
             let collected = experiment::collect(&dir, &m, false)?;
             print_collected(&collected);
-            println!(
+            crate::outln!(
                 "{} cells run, {} already complete, {} failed ({} jobs x {} torch threads)",
                 report.ran,
                 report.already_done,
@@ -292,17 +367,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 opts.jobs,
                 opts.threads_per_job
             );
-            println!("results in {}", dir.display());
+            crate::outln!("results in {}", dir.display());
             if !report.failed.is_empty() {
                 for f in &report.failed {
-                    eprintln!(
+                    crate::errln!(
                         "error: cell {}: {} (log: {})",
                         f.id,
                         f.message,
                         f.log.display()
                     );
                 }
-                eprintln!(
+                crate::errln!(
                     "error: {} of {} cells did not complete; fix the cause and resume with \
                      `sap run {} --resume {}`",
                     report.failed.len(),
@@ -323,19 +398,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             if progress_lines {
                 crate::progress::report_as_lines();
             }
-            let m = Manifest::load(&manifest)?;
-            // Before any tensor work: the mode's environment must be there from the start.
-            enter_mode(&manifest, &m)?;
-            tch::set_num_threads(threads as i32);
-            if run_dir.join(experiment::files::RESOLVED).exists() {
-                experiment::check_run_dir(&run_dir, &m)?;
-            } else {
-                experiment::create_run_dir(&manifest, &m, &run_dir, threads)?;
-            }
+            let (m, folder) = cell_manifest(manifest.as_deref(), &run_dir)?;
             let plan = m.plan();
-            let o = experiment::run_cell(&run_dir, &manifest, &m, &plan, cell)
+            if cell >= plan.len() {
+                bail!(
+                    "--cell {cell} is out of range; allowed: 0..={} (`sap plan` lists the cells)",
+                    plan.len().saturating_sub(1)
+                );
+            }
+            // Before any tensor work: the mode's environment must be there from the start.
+            let origin = manifest
+                .clone()
+                .unwrap_or_else(|| run_dir.join(experiment::files::RESOLVED));
+            enter_mode(&origin, &m)?;
+            tch::set_num_threads(threads as i32);
+            if !run_dir.join(experiment::files::RESOLVED).exists() {
+                experiment::create_run_dir(&origin, &m, &run_dir, threads)?;
+            }
+            let o = experiment::run_cell(&run_dir, &folder, &m, &plan, cell)
                 .with_context(|| format!("cell {cell}"))?;
-            println!("{}: complete ({} new)", o.id, o.work);
+            crate::outln!("{}: complete ({} new)", o.id, o.work);
         }
         Command::Slurm {
             manifest,
@@ -373,7 +455,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let scripts =
                 crate::slurm::write_scripts(&exe, &manifest, &m.name, &dir, &plan, &opts)?;
             for s in &scripts {
-                println!(
+                crate::outln!(
                     "{}: cells {}..={} ({} array tasks, at most {max_parallel} at once)",
                     s.path.display(),
                     s.first,
@@ -388,12 +470,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             if submit {
                 for (s, id) in scripts.iter().zip(crate::slurm::submit(&scripts)?) {
-                    println!("submitted job {id}: {}", s.path.display());
+                    crate::outln!("submitted job {id}: {}", s.path.display());
                 }
             } else {
-                println!("submit with: bash {}", submit_path.display());
+                crate::outln!("submit with: bash {}", submit_path.display());
             }
-            println!(
+            crate::outln!(
                 "when the arrays are done: sap collect {}   (sap run {} --resume {} runs what is \
                  left locally)",
                 dir.display(),
@@ -405,7 +487,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::data::cifar::synthesize(&dir, seed)?;
             let train = crate::data::cifar::load(&dir, crate::data::cifar::Split::Train)?;
             let test = crate::data::cifar::load(&dir, crate::data::cifar::Split::Test)?;
-            println!(
+            crate::outln!(
                 "{}: {} training and {} test images in the CIFAR-10 binary format",
                 dir.display(),
                 train.len(),
@@ -415,7 +497,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report { run_dir } => {
             let r = crate::report::write_report(&run_dir)?;
             for f in &r.files {
-                println!("{}", f.display());
+                crate::outln!("{}", f.display());
             }
         }
         Command::Collect {
@@ -425,7 +507,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let m = Manifest::load_run(&run_dir)?;
             let c = experiment::collect(&run_dir, &m, allow_mixed)?;
             print_collected(&c);
-            println!(
+            crate::outln!(
                 "{} of {} cells complete; tables in {}",
                 c.complete,
                 c.cells,
@@ -436,7 +518,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let m = Manifest::load(&manifest)?;
             let plan = m.plan();
             let count = |f: fn(&CellKind) -> bool| plan.iter().filter(|c| f(&c.kind)).count();
-            println!(
+            crate::outln!(
                 "{}: ok ({} train cells, {} eval cells, {} agent cells, {} robustness cells, {} \
                  cifar train cells, {} cifar eval cells)",
                 manifest.display(),
@@ -449,7 +531,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             );
         }
         Command::Plan { manifest } => {
-            let m = Manifest::load(&manifest)?;
+            let (m, warnings) = Manifest::load_for_plan(&manifest)?;
+            for w in &warnings {
+                tracing::warn!("{w}\n(`sap plan` lists the cells anyway; `sap validate` and `sap run` refuse the manifest until this is fixed)");
+            }
             let plan = m.plan();
             let (mut train_frames, mut eval_frames) = (0u64, 0u64);
             let (mut train_images, mut eval_passes) = (0u64, 0u64);
@@ -480,11 +565,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     }
                     _ => {}
                 }
-                println!("{:>4}  {}: {}{cost}{deps}", c.index, c.id(), c.describe(&m));
+                crate::outln!("{:>4}  {}: {}{cost}{deps}", c.index, c.id(), c.describe(&m));
             }
             let train = plan.iter().filter(|c| c.stage() == Stage::Train).count();
             if plan.iter().any(|c| c.frames_bound().is_some()) {
-                println!(
+                crate::outln!(
                     "{} cells: {train} training (<= {} frames), {} evaluation (<= {} frames; \
                      bounds assume every episode runs to its frame cap)",
                     plan.len(),
@@ -493,38 +578,41 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     human(eval_frames)
                 );
             } else {
-                println!(
+                crate::outln!(
                     "{} cells: {train} training, {} evaluation",
                     plan.len(),
                     plan.len() - train
                 );
             }
             if train_images + eval_passes > 0 {
-                println!(
+                crate::outln!(
                     "CIFAR-10: {} training images (SGD passes), {} image passes in evaluation",
                     human(train_images),
                     human(eval_passes)
                 );
             }
             if m.reproducible {
-                println!(
+                crate::outln!(
                     "reproducible mode: cells pin libtorch's kernels to AVX2 with deterministic \
                      algorithms (the same rows on any x86-64 CPU with AVX2; slower)"
                 );
             }
         }
         Command::Games => {
-            println!(
+            crate::outln!(
                 "{:<8} {:<18} {:>7} {:>5}",
-                "family", "game", "minimal", "full"
+                "family",
+                "game",
+                "minimal",
+                "full"
             );
             for game in Game::all() {
                 let (minimal, full) = action_counts(game)?;
-                println!("{:<8} {:<18} {minimal:>7} {full:>5}", "atari", game.name());
+                crate::outln!("{:<8} {:<18} {minimal:>7} {full:>5}", "atari", game.name());
             }
             for game in ClassicGame::ALL {
                 let n = ClassicEnv::new(game).num_actions();
-                println!("{:<8} {:<18} {n:>7} {n:>5}", "classic", game.name());
+                crate::outln!("{:<8} {:<18} {n:>7} {n:>5}", "classic", game.name());
             }
         }
         Command::Bench {
@@ -550,13 +638,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             if frames == 0 || rounds == 0 {
                 anyhow::bail!("--frames and --rounds must be at least 1");
             }
-            println!("env pipeline vs bare ALE, one thread, {frames} frames x {rounds} rounds (best kept)");
-            println!(
+            crate::outln!("env pipeline vs bare ALE, one thread, {frames} frames x {rounds} rounds (best kept)");
+            crate::outln!(
                 "{:<14} {:>14} {:>16} {:>7}",
-                "game", "bare frames/s", "pipeline fr/s", "ratio"
+                "game",
+                "bare frames/s",
+                "pipeline fr/s",
+                "ratio"
             );
             for b in crate::bench::bench_env(&games, frames, rounds)? {
-                println!(
+                crate::outln!(
                     "{:<14} {:>14.0} {:>16.0} {:>7.3}",
                     b.game.name(),
                     b.bare_fps,
@@ -601,17 +692,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             let exe = std::env::current_exe().context("finding the sap executable")?;
             let (one, many) = crate::bench::bench_jobs(&exe, jobs as usize, rounds, cap)?;
-            println!(
+            crate::outln!(
                 "local runner: fixed grid of {} cells (Pong, Breakout; dense and SAP-100 under \
                  FGSM, lambda 0 and 4; 2 episodes of <= {cap} frames), best of {rounds} rounds",
                 one.cells
             );
-            println!(
+            crate::outln!(
                 "{:<8} {:>14} {:>10} {:>12}",
-                "jobs", "torch threads", "seconds", "cells/hour"
+                "jobs",
+                "torch threads",
+                "seconds",
+                "cells/hour"
             );
             for b in [&one, &many] {
-                println!(
+                crate::outln!(
                     "{:<8} {:>14} {:>10.1} {:>12.0}",
                     b.jobs,
                     b.threads_per_job,
@@ -619,7 +713,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     b.cells_per_hour()
                 );
             }
-            println!(
+            crate::outln!(
                 "cells/hour with --jobs {} / with --jobs 1 = {:.3}",
                 many.jobs,
                 many.cells_per_hour() / one.cells_per_hour()
@@ -637,7 +731,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 anyhow::bail!("--rounds and --iterations must be at least 1");
             }
             let b = crate::bench::bench_cifar(iterations as usize, rounds, workers as usize)?;
-            println!(
+            crate::outln!(
                 "ResNet-20 training, batch {}, SGD momentum 0.9, on {:?} with {} torch threads; \
                  {} batch threads (crop + flip); {iterations} steps x {rounds} rounds, best kept",
                 b.batch,
@@ -645,32 +739,37 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 b.torch_threads,
                 b.workers
             );
-            println!("{:<36} {:>10}", "measurement", "images/s");
-            println!(
+            crate::outln!("{:<36} {:>10}", "measurement", "images/s");
+            crate::outln!(
                 "{:<36} {:>10.1}",
-                "model only (batches made beforehand)", b.model_only_images_per_s
+                "model only (batches made beforehand)",
+                b.model_only_images_per_s
             );
-            println!(
+            crate::outln!(
                 "{:<36} {:>10.1}",
-                "with the batch pipeline", b.pipeline_images_per_s
+                "with the batch pipeline",
+                b.pipeline_images_per_s
             );
-            println!(
+            crate::outln!(
                 "pipeline-on / model-only = {:.3}   (target >= 0.95: the model never waits for data)",
                 b.ratio()
             );
             if eval_images > 0 {
                 let rates = crate::bench::bench_cifar_eval(eval_images as usize, 100, rounds)?;
-                println!(
+                crate::outln!(
                     "\nResNet-20 evaluation (untrained weights), {eval_images} test images in \
                      batches of 100, FGSM lambda 8; {rounds} rounds, best kept"
                 );
-                println!(
+                crate::outln!(
                     "{:<52} {:>7} {:>10} {:>9}",
-                    "setting", "passes", "images/s", "vs dense"
+                    "setting",
+                    "passes",
+                    "images/s",
+                    "vs dense"
                 );
                 let dense = rates[0].images_per_s;
                 for r in &rates {
-                    println!(
+                    crate::outln!(
                         "{:<52} {:>7} {:>10.1} {:>9.3}",
                         r.what,
                         r.passes_per_image,
@@ -724,7 +823,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// time ratio's median and range over the rounds.
 fn print_reproducible_bench(b: &crate::bench::ReproducibleBench, rounds: u32, iterations: u32) {
     let p = crate::provenance::Provenance::current(1);
-    println!(
+    crate::outln!(
         "reproducible mode vs default kernels on {} ({}; default ATen kernels: {}), 1 torch \
          thread, {iterations} batches (DDQN MLP: {} updates) per workload, {rounds} rounds, \
          each a child process per mode",
@@ -733,7 +832,7 @@ fn print_reproducible_bench(b: &crate::bench::ReproducibleBench, rounds: u32, it
         p.aten_cpu_capability,
         iterations * 4
     );
-    println!(
+    crate::outln!(
         "{:<58} {:>10} {:>12} {:>9} {:>17}",
         "workload (items/s: images or updates)",
         "default",
@@ -755,7 +854,7 @@ fn print_reproducible_bench(b: &crate::bench::ReproducibleBench, rounds: u32, it
         let r = median(b.reproducible.iter().map(|r| r[w]).collect());
         let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        println!(
+        crate::outln!(
             "{:<58} {:>10.1} {:>12.1} {:>9.3} {:>8.3}..{:<8.3}",
             crate::bench::reproducible::WORKLOADS[w],
             d,
@@ -765,7 +864,7 @@ fn print_reproducible_bench(b: &crate::bench::ReproducibleBench, rounds: u32, it
             hi
         );
     }
-    println!("time x = reproducible time / default time, median over rounds (> 1: slower)");
+    crate::outln!("time x = reproducible time / default time, median over rounds (> 1: slower)");
 }
 
 /// Prints what a run's tables hold: training lines, the random-policy summary, relative
@@ -776,33 +875,39 @@ fn print_collected(c: &experiment::Collected) {
             .last_eval_mean
             .map_or("-".to_owned(), |m| format!("{m:.2}"));
         let state = if t.done { "" } else { " (incomplete)" };
-        println!(
+        crate::outln!(
             "{}{state}: {} training games up to agent step {}, last evaluation mean return {eval}",
-            t.cell, t.games, t.last_step
+            t.cell,
+            t.games,
+            t.last_step
         );
     }
     if !c.summary.is_empty() {
-        println!("{}", summary_table(&c.summary));
+        crate::outln!("{}", summary_table(&c.summary));
     }
     if !c.relative.is_empty() {
-        println!("{}", relative_table(&c.relative));
+        crate::outln!("{}", relative_table(&c.relative));
     }
     if !c.classifier.is_empty() {
-        println!("{}", classifier_table(&c.classifier));
+        crate::outln!("{}", classifier_table(&c.classifier));
     }
     for (id, done, last) in &c.cifar_training {
         let state = if *done { "" } else { " (incomplete)" };
         match last {
-            Some(r) => println!(
+            Some(r) => crate::outln!(
                 "{id}{state}: epoch {} (iteration {}), loss {:.4}, train accuracy {:.4}, test \
                  accuracy {:.4}",
-                r.epoch, r.iteration, r.loss, r.train_accuracy, r.test_accuracy
+                r.epoch,
+                r.iteration,
+                r.loss,
+                r.train_accuracy,
+                r.test_accuracy
             ),
-            None => println!("{id}{state}: no epoch finished"),
+            None => crate::outln!("{id}{state}: no epoch finished"),
         }
     }
     if !c.cifar.is_empty() {
-        println!("{}", cifar_table(&c.cifar));
+        crate::outln!("{}", cifar_table(&c.cifar));
     }
 }
 
@@ -876,12 +981,14 @@ pub fn relative_table(rows: &[experiment::RelativeRow]) -> String {
 
 fn print_ddqn_bench(b: &crate::bench::DdqnBench) {
     let c = &b.config;
-    println!(
+    crate::outln!(
         "Double DQN on Pong (dopamine-v5), Nature CNN, batch 32, 1 update per 4 agent steps, \
          CPU; {} actors x {} envs, {} learner torch threads, 1 per actor",
-        c.actors, c.envs_per_actor, c.learner_threads
+        c.actors,
+        c.envs_per_actor,
+        c.learner_threads
     );
-    println!("{:<44} {:>12}", "measurement", "rate");
+    crate::outln!("{:<44} {:>12}", "measurement", "rate");
     for (what, v) in [
         ("learner only, updates/s", b.learner_updates_per_s),
         (
@@ -894,18 +1001,18 @@ fn print_ddqn_bench(b: &crate::bench::DdqnBench) {
         ),
         ("end to end, agent steps/s", b.end_to_end_steps_per_s),
     ] {
-        println!("{what:<44} {v:>12.1}");
+        crate::outln!("{what:<44} {v:>12.1}");
     }
-    println!(
+    crate::outln!(
         "end-to-end / (4 x learner-only) = {:.3}   (target >= 0.85: the learner is never \
          starved)",
         b.ratio()
     );
-    println!(
+    crate::outln!(
         "local copies / batched inference = {:.3}",
         b.actor_steps_per_s / b.batched_inference_steps_per_s
     );
-    println!(
+    crate::outln!(
         "replay: {:.1} bytes per stored transition ({:.4} x one 84x84 frame)",
         b.bytes_per_transition,
         b.bytes_per_transition / 7056.0
@@ -913,20 +1020,24 @@ fn print_ddqn_bench(b: &crate::bench::DdqnBench) {
 }
 
 fn print_defense_bench(rounds: u32, iterations: u32) {
-    println!(
+    crate::outln!(
         "defended networks on {:?}, {} torch threads, {iterations} batches x {rounds} rounds \
          (best kept)",
         tch::Device::cuda_if_available(),
         tch::get_num_threads()
     );
-    println!(
+    crate::outln!(
         "{:<11} {:>5}  {:<34} {:>10} {:>12}",
-        "network", "batch", "workload", "images/s", "time/dense"
+        "network",
+        "batch",
+        "workload",
+        "images/s",
+        "time/dense"
     );
     for b in crate::bench::bench_defense(rounds, iterations) {
         for (w, ips) in &b.rows {
             let ratio = b.time_ratio(*w).map_or("-".into(), |r| format!("{r:.3}"));
-            println!(
+            crate::outln!(
                 "{:<11} {:>5}  {:<34} {:>10.1} {:>12}",
                 b.arch.name(),
                 b.batch,
@@ -936,7 +1047,7 @@ fn print_defense_bench(rounds: u32, iterations: u32) {
             );
         }
     }
-    println!("targets: SAP-100 exact forward time/dense <= 1.5; independent <= 1.3");
+    crate::outln!("targets: SAP-100 exact forward time/dense <= 1.5; independent <= 1.3");
 }
 
 /// A frame count with a unit: 950, 12.3k, 4.5M, 1.2G.

@@ -35,6 +35,7 @@
 pub mod attack;
 pub mod bench;
 pub mod cli;
+pub mod console;
 pub mod data;
 pub mod defense;
 pub mod env;

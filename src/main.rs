@@ -20,10 +20,17 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = sap_harness::cli::Cli::parse();
-    match sap_harness::cli::run(cli) {
+    let code = match sap_harness::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            sap_harness::errln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    };
+    match sap_harness::console::finish() {
+        None => code,
+        Some(e) => {
+            sap_harness::errln!("error: writing to standard output: {e}");
             ExitCode::FAILURE
         }
     }

@@ -51,18 +51,64 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RecordError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
-/// renamed over `path`.
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, renamed
+/// over `path`, then the folder synced so the rename survives a crash. On failure the
+/// temporary file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RecordError> {
+    write_atomic_with(path, |tmp| {
+        let mut f = File::create(tmp)?;
+        f.write_all(bytes)
+    })
+}
+
+/// The temporary name [`write_atomic_with`] writes `path` under first.
+fn temporary_name(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_err(path))
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Has `write` create a temporary file beside `path`, then syncs it, renames it over `path`
+/// and syncs the folder. On failure the temporary file is removed and the error names the
+/// file.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(), RecordError> {
+    let tmp = temporary_name(path);
+    let result = write(&tmp)
+        .and_then(|()| File::open(&tmp)?.sync_all())
+        .map_err(io_err(&tmp))
+        .and_then(|()| fs::rename(&tmp, path).map_err(io_err(path)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    sync_folder(path)
+}
+
+/// Syncs the folder holding `path`, so a rename or a new file in it survives a crash.
+pub fn sync_folder(path: &Path) -> Result<(), RecordError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// What is wrong with `path` as a file to read: it does not exist, is a folder, or is not a
+/// regular file (a device, FIFO or socket); `None` for a regular file.
+pub fn not_a_file(path: &Path) -> Option<&'static str> {
+    match fs::metadata(path) {
+        Err(_) => Some("does not exist"),
+        Ok(m) if m.is_dir() => Some("is a folder, not a file"),
+        Ok(m) if !m.is_file() => Some("is not a regular file (a device, FIFO or socket)"),
+        Ok(_) => None,
+    }
 }
 
 /// Serialises rows to CSV text with a header.

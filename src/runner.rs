@@ -88,7 +88,10 @@ fn failure_message(log: &Path, status: &str) -> String {
     }
     match text.lines().rev().find(|l| !l.trim().is_empty()) {
         Some(last) => format!("{status}; last log line: {last}"),
-        None => status.to_owned(),
+        None => format!(
+            "{status}; its log is empty (could it be written? a full disk loses a cell's \
+             error message)"
+        ),
     }
 }
 
@@ -199,7 +202,6 @@ impl Display {
 /// to the cell's log.
 fn spawn(
     opts: &LocalOptions,
-    manifest_path: &Path,
     run_dir: &Path,
     cell: &PlanCell,
     lines: &crossbeam::channel::Sender<(usize, ProgressLine)>,
@@ -213,8 +215,9 @@ fn spawn(
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let mut cmd = Command::new(&opts.exe);
+    // The child reads the run directory's copy of the manifest, never the user's file, which
+    // may change (or be a pipe) while the run goes on.
     cmd.arg("run-cell")
-        .arg(manifest_path)
         .arg("--cell")
         .arg(cell.index.to_string())
         .arg("--run-dir")
@@ -253,12 +256,7 @@ fn spawn(
 
 /// Runs every incomplete cell of `plan` as a child process, `opts.jobs` at a time, in plan
 /// order as their dependencies allow.
-pub fn run_local(
-    manifest_path: &Path,
-    run_dir: &Path,
-    plan: &[PlanCell],
-    opts: &LocalOptions,
-) -> Result<LocalReport> {
+pub fn run_local(run_dir: &Path, plan: &[PlanCell], opts: &LocalOptions) -> Result<LocalReport> {
     let mut report = LocalReport::default();
     let mut states: Vec<State> = plan
         .iter()
@@ -310,7 +308,7 @@ pub fn run_local(
                     .iter()
                     .all(|&d| matches!(states[d], State::Done));
             if ready {
-                let child = spawn(opts, manifest_path, run_dir, &plan[i], &tx)?;
+                let child = spawn(opts, run_dir, &plan[i], &tx)?;
                 display.started(i, &plan[i].id());
                 states[i] = State::Running(child, Instant::now());
                 slots -= 1;

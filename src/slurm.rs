@@ -1,8 +1,9 @@
 //! Slurm: sbatch array scripts for a manifest's plan. One array task per cell, at most
 //! `max_parallel` running at once (`%` limit); the evaluation arrays start after the
 //! training array (`afterany`: an evaluation whose training failed stops at once with that
-//! reason, the others run). Every task runs `sap run-cell MANIFEST --cell N --run-dir DIR`,
-//! writing into the shared run directory; `sap collect DIR` merges the cells afterwards.
+//! reason, the others run). Every task runs `sap run-cell --cell N --run-dir DIR`, which
+//! reads the run directory's copy of the manifest and writes into that shared directory;
+//! `sap collect DIR` merges the cells afterwards.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -119,9 +120,8 @@ pub fn write_scripts(
         s += "set -euo pipefail\n";
         s += &format!("CELL=$(( {first} + SLURM_ARRAY_TASK_ID ))\n");
         s += &format!(
-            "exec {} run-cell {} --cell \"$CELL\" --run-dir {} --threads {}\n",
+            "exec {} run-cell --cell \"$CELL\" --run-dir {} --threads {}\n",
             quote(&exe),
-            quote(&manifest_path),
             quote(&run_dir),
             opts.threads
         );

@@ -55,8 +55,9 @@ pub struct RelativeReward {
     /// `mean / dense_clean_mean`, the paper's relative reward (`None` when the dense clean
     /// mean is 0).
     pub relative: Option<f64>,
-    /// `(mean - random) / (dense_clean - random)`, meaningful for negative scores too
-    /// (`None` when the dense clean mean equals the random mean).
+    /// `(mean - random) / (dense_clean - random)`, meaningful for negative scores too;
+    /// `None` when the dense clean mean is not above the random mean, where the scale
+    /// means nothing (DESIGN section 7).
     pub normalized: Option<f64>,
 }
 
@@ -69,7 +70,8 @@ pub fn relative_reward(returns: &[f64], dense_clean_mean: f64, random_mean: f64)
         dense_clean_mean,
         random_mean,
         relative: ratio(summary.mean, dense_clean_mean),
-        normalized: ratio(summary.mean - random_mean, dense_clean_mean - random_mean),
+        normalized: (dense_clean_mean > random_mean)
+            .then(|| (summary.mean - random_mean) / (dense_clean_mean - random_mean)),
     }
 }
 
@@ -121,5 +123,7 @@ mod tests {
         // A dense clean mean of 0 has no ratio; one equal to random has no normalised form.
         assert_eq!(relative_reward(&[1.0], 0.0, -1.0).relative, None);
         assert_eq!(relative_reward(&[1.0], 2.0, 2.0).normalized, None);
+        // A dense agent no better than random: the normalised scale means nothing.
+        assert_eq!(relative_reward(&[1.0], 2.0, 3.0).normalized, None);
     }
 }

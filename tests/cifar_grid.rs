@@ -8,29 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{ok, run, sap, text};
+use common::{fake_cifar, ok, run, sap, text};
 use sap_harness::experiment::cifar::adversarial_batch;
 use sap_harness::manifest::{CellKind, Manifest};
 use sap_harness::nn::{checkpoint, Architecture, MlpConfig, Model};
 use sap_harness::rl::optim::{Optimizer, OptimizerConfig};
 use sap_harness::tch::{Device, Kind, Tensor};
-
-/// A folder that passes the manifest's check: the six files of the binary version at their
-/// exact sizes, all zeros (sparse, so instant).
-fn fake_cifar(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    for name in [
-        "data_batch_1.bin",
-        "data_batch_2.bin",
-        "data_batch_3.bin",
-        "data_batch_4.bin",
-        "data_batch_5.bin",
-        "test_batch.bin",
-    ] {
-        let f = std::fs::File::create(dir.join(name)).unwrap();
-        f.set_len(30_730_000).unwrap();
-    }
-}
 
 /// The synthetic set of `sap synth-cifar`, written once per test process.
 fn synthetic() -> &'static Path {
@@ -80,7 +63,7 @@ fn a_cifar_manifest_expands_into_training_then_one_clean_and_the_attacked_cells_
         (128, 0.1, 0.9, 1e-4)
     );
     assert_eq!(job.lr_milestones, [50, 75], "1/2 and 3/4 of the iterations");
-    assert_eq!((job.adv_fraction, job.adv_lambda), (0.2, 2.0));
+    assert_eq!(job.adv(), Some((0.2, 2.0)));
     let plan = m.plan();
     // 2 networks x 2 defenses x (1 clean + 2 attacks x 2 lambdas).
     assert_eq!(plan.len(), 2 + 2 * 2 * 5);

@@ -85,6 +85,13 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     );
 
     let dir = tmp.path().join("res/quickstart/a");
+    // The run directory's own manifest loads again: `sap collect`, the Slurm merge step.
+    let collected = sap(&["collect", "res/quickstart/a"], tmp.path());
+    assert!(
+        collected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&collected.stderr)
+    );
     let episodes = lines(&dir.join("episodes.csv"));
     assert_eq!(
         episodes[0],

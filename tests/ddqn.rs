@@ -312,3 +312,43 @@ fn a_checkpoint_of_another_network_is_refused_naming_the_tensor() {
     assert_eq!(err, "online.hidden.0.bias");
     drop(a);
 }
+
+#[test]
+fn an_update_leaves_the_target_networks_batch_norm_statistics_untouched() {
+    // ResNet-20 has batch norm: a forward in training mode would move its running
+    // statistics, so the target network would no longer be a frozen copy.
+    let adam = OptimizerConfig::Adam {
+        lr: 1e-3,
+        eps: 1e-8,
+        beta1: 0.9,
+        beta2: 0.999,
+    };
+    let arch = Architecture::ResNet20 { classes: 3 };
+    let mut d = DoubleDqn::new(arch, tch::Device::Cpu, adam, 0.99, Loss::Huber, 4);
+    let stats = |m: &sap_harness::nn::Model| -> Vec<(String, Vec<f32>)> {
+        let mut v: Vec<(String, Vec<f32>)> =
+            m.vs.variables()
+                .into_iter()
+                .filter(|(k, _)| k.contains("running_"))
+                .map(|(k, t)| (k, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()))
+                .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let before = stats(&d.target);
+    assert!(!before.is_empty(), "ResNet-20 has batch-norm statistics");
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut b = Batch::default();
+    for _ in 0..4 {
+        use rand::Rng;
+        b.states
+            .extend((0..3 * 32 * 32).map(|_| rng.gen_range(0.0f32..255.0)));
+        b.next_states
+            .extend((0..3 * 32 * 32).map(|_| rng.gen_range(0.0f32..255.0)));
+        b.actions.push(rng.gen_range(0..3));
+        b.rewards.push(1.0);
+        b.dones.push(0.0);
+    }
+    d.update(&b);
+    assert_eq!(stats(&d.target), before);
+}

@@ -62,7 +62,7 @@ fn run_once(dir: &Path, manifest_path: &Path, run: &str, opts: &LocalOptions) ->
     crate::experiment::create_run_dir(manifest_path, &m, &run_dir, opts.threads_per_job as u32)?;
     let plan = m.plan();
     let start = Instant::now();
-    let report = run_local(manifest_path, &run_dir, &plan, opts)?;
+    let report = run_local(&run_dir, &plan, opts)?;
     let secs = start.elapsed().as_secs_f64();
     if let Some(f) = report.failed.first() {
         anyhow::bail!("bench cell {} failed: {}", f.id, f.message);

@@ -130,7 +130,7 @@ pub fn measure_child(iterations: u32) {
                 })
             };
             let secs = timed(iterations, || pass(&mut rng));
-            println!("@rate {}", (batch * iterations as i64) as f64 / secs);
+            crate::outln!("@rate {}", (batch * iterations as i64) as f64 / secs);
         }
     }
     let nature = Architecture::NatureCnn { actions: 6 };
@@ -208,5 +208,5 @@ fn ddqn_rate<T: tch::kind::Element + Copy>(
     let secs = timed(iterations, || {
         ddqn.update(&batch);
     });
-    println!("@rate {}", iterations as f64 / secs);
+    crate::outln!("@rate {}", iterations as f64 / secs);
 }

@@ -30,6 +30,10 @@ pub type DefenseRng = ChaCha8Rng;
 /// (gaussian).
 pub type DefenseColumns = (Option<f64>, Option<String>, Option<f64>, Option<f64>);
 
+/// The largest SAP `frac`: r = 16 n draws drop a unit holding the mean share 1/n of its map
+/// with probability (1 - 1/n)^(16 n) < e^-16 ~ 1.1e-7, under f32's precision.
+pub const MAX_SAP_FRAC: f64 = 16.0;
+
 /// A defense, applied post hoc to a trained network (no fine-tuning).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -58,8 +62,13 @@ pub enum Defense {
 /// A defense parameter out of its allowed range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DefenseError {
-    /// `frac` must be positive and finite.
-    #[error("sap frac = {0} is not allowed; allowed: a finite number > 0 (1.0 is SAP-100)")]
+    /// `frac` must be positive, finite and at most [`MAX_SAP_FRAC`].
+    #[error(
+        "sap frac = {0} is not allowed; allowed: 0 < frac <= {MAX_SAP_FRAC} (1.0 is SAP-100). \
+         With r = {MAX_SAP_FRAC} x n draws a unit holding at least the mean share 1/n of its \
+         map is dropped with probability below e^-{MAX_SAP_FRAC} (under f32 precision): larger \
+         frac is dense to f32 precision at r times the cost; use kind = \"dense\""
+    )]
     Frac(f64),
     /// `p` must lie in [0, 1).
     #[error("dropout p = {0} is not allowed; allowed: 0 <= p < 1")]
@@ -80,7 +89,7 @@ impl Defense {
     pub fn validate(&self) -> Result<(), DefenseError> {
         match *self {
             Defense::Dense => Ok(()),
-            Defense::Sap { frac, .. } if !(frac > 0.0 && frac.is_finite()) => {
+            Defense::Sap { frac, .. } if !(frac > 0.0 && frac <= MAX_SAP_FRAC) => {
                 Err(DefenseError::Frac(frac))
             }
             Defense::Dropout { p } if !(0.0..1.0).contains(&p) => {

@@ -77,7 +77,8 @@ pub struct RelativeRow {
     pub random_n: usize,
     /// `mean / dense_clean_mean` (Dhillon et al. 2018).
     pub relative_reward: Option<f64>,
-    /// `(mean - random_mean) / (dense_clean_mean - random_mean)`.
+    /// `(mean - random_mean) / (dense_clean_mean - random_mean)`; empty when the dense
+    /// clean mean is not above the random mean, where it would be meaningless.
     pub normalized_reward: Option<f64>,
 }
 
@@ -311,6 +312,28 @@ fn check_provenance(run_dir: &Path, ids: &[String], allow_mixed: bool) -> Result
     )
 }
 
+/// Refuses to merge when a complete cell's outputs changed after it completed (truncated,
+/// emptied, deleted or appended to), naming every such cell and file.
+fn check_outputs(run_dir: &Path, ids: &[String]) -> Result<()> {
+    let mut msg = String::new();
+    let mut damaged = 0;
+    for id in ids {
+        for d in super::damaged_outputs(run_dir, id)? {
+            msg += &format!("\n  cell {id}: {d}");
+            damaged += 1;
+        }
+    }
+    if damaged > 0 {
+        bail!(
+            "{} has complete cells whose files changed after they completed, so their rows \
+             would be lost or counted twice:{msg}\nRestore the files, or delete each such cell's \
+             folder under cells/ and resume the run to compute it again",
+            run_dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Merges the complete cells' files into the run's tables and writes the summaries. Cells
 /// computed under different settings that rows depend on are refused unless `allow_mixed`.
 pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result<Collected> {
@@ -322,6 +345,7 @@ pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result
         .filter(|(_, d)| **d)
         .map(|(c, _)| c.id())
         .collect();
+    check_outputs(run_dir, &ids)?;
     check_provenance(run_dir, &ids, allow_mixed)?;
     let mut out = Collected {
         cells: plan.len(),

@@ -8,7 +8,7 @@ pub mod collect;
 pub mod robustness;
 pub mod train;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -26,6 +26,9 @@ pub use collect::{collect, Collected, RelativeRow, TrainSummary};
 pub mod files {
     /// The manifest as the user wrote it.
     pub const MANIFEST: &str = "manifest.toml";
+    /// The absolute folder of the manifest the run was started from: relative paths in the
+    /// manifest (data folders, checkpoints) are relative to it.
+    pub const SOURCE: &str = "source.toml";
     /// The manifest with every default resolved.
     pub const RESOLVED: &str = "manifest.resolved.toml";
     /// One row per episode.
@@ -272,8 +275,40 @@ pub fn create_run_dir(
         .with_context(|| format!("reading {}", manifest_path.display()))?;
     write_atomic(&dir.join(files::MANIFEST), &original)?;
     write_atomic(&dir.join(files::RESOLVED), manifest.to_toml().as_bytes())?;
+    let folder = manifest_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let folder = std::path::absolute(folder)
+        .with_context(|| format!("finding the folder of {}", manifest_path.display()))?;
+    let mut source = toml::Table::new();
+    source.insert(
+        "folder".into(),
+        toml::Value::String(folder.to_string_lossy().into_owned()),
+    );
+    write_atomic(&dir.join(files::SOURCE), source.to_string().as_bytes())?;
     Provenance::current(threads).write(&dir.join(provenance::FILE))?;
     Ok(())
+}
+
+/// The folder a run's manifest paths are relative to, as recorded in its `source.toml`
+/// (`None` for a run directory made before that file existed).
+pub fn manifest_folder(run_dir: &Path) -> Result<Option<PathBuf>> {
+    let path = run_dir.join(files::SOURCE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    match table.get("folder").and_then(toml::Value::as_str) {
+        Some(f) => Ok(Some(PathBuf::from(f))),
+        None => bail!(
+            "{}: key `folder` is missing or not a string",
+            path.display()
+        ),
+    }
 }
 
 /// Warns when a run is resumed under settings its rows depend on (another CPU kind, build,
@@ -327,10 +362,11 @@ pub struct CellOutcome {
 }
 
 /// Runs (or resumes) cell `index` of the manifest's plan in this process, then marks it
-/// complete. A complete cell is left as it is.
+/// complete. A complete cell is left as it is. Relative paths of the manifest are taken
+/// relative to `manifest_dir`.
 pub fn run_cell(
     run_dir: &Path,
-    manifest_path: &Path,
+    manifest_dir: &Path,
     manifest: &Manifest,
     plan: &[PlanCell],
     index: usize,
@@ -360,11 +396,13 @@ pub fn run_cell(
     let dir = cell_dir(run_dir, &id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     record_cell_provenance(&dir, &id)?;
-    let manifest_dir = manifest_path.parent().unwrap_or(Path::new("."));
     let (work, outputs): (u64, Vec<&str>) = match &cell.kind {
         CellKind::Train(t) => {
             let o = train::run_cell(run_dir, t)?;
-            (o.steps_run, vec![files::TRAIN, files::TRAIN_EVAL])
+            (
+                o.steps_run,
+                vec![files::TRAIN, files::TRAIN_EVAL, train::FINAL],
+            )
         }
         CellKind::Episodes(c) => {
             let path = dir.join(files::EPISODES);
@@ -408,18 +446,108 @@ pub fn run_cell(
             (n, vec![files::CIFAR_EVAL, files::RELIABILITY])
         }
     };
-    // The rows reach the disk before the mark that says they are complete.
+    // The rows reach the disk before the mark that says they are complete; the mark
+    // records each output's size so that a file damaged later is found by `sap collect`.
+    let mut mark = DoneMark {
+        cell: id.clone(),
+        index,
+        outputs: BTreeMap::new(),
+    };
     for name in outputs {
         let path = dir.join(name);
         if path.exists() {
             std::fs::File::open(&path)
                 .and_then(|f| f.sync_all())
                 .with_context(|| format!("syncing {}", path.display()))?;
+            mark.outputs
+                .insert(name.to_owned(), OutputRecord::of(&path)?);
         }
     }
-    let mark = format!("cell = {id:?}\nindex = {index}\n");
-    write_atomic(&dir.join(files::DONE), mark.as_bytes())?;
+    let text = toml::to_string(&mark).expect("completion marks serialise");
+    write_atomic(&dir.join(files::DONE), text.as_bytes())?;
     Ok(CellOutcome { id, work })
+}
+
+/// A cell's completion mark (`done.toml`), with the size of each output it wrote.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DoneMark {
+    /// The cell id.
+    pub cell: String,
+    /// Its number in the plan.
+    pub index: usize,
+    /// Output file name -> what it held when the cell completed (absent in marks of an
+    /// older sap, whose outputs cannot be checked).
+    #[serde(default)]
+    pub outputs: BTreeMap<String, OutputRecord>,
+}
+
+/// The size of a cell's output when the cell completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    /// Bytes.
+    pub bytes: u64,
+    /// Data rows (lines after the header) of a CSV file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+impl OutputRecord {
+    /// What `path` holds now.
+    pub fn of(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let is_csv = path.extension().is_some_and(|e| e == "csv");
+        let rows = is_csv.then(|| {
+            let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            lines.saturating_sub(1)
+        });
+        Ok(OutputRecord {
+            bytes: bytes.len() as u64,
+            rows,
+        })
+    }
+
+    /// "3 rows (412 bytes)" or "412 bytes".
+    fn describe(&self) -> String {
+        match self.rows {
+            Some(r) => format!("{r} rows ({} bytes)", self.bytes),
+            None => format!("{} bytes", self.bytes),
+        }
+    }
+}
+
+/// Checks a complete cell's outputs against its completion mark: each recorded file must
+/// still exist with the recorded size and rows. Returns what differs, one line per file.
+pub fn damaged_outputs(run_dir: &Path, id: &str) -> Result<Vec<String>> {
+    let dir = cell_dir(run_dir, id);
+    let path = dir.join(files::DONE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mark: DoneMark = toml::from_str(&text).with_context(|| {
+        format!(
+            "{}: not a completion mark; delete it to run the cell again",
+            path.display()
+        )
+    })?;
+    let mut damage = Vec::new();
+    for (name, recorded) in &mark.outputs {
+        let file = dir.join(name);
+        if !file.exists() {
+            damage.push(format!(
+                "{name} is missing; it held {} when the cell completed",
+                recorded.describe()
+            ));
+            continue;
+        }
+        let now = OutputRecord::of(&file)?;
+        if now != *recorded {
+            damage.push(format!(
+                "{name} holds {}, but {} when the cell completed",
+                now.describe(),
+                recorded.describe()
+            ));
+        }
+    }
+    Ok(damage)
 }
 
 impl EpisodeRow {

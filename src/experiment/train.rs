@@ -29,6 +29,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
+/// The trained online network of a finished cell, in the cell's folder.
+pub const FINAL: &str = "final.safetensors";
+
 use crate::defense::DefensePoints;
 use crate::env::{ale::action_counts, AtariEnv, ClassicEnv, Environment, Mode};
 use crate::manifest::{Family, GameId, TrainCell};
@@ -681,10 +684,7 @@ impl CellHooks<'_> {
             .into_iter()
             .map(|(k, t)| (k, t.to_device(Device::Cpu).contiguous()))
             .collect();
-        let tmp = self.ckpt_dir.join(format!(".{tensors_name}.tmp"));
-        Tensor::write_safetensors(&tensors, &tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, self.ckpt_dir.join(&tensors_name))?;
+        crate::nn::checkpoint::write_tensors(&self.ckpt_dir.join(&tensors_name), &tensors)?;
         let replay_name = format!("{stem}.replay");
         let replay_path = self.ckpt_dir.join(&replay_name);
         learner
@@ -694,11 +694,7 @@ impl CellHooks<'_> {
         if finished {
             crate::nn::checkpoint::save(
                 &learner.ddqn.online,
-                &self
-                    .ckpt_dir
-                    .parent()
-                    .expect("cell dir")
-                    .join("final.safetensors"),
+                &self.ckpt_dir.parent().expect("cell dir").join(FINAL),
             )?;
         }
         let info = CheckpointInfo {
@@ -776,6 +772,16 @@ impl<T: Frame> Hooks<T> for CellHooks<'_> {
 
     fn after_step(&mut self, learner: &mut LearnerState<T>, ctx: &StepContext) -> Result<()> {
         if let Some(u) = ctx.update {
+            if !(u.loss.is_finite() && u.mean_q.is_finite()) {
+                bail!(
+                    "training diverged at agent step {} (update {}): loss {}, mean Q {}; no \
+                     rows after it are written. Lower ddqn.lr or check the reward scale",
+                    learner.steps,
+                    learner.ddqn.updates(),
+                    u.loss,
+                    u.mean_q
+                );
+            }
             self.window.loss += u.loss;
             self.window.q += u.mean_q;
             self.window.n += 1;

@@ -38,6 +38,13 @@ pub enum Variant {
     Adv,
 }
 
+impl CifarTrainJob {
+    /// (fraction, lambda) of the `adv` variant's FGSM examples; `None` when it is not listed.
+    pub fn adv(&self) -> Option<(f64, f64)> {
+        self.adv_fraction.zip(self.adv_lambda)
+    }
+}
+
 impl Variant {
     /// The name used in manifests, folder names and CSV rows.
     pub fn name(self) -> &'static str {
@@ -77,10 +84,14 @@ pub struct CifarTrainJob {
     pub lr_milestones: Vec<u64>,
     /// Factor applied at each milestone (0.1).
     pub lr_decay: f64,
-    /// Fraction of each batch replaced by FGSM examples (`adv` only; 0.2).
-    pub adv_fraction: f64,
-    /// FGSM radius of the adversarial examples, pixel units (2).
-    pub adv_lambda: f64,
+    /// Fraction of each batch replaced by FGSM examples (0.2); present only when the `adv`
+    /// variant is listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adv_fraction: Option<f64>,
+    /// FGSM radius of the adversarial examples, pixel units (2); present only when the `adv`
+    /// variant is listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adv_lambda: Option<f64>,
     /// Iterations between checkpoints.
     pub checkpoint_every: u64,
     /// Test images evaluated after each epoch (the first ones of the test set).
@@ -175,11 +186,11 @@ const TEST_IMAGES: u32 = crate::data::cifar::RECORDS_PER_FILE as u32;
 impl Resolver<'_> {
     /// A data folder: checked to hold the CIFAR-10 binary files (when files are checked).
     fn cifar_data(&self, data: &Spanned<String>, key: String) -> Result<String, ManifestError> {
-        if self.check_files {
+        if self.check_files() {
             let base = self.path.parent().unwrap_or(Path::new("."));
             if let Err(e) = crate::data::cifar::check(&base.join(data.get_ref())) {
                 let msg = format!("{e} (paths are relative to the manifest's folder)");
-                return Err(self.error(data.span(), key, msg));
+                self.file_problem(self.error(data.span(), key, msg))?;
             }
         }
         Ok(data.get_ref().clone())
@@ -306,6 +317,7 @@ impl Resolver<'_> {
             None => 2,
             Some(v) => self.check_range(v, key("workers"), 1..64, true, "threads")?,
         };
+        let adv = variants.contains(&Variant::Adv);
         Ok(CifarTrainJob {
             name,
             data,
@@ -319,8 +331,8 @@ impl Resolver<'_> {
             weight_decay,
             lr_milestones,
             lr_decay,
-            adv_fraction,
-            adv_lambda,
+            adv_fraction: adv.then_some(adv_fraction),
+            adv_lambda: adv.then_some(adv_lambda),
             checkpoint_every,
             test_examples,
             workers,
@@ -419,15 +431,9 @@ impl Resolver<'_> {
                     let spanned = Spanned::new(file.span(), label.clone());
                     self.plain_name(&spanned, k.clone())?;
                     let path = base.join(file.get_ref());
-                    if self.check_files && !path.is_file() {
-                        let msg = format!(
-                            "checkpoint {} does not exist (paths are relative to the manifest's \
-                             folder); allowed: a ResNet-20 safetensors file, e.g. a training \
-                             cell's final.safetensors",
-                            path.display()
-                        );
-                        return Err(self.error(file.span(), k, msg));
-                    }
+                    let allowed = "a ResNet-20 safetensors file, e.g. a training cell's \
+                                   final.safetensors";
+                    self.checkpoint_file(&path, file.span(), k, allowed)?;
                     out.insert(label.clone(), file.get_ref().clone());
                 }
                 (None, out, data, Vec::new())
@@ -445,7 +451,11 @@ impl Resolver<'_> {
             None => 1,
             Some(v) => self.positive(v, key("samples"), "an integer >= 1")?,
         };
-        let defenses = self.resolve_defenses(&prefix, &job.defenses)?;
+        let defenses = self.resolve_defenses(
+            &prefix,
+            &job.defenses,
+            &super::robustness::RESNET20_SMALLEST,
+        )?;
         let attacks = match &job.attacks {
             None => vec![AttackSpec {
                 kind: crate::attack::AttackKind::Fgsm,

@@ -57,6 +57,17 @@ impl ManifestError {
         }
     }
 
+    /// An error about a key whose place in the file is not known.
+    pub fn keyed(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            position: None,
+            key: Some(key.into()),
+            message: message.into(),
+            source_line: None,
+        }
+    }
+
     /// An error at a byte span of the manifest's text.
     pub fn at(
         file: &Path,
@@ -113,6 +124,60 @@ pub fn suggestion<'a>(given: &str, allowed: impl IntoIterator<Item = &'a str>) -
     did_you_mean(given, allowed)
         .map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_default()
+}
+
+/// The key written on the line holding byte `offset`, with the table headers above it
+/// (`eval.episodes`), for errors the TOML parser reports without one.
+pub fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with(['[', '#']))
+        .map(|k| k.trim_matches('"').to_owned());
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| {
+            l.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        });
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (None, Some(k)) => Some(k),
+        (Some(_), None) if line.trim_start().starts_with('[') => None,
+        (t, None) => t,
+    }
+}
+
+/// Gives the TOML parser's messages the harness's wording: an empty message (a value cut
+/// off at the end of the file, say) says what is missing, a too-large number what fits.
+pub fn explain_toml_message(message: &str, text: &str, offset: usize) -> String {
+    let message = explain_serde_message(message);
+    if message.trim().is_empty() {
+        return if text[offset.min(text.len())..].trim().is_empty() {
+            "the file ends where a value was expected; allowed: a complete `key = value` line"
+                .to_owned()
+        } else {
+            "this is not valid TOML here; allowed: `key = value` lines and [table] headers"
+                .to_owned()
+        };
+    }
+    if message.contains("number too large to fit in target type") {
+        return format!(
+            "{message}; allowed: an integer in 0..={} (seeds and counts are unsigned 64-bit)",
+            i64::MAX
+        );
+    }
+    message
 }
 
 /// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" and "unknown variant"

@@ -183,15 +183,9 @@ impl Resolver<'_> {
                     let key = format!("{prefix}.checkpoints.{game}");
                     self.check_game(super::Family::Atari, game, file.span(), key.clone())?;
                     let path = base.join(file.get_ref());
-                    if self.check_files && !path.is_file() {
-                        let msg = format!(
-                            "checkpoint {} does not exist (paths are relative to the manifest's \
-                             folder); allowed: a safetensors file of the game's Q-network, e.g. \
-                             a training cell's final.safetensors",
-                            path.display()
-                        );
-                        return Err(self.error(file.span(), key, msg));
-                    }
+                    let allowed = "a safetensors file of the game's Q-network, e.g. a \
+                                   training cell's final.safetensors";
+                    self.checkpoint_file(&path, file.span(), key, allowed)?;
                     out.insert(game.clone(), file.get_ref().clone());
                 }
                 Ok(Source::Files(out))
@@ -217,7 +211,8 @@ impl Resolver<'_> {
             .defenses
             .as_ref()
             .ok_or_else(|| required("defenses", "[{ kind = \"dense\" }]"))?;
-        let defenses = self.resolve_defenses(prefix, raw_defenses)?;
+        let defenses =
+            self.resolve_defenses(prefix, raw_defenses, &super::robustness::NATURE_SMALLEST)?;
         let raw_attacks = keys
             .attacks
             .as_ref()

@@ -43,7 +43,7 @@ pub use robustness::{AttackSpec, RobustnessJob, Task};
 pub use train::{default_runtime, DdqnSettings, OptimizerKind, PeriodUnit, TrainCell, TrainJob};
 
 use crate::env::{games::game_names, AtariSettings, ClassicGame, Game, Preset};
-use error::{explain_serde_message, suggestion};
+use error::suggestion;
 
 /// Which environment family a job runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -145,7 +145,7 @@ pub struct Manifest {
 }
 
 /// One evaluation job: a policy on several games and seeds.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EvalJob {
     /// The name in CSV rows; `eval<i>` by default.
     pub name: String,
@@ -154,7 +154,6 @@ pub struct EvalJob {
     /// Game names (checked against the family's games).
     pub games: Vec<String>,
     /// Atari preset (Atari only).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<Preset>,
     /// The policy.
     pub policy: PolicyKind,
@@ -163,11 +162,48 @@ pub struct EvalJob {
     /// Evaluation seeds; each is one cell per game.
     pub seeds: Vec<u64>,
     /// Fully resolved Atari settings (Atari only).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<AtariSettings>,
     /// The grid of a trained agent (`policy = "agent"`).
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentEval>,
+}
+
+impl Serialize for EvalJob {
+    /// As the job is written in a manifest: the games of a job with `checkpoints` are that
+    /// table's keys, so they are left out (the manifest must not give both).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Written<'a> {
+            name: &'a str,
+            family: Family,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            games: Option<&'a Vec<String>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            preset: Option<Preset>,
+            policy: PolicyKind,
+            episodes: u32,
+            seeds: &'a Vec<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            env: Option<&'a AtariSettings>,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            agent: Option<&'a AgentEval>,
+        }
+        let from_files = self
+            .agent
+            .as_ref()
+            .is_some_and(|a| !a.checkpoints.is_empty());
+        Written {
+            name: &self.name,
+            family: self.family,
+            games: (!from_files).then_some(&self.games),
+            preset: self.preset,
+            policy: self.policy,
+            episodes: self.episodes,
+            seeds: &self.seeds,
+            env: self.env.as_ref(),
+            agent: self.agent.as_ref(),
+        }
+        .serialize(s)
+    }
 }
 
 /// One unit of work: a job on one game with one seed.
@@ -214,34 +250,63 @@ impl Cell {
 impl Manifest {
     /// Reads and checks a manifest file.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ManifestError::whole_file(path, format!("cannot read the manifest: {e}"))
-        })?;
+        let text = read_text(path, "the manifest")?;
         Self::parse(path, &text)
     }
 
     /// Checks a manifest's text; `path` is used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
-        Self::parse_with(path, text, true)
+        Self::parse_with(path, text, FileChecks::Require).map(|(m, _)| m)
+    }
+
+    /// Reads and checks a manifest for a dry run (`sap plan`): files it names that are
+    /// missing or unreadable (data folders, checkpoints) are returned as warnings instead
+    /// of failing, so the plan can still be shown.
+    pub fn load_for_plan(path: &Path) -> Result<(Self, Vec<ManifestError>), ManifestError> {
+        let text = read_text(path, "the manifest")?;
+        Self::parse_with(path, &text, FileChecks::Warn)
     }
 
     /// Reads the resolved manifest a run directory holds (files it names are not looked
     /// for: their paths are relative to the original manifest's folder).
     pub fn load_run(run_dir: &Path) -> Result<Self, ManifestError> {
         let path = run_dir.join("manifest.resolved.toml");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            ManifestError::whole_file(
+        if !path.exists() {
+            return Err(ManifestError::whole_file(
                 &path,
                 format!(
-                    "cannot read the run's manifest ({e}); is {} a run directory?",
+                    "no such file; is {} a run directory (made by `sap run` or `sap slurm`)?",
                     run_dir.display()
                 ),
-            )
-        })?;
-        Self::parse_with(&path, &text, false)
+            ));
+        }
+        let text = read_text(&path, "the run's manifest")?;
+        Self::parse_with(&path, &text, FileChecks::Skip).map(|(m, _)| m)
     }
 
-    fn parse_with(path: &Path, text: &str, check_files: bool) -> Result<Self, ManifestError> {
+    fn parse_with(
+        path: &Path,
+        text: &str,
+        files: FileChecks,
+    ) -> Result<(Self, Vec<ManifestError>), ManifestError> {
+        if let Some((offset, c)) = text
+            .char_indices()
+            .find(|&(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            let msg = format!(
+                "control character U+{:04X} is not allowed in a manifest; allowed: printable \
+                 text, tabs and line breaks (write it as an escape such as \\u{:04X} inside a \
+                 string)",
+                c as u32, c as u32
+            );
+            return Err(ManifestError::at(
+                path,
+                text,
+                Some(offset..offset + 1),
+                error::key_at(text, offset),
+                msg,
+            ));
+        }
         let de = toml::Deserializer::new(text);
         let raw: RawManifest = serde_path_to_error::deserialize(de).map_err(|e| {
             // `Spanned` values add a private path segment; drop it.
@@ -249,22 +314,28 @@ impl Manifest {
                 .path()
                 .to_string()
                 .replace(".$__serde_spanned_private_value", "");
-            let key = (key != ".").then_some(key);
             let inner = e.into_inner();
+            let offset = inner.span().map_or(text.len(), |s| s.start);
+            let key = match (key != ".").then_some(key) {
+                Some(k) => Some(k),
+                None => error::key_at(text, offset),
+            };
             ManifestError::at(
                 path,
                 text,
                 inner.span(),
                 key,
-                explain_serde_message(inner.message()),
+                error::explain_toml_message(inner.message(), text, offset),
             )
         })?;
-        Resolver {
+        let resolver = Resolver {
             path,
             text,
-            check_files,
-        }
-        .resolve(raw)
+            files,
+            warnings: std::cell::RefCell::new(Vec::new()),
+        };
+        let m = resolver.resolve(raw)?;
+        Ok((m, resolver.warnings.into_inner()))
     }
 
     /// The resolved manifest as TOML (a valid manifest itself).
@@ -318,6 +389,44 @@ impl Manifest {
         }
         cells
     }
+}
+
+/// The largest manifest read, in bytes: manifests are short text files.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// Reads a manifest's text: a regular file of at most [`MAX_MANIFEST_BYTES`] (a pipe such as
+/// `<(cat m.toml)` is read too), UTF-8, errors naming the file and `what` it is.
+fn read_text(path: &Path, what: &str) -> Result<String, ManifestError> {
+    use std::io::Read;
+    let fail = |msg: String| ManifestError::whole_file(path, msg);
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read {what}: {e}")))?;
+    if meta.is_dir() {
+        return Err(fail(format!(
+            "is a directory; allowed: {what} as a TOML file"
+        )));
+    }
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read {what}: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read {what}: {e}")))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(fail(format!(
+            "is larger than {} MiB; allowed: {what} as a TOML file of at most that size",
+            MAX_MANIFEST_BYTES >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let text = String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned();
+        ManifestError::at(
+            path,
+            &text,
+            Some(valid..valid),
+            error::key_at(&text, valid),
+            format!("invalid UTF-8 at byte {valid}; allowed: {what} as UTF-8 text"),
+        )
+    })
 }
 
 /// The names in a checked list of games.
@@ -385,20 +494,103 @@ struct RawEnvOverrides {
     action_set: Option<crate::env::ActionSet>,
 }
 
+/// Numbers a manifest may hold: floats must be finite (TOML allows `nan` and `inf`, which no
+/// key accepts).
+pub(super) trait Finite {
+    /// False for NaN and the infinities.
+    fn is_finite_number(&self) -> bool;
+}
+
+macro_rules! always_finite {
+    ($($t:ty),*) => {$(impl Finite for $t {
+        fn is_finite_number(&self) -> bool {
+            true
+        }
+    })*};
+}
+always_finite!(u32, u64, usize, i64);
+
+impl Finite for f64 {
+    fn is_finite_number(&self) -> bool {
+        self.is_finite()
+    }
+}
+
+impl Finite for f32 {
+    fn is_finite_number(&self) -> bool {
+        self.is_finite()
+    }
+}
+
+/// How the files a manifest names (data folders, checkpoints) are checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FileChecks {
+    /// A missing or bad file is an error (`validate`, `run`).
+    Require,
+    /// A missing or bad file is a warning (`plan`, a dry run).
+    Warn,
+    /// Not looked at (a run's own copy, whose paths belong to the original's folder).
+    Skip,
+}
+
 struct Resolver<'a> {
     path: &'a Path,
     text: &'a str,
-    /// Whether files the manifest names must exist (not when reading a run's copy, whose
-    /// relative paths belong to the original's folder).
-    check_files: bool,
+    files: FileChecks,
+    /// File problems found under [`FileChecks::Warn`].
+    warnings: std::cell::RefCell<Vec<ManifestError>>,
 }
 
 impl Resolver<'_> {
+    /// Whether files the manifest names are looked at.
+    fn check_files(&self) -> bool {
+        self.files != FileChecks::Skip
+    }
+
+    /// A problem with a file the manifest names: an error, or a warning in a dry run.
+    fn file_problem(&self, error: ManifestError) -> Result<(), ManifestError> {
+        match self.files {
+            FileChecks::Warn => {
+                self.warnings.borrow_mut().push(error);
+                Ok(())
+            }
+            _ => Err(error),
+        }
+    }
+
+    /// Checks a checkpoint file a manifest names: a readable safetensors file with finite
+    /// values (its shapes are checked against the network when a cell loads it).
+    fn checkpoint_file(
+        &self,
+        path: &Path,
+        span: Range<usize>,
+        key: String,
+        allowed: &str,
+    ) -> Result<(), ManifestError> {
+        if !self.check_files() {
+            return Ok(());
+        }
+        let problem = match crate::record::not_a_file(path) {
+            Some(p) => Some(format!(
+                "checkpoint {} {p} (paths are relative to the manifest's folder); allowed: \
+                 {allowed}",
+                path.display()
+            )),
+            None => crate::nn::checkpoint::read_tensors(path)
+                .err()
+                .map(|e| e.to_string()),
+        };
+        match problem {
+            Some(msg) => self.file_problem(self.error(span, key, msg)),
+            None => Ok(()),
+        }
+    }
+
     fn error(&self, span: Range<usize>, key: String, message: String) -> ManifestError {
         ManifestError::at(self.path, self.text, Some(span), Some(key), message)
     }
 
-    fn check_range<T: PartialOrd + Copy + std::fmt::Display>(
+    fn check_range<T: PartialOrd + Copy + std::fmt::Display + Finite>(
         &self,
         value: &Spanned<T>,
         key: String,
@@ -407,6 +599,7 @@ impl Resolver<'_> {
         what: &str,
     ) -> Result<T, ManifestError> {
         let v = *value.get_ref();
+        self.finite(value, &key)?;
         let above = if inclusive_end {
             v > allowed.end
         } else {
@@ -421,6 +614,22 @@ impl Resolver<'_> {
             return Err(self.error(value.span(), key, msg));
         }
         Ok(v)
+    }
+
+    /// Rejects NaN and the infinities, naming the key.
+    fn finite<T: Finite + std::fmt::Display>(
+        &self,
+        value: &Spanned<T>,
+        key: &str,
+    ) -> Result<(), ManifestError> {
+        if value.get_ref().is_finite_number() {
+            return Ok(());
+        }
+        let msg = format!(
+            "{} is not allowed; allowed: a finite number (nan and inf are never valid)",
+            value.get_ref()
+        );
+        Err(self.error(value.span(), key.to_owned(), msg))
     }
 
     /// A name that can be part of a folder name: letters, digits, '-', '_' and '.',
@@ -448,8 +657,12 @@ impl Resolver<'_> {
             && raw.cifar_train.is_empty()
             && raw.cifar_eval.is_empty()
         {
-            return Err(ManifestError::whole_file(
+            let end = self.text.len();
+            return Err(ManifestError::at(
                 self.path,
+                self.text,
+                Some(end..end),
+                None,
                 "the manifest defines no jobs; add at least one [[train]], [[eval]], \
                  [[robustness]], [[cifar_train]] or [[cifar_eval]] table",
             ));
@@ -468,9 +681,10 @@ impl Resolver<'_> {
                     "two [[train]] jobs are named `{}`; names must differ",
                     t.name
                 );
-                return Err(ManifestError::whole_file(
+                return Err(ManifestError::keyed(
                     self.path,
-                    format!("key `train[{i}].name`: {msg}"),
+                    format!("train[{i}].name"),
+                    msg,
                 ));
             }
         }
@@ -487,9 +701,10 @@ impl Resolver<'_> {
                     "two [[eval]] jobs are named `{}`; names must differ",
                     e.name
                 );
-                return Err(ManifestError::whole_file(
+                return Err(ManifestError::keyed(
                     self.path,
-                    format!("key `eval[{i}].name`: {msg}"),
+                    format!("eval[{i}].name"),
+                    msg,
                 ));
             }
         }
@@ -536,9 +751,10 @@ impl Resolver<'_> {
         for (i, n) in names.enumerate() {
             if !seen.insert(n) {
                 let msg = format!("two [[{table}]] jobs are named `{n}`; names must differ");
-                return Err(ManifestError::whole_file(
+                return Err(ManifestError::keyed(
                     self.path,
-                    format!("key `{table}[{i}].name`: {msg}"),
+                    format!("{table}[{i}].name"),
+                    msg,
                 ));
             }
         }

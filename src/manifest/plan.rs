@@ -356,13 +356,11 @@ impl PlanCell {
             }
             CellKind::CifarTrain(c) => {
                 let j = &c.settings;
-                let adv = match c.variant {
-                    Variant::Dense => String::new(),
-                    Variant::Adv => format!(
-                        ", {}% of each batch FGSM lambda {}",
-                        j.adv_fraction * 100.0,
-                        j.adv_lambda
-                    ),
+                let adv = match (c.variant, j.adv()) {
+                    (Variant::Adv, Some((fraction, lambda))) => {
+                        format!(", {}% of each batch FGSM lambda {lambda}", fraction * 100.0)
+                    }
+                    _ => String::new(),
                 };
                 format!(
                     "train ResNet-20 ({}) on {}: {} iterations of {} images{adv}",
@@ -558,7 +556,8 @@ impl Manifest {
                             if t.settings.name == *train && job.variants.contains(&t.variant) =>
                         {
                             let adv = (t.variant == Variant::Adv)
-                                .then_some((t.settings.adv_fraction, t.settings.adv_lambda));
+                                .then(|| t.settings.adv())
+                                .flatten();
                             Some((
                                 t.variant.name().to_owned(),
                                 NetworkSource::Train {

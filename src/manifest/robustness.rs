@@ -14,6 +14,7 @@
 //! ```
 
 use std::ops::Range;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -98,7 +99,7 @@ pub(super) struct RawRobustnessJob {
     attack: Spanned<RawAttack>,
     lambdas: Spanned<Vec<Spanned<f64>>>,
     seeds: Option<Spanned<Vec<u64>>>,
-    checkpoint: Option<String>,
+    checkpoint: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -121,13 +122,34 @@ pub(super) struct RawAttack {
     random_start: Option<bool>,
 }
 
+/// The smallest defense point (post-ReLU map, per example) of the network a job defends.
+pub(super) struct SmallestMap {
+    /// Units in the map.
+    pub units: u64,
+    /// Which layer it is, for messages.
+    pub what: &'static str,
+}
+
+/// The Nature CNN's smallest defense point: its 512-unit fully connected layer.
+pub(super) const NATURE_SMALLEST: SmallestMap = SmallestMap {
+    units: 512,
+    what: "the Nature CNN's fully connected layer",
+};
+
+/// ResNet-20's smallest defense point: a 64 x 8 x 8 map of its last stage.
+pub(super) const RESNET20_SMALLEST: SmallestMap = SmallestMap {
+    units: 64 * 8 * 8,
+    what: "ResNet-20's last-stage maps (64 x 8 x 8)",
+};
+
 impl Resolver<'_> {
-    pub(super) fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
+    pub(super) fn positive<T: PartialOrd + Default + Copy + std::fmt::Display + super::Finite>(
         &self,
         v: &Spanned<T>,
         key: String,
         what: &str,
     ) -> Result<T, ManifestError> {
+        self.finite(v, &key)?;
         if *v.get_ref() <= T::default() {
             let msg = format!("{} is not allowed; allowed: {what}", v.get_ref());
             return Err(self.error(v.span(), key, msg));
@@ -160,7 +182,12 @@ impl Resolver<'_> {
         let train_steps = count(&job.train_steps, "train_steps", 400)?;
         let examples = count(&job.examples, "examples", 1000)?;
         let samples = count(&job.samples, "samples", 1)?;
-        let defenses = self.resolve_defenses(&format!("robustness[{i}]"), &job.defenses)?;
+        let smallest = SmallestMap {
+            units: hidden.iter().copied().min().unwrap_or(1) as u64,
+            what: "the narrowest hidden layer of the MLP",
+        };
+        let defenses =
+            self.resolve_defenses(&format!("robustness[{i}]"), &job.defenses, &smallest)?;
         let (attack, gradient_samples) = self.resolve_attack(&key("attack"), &job.attack)?;
         let lambdas = self.resolve_lambdas(&format!("robustness[{i}]"), &job.lambdas)?;
         let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
@@ -177,15 +204,30 @@ impl Resolver<'_> {
             },
             lambdas,
             seeds,
-            checkpoint: job.checkpoint,
+            checkpoint: match job.checkpoint {
+                None => None,
+                Some(c) => {
+                    let base = self.path.parent().unwrap_or(Path::new("."));
+                    let allowed = "a safetensors file of the job's MLP";
+                    self.checkpoint_file(
+                        &base.join(c.get_ref()),
+                        c.span(),
+                        key("checkpoint"),
+                        allowed,
+                    )?;
+                    Some(c.into_inner())
+                }
+            },
         })
     }
 
-    /// A job's `defenses`: a non-empty list, each checked.
+    /// A job's `defenses`: a non-empty list, each checked; SAP's `frac` must give at least
+    /// one draw on `smallest`, the network's smallest defense point.
     pub(super) fn resolve_defenses(
         &self,
         prefix: &str,
         raw: &Spanned<Vec<Spanned<RawDefense>>>,
+        smallest: &SmallestMap,
     ) -> Result<Vec<Defense>, ManifestError> {
         if raw.get_ref().is_empty() {
             let msg = "the list is empty; name at least one defense".to_owned();
@@ -194,7 +236,7 @@ impl Resolver<'_> {
         raw.get_ref()
             .iter()
             .enumerate()
-            .map(|(d, r)| self.resolve_defense(&format!("{prefix}.defenses[{d}]"), r))
+            .map(|(d, r)| self.resolve_defense(&format!("{prefix}.defenses[{d}]"), r, smallest))
             .collect()
     }
 
@@ -225,6 +267,7 @@ impl Resolver<'_> {
         &self,
         key: &str,
         raw: &Spanned<RawDefense>,
+        smallest: &SmallestMap,
     ) -> Result<Defense, ManifestError> {
         let r = raw.get_ref();
         let k = |s: &str| format!("{key}.{s}");
@@ -293,6 +336,19 @@ impl Resolver<'_> {
                 _ => ("sigma", r.sigma.as_ref().map(Spanned::span)),
             };
             return Err(self.error(span.unwrap_or(raw.span()), k(name), e.to_string()));
+        }
+        if let Defense::Sap { frac, .. } = defense {
+            let n = smallest.units;
+            if crate::defense::sap::draws(frac, n as usize) < 1 {
+                let msg = format!(
+                    "frac = {frac} gives r = round({frac} x {n}) = 0 draws on {} ({n} units), \
+                     which would prune it to zero; allowed: frac >= {} on this network",
+                    smallest.what,
+                    0.5 / n as f64
+                );
+                let span = r.frac.as_ref().map_or(raw.span(), Spanned::span);
+                return Err(self.error(span, k("frac"), msg));
+            }
         }
         Ok(defense)
     }

@@ -484,12 +484,10 @@ impl Resolver<'_> {
                 return Err(self.error(v.span(), key("target_period"), msg.into()));
             }
             (None, Some(_)) => {
-                return Err(ManifestError::whole_file(
+                return Err(ManifestError::keyed(
                     self.path,
-                    format!(
-                        "key `{}`: set target_period with its unit",
-                        key("target_period_unit")
-                    ),
+                    key("target_period_unit"),
+                    "set target_period with its unit, e.g. target_period = 8000",
                 ))
             }
         }

@@ -32,6 +32,17 @@ pub enum CheckpointError {
         /// The first differences found (missing, unexpected or misshapen tensors).
         problems: String,
     },
+    /// A tensor holds NaN or infinite values (a diverged training run, say).
+    #[error(
+        "{path}: tensor `{tensor}` holds NaN or infinite values; allowed: finite weights (the \
+         network was probably saved after training diverged)"
+    )]
+    NonFinite {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The first such tensor.
+        tensor: String,
+    },
 }
 
 fn io(path: &Path, message: impl std::fmt::Display) -> CheckpointError {
@@ -41,42 +52,59 @@ fn io(path: &Path, message: impl std::fmt::Display) -> CheckpointError {
     }
 }
 
-/// Writes every parameter and buffer of `model` to `path` (safetensors), atomically: a
-/// temporary file in the same folder is renamed over `path`.
+/// Writes every parameter and buffer of `model` to `path` (safetensors), atomically (see
+/// [`write_tensors`]).
 pub fn save(model: &Model, path: &Path) -> Result<(), CheckpointError> {
-    let vars: BTreeMap<String, Tensor> = model.vs.variables().into_iter().collect();
-    let named: Vec<(String, Tensor)> = vars
-        .into_iter()
-        .map(|(k, v)| (k, v.detach().to_device(tch::Device::Cpu).contiguous()))
-        .collect();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".checkpoint")
-        .suffix(".safetensors")
-        .tempfile_in(dir)
-        .map_err(|e| {
-            io(
-                path,
-                format!("cannot create a file in {}: {e}", dir.display()),
+    let named: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+    write_tensors(path, &named)
+}
+
+/// Writes named tensors to `path` (safetensors) atomically: a temporary file in the same
+/// folder, synced, renamed over `path`, the folder synced. Tensors are copied to the host
+/// first; a failure leaves no temporary file behind.
+pub fn write_tensors(path: &Path, named: &[(String, Tensor)]) -> Result<(), CheckpointError> {
+    let host: Vec<(String, Tensor)> = named
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.detach().to_device(tch::Device::Cpu).contiguous(),
             )
-        })?;
-    Tensor::write_safetensors(&named, tmp.path()).map_err(|e| io(path, e))?;
-    tmp.persist(path).map_err(|e| io(path, e.error))?;
-    Ok(())
+        })
+        .collect();
+    crate::record::write_atomic_with(path, |tmp| {
+        Tensor::write_safetensors(&host, tmp).map_err(std::io::Error::other)
+    })
+    .map_err(|e| io(path, e))
+}
+
+/// Reads named tensors from a safetensors file and refuses NaN or infinite values, naming
+/// the first such tensor.
+pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, CheckpointError> {
+    if let Some(problem) = crate::record::not_a_file(path) {
+        return Err(io(
+            path,
+            format!("{problem}; allowed: a safetensors checkpoint file"),
+        ));
+    }
+    let tensors = Tensor::read_safetensors(path)
+        .map_err(|e| io(path, format!("not a readable safetensors checkpoint ({e})")))?;
+    let file: BTreeMap<String, Tensor> = tensors.into_iter().collect();
+    for (name, t) in &file {
+        if t.is_floating_point() && t.numel() > 0 && t.isfinite().all().int64_value(&[]) == 0 {
+            return Err(CheckpointError::NonFinite {
+                path: path.to_owned(),
+                tensor: name.clone(),
+            });
+        }
+    }
+    Ok(file)
 }
 
 /// Loads `path` into `model`. Every tensor of the network must be present with its shape and
 /// element kind, and the file must hold nothing else.
 pub fn load(model: &mut Model, path: &Path) -> Result<(), CheckpointError> {
-    if !path.is_file() {
-        return Err(io(path, "no such checkpoint file"));
-    }
-    let tensors = Tensor::read_safetensors(path)
-        .map_err(|e| io(path, format!("not a readable safetensors checkpoint ({e})")))?;
-    let file: BTreeMap<String, Tensor> = tensors.into_iter().collect();
+    let file = read_tensors(path)?;
     let vars: BTreeMap<String, Tensor> = model.vs.variables().into_iter().collect();
     let mut problems = Vec::new();
     for (name, var) in &vars {

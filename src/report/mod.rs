@@ -471,6 +471,13 @@ pub fn write_report(run_dir: &Path) -> Result<Report> {
                 opt(r.random_mean),
                 r.random_n
             );
+            if let (Some(d), Some(rand)) = (r.dense_clean_mean, r.random_mean) {
+                if d <= rand {
+                    md += "The dense agent does not beat the random policy here, so the \
+                           normalised reward (mean - random) / (dense clean - random) is \
+                           meaningless and left empty.\n\n";
+                }
+            }
         }
         for l in links {
             let _ = writeln!(md, "{l}\n");

@@ -119,10 +119,12 @@ impl DoubleDqn {
         let actions = Tensor::from_slice(&batch.actions).to(device);
         let rewards = Tensor::from_slice(&batch.rewards).to(device);
         let dones = Tensor::from_slice(&batch.dones).to(device);
+        // Targets are computed in evaluation mode (batch-norm statistics used, not updated):
+        // they are not trained, and the target network must stay a frozen copy.
         let targets = tch::no_grad(|| {
             let mut dense = DefensePoints::dense();
-            let q_online = self.online.forward(&next, true, &mut dense);
-            let q_target = self.target.forward(&next, true, &mut dense);
+            let q_online = self.online.forward(&next, false, &mut dense);
+            let q_target = self.target.forward(&next, false, &mut dense);
             double_dqn_targets(&q_online, &q_target, &rewards, &dones, self.gamma)
         });
         let q = self

@@ -84,3 +84,14 @@ pub fn assert_same_files(a: &Path, b: &Path, names: &[&str], what: &str) {
         assert_eq!(text(&a.join(name)), text(&b.join(name)), "{name}: {what}");
     }
 }
+
+/// Writes the six CIFAR-10 binary files as sparse files of the right size: enough for
+/// manifest checks, which look at names and sizes only.
+pub fn fake_cifar(dir: &Path) {
+    use sap_harness::data::cifar::{Split, RECORDS_PER_FILE, RECORD_BYTES};
+    std::fs::create_dir_all(dir).unwrap();
+    for name in Split::Train.files().iter().chain(Split::Test.files()) {
+        let f = std::fs::File::create(dir.join(name)).unwrap();
+        f.set_len((RECORDS_PER_FILE * RECORD_BYTES) as u64).unwrap();
+    }
+}

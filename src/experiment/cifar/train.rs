@@ -288,12 +288,7 @@ fn save_checkpoint(
             .map(|(k, v)| (format!("optim.{k}"), v.detach().to_device(Device::Cpu))),
     );
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    let tensors = dir.join(&info.tensors);
-    let tmp = dir.join(format!(".{}.tmp", info.tensors));
-    Tensor::write_safetensors(&named, &tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all())?;
-    std::fs::rename(&tmp, &tensors).with_context(|| format!("writing {}", tensors.display()))?;
+    crate::nn::checkpoint::write_tensors(&dir.join(&info.tensors), &named)?;
     let text = toml::to_string(info).expect("a checkpoint description serialises");
     write_atomic(&checkpoint_info_path(dir, info.iteration), text.as_bytes())?;
     // Older checkpoints are no longer needed.
@@ -317,10 +312,7 @@ fn load_checkpoint(
     opt: &mut Optimizer,
 ) -> Result<()> {
     let path = dir.join(&info.tensors);
-    let file: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)
-        .with_context(|| format!("{} is not a readable safetensors file", path.display()))?
-        .into_iter()
-        .collect();
+    let file: BTreeMap<String, Tensor> = crate::nn::checkpoint::read_tensors(&path)?;
     let mismatch = |name: &str| {
         anyhow::anyhow!(
             "{}: tensor `{name}` is missing or misshapen; the checkpoint does not belong to this \
@@ -411,7 +403,7 @@ pub fn run_cell(
         augment: job.augment,
         start: (start / per_epoch, start % per_epoch),
     };
-    let adv = (cell.variant == Variant::Adv).then_some((job.adv_fraction, job.adv_lambda));
+    let adv = (cell.variant == Variant::Adv).then(|| job.adv()).flatten();
     let total = job.iterations * batch_size as u64;
     let mut progress = TrainProgress::with_unit(id, start * batch_size as u64, total, "images");
     let mut batches = Pipeline::start(Arc::clone(&train), cfg);
@@ -423,6 +415,13 @@ pub fn run_cell(
         let t0 = Instant::now();
         let batch = batches.next().context("the batch pipeline stopped")?;
         let (loss_sum, correct, replaced) = train_step(&model, &mut opt, &batch, adv);
+        if !loss_sum.is_finite() {
+            bail!(
+                "training diverged at iteration {it}: loss {}; no rows after it are written. \
+                 Lower lr or check the data",
+                loss_sum / batch_size as f64
+            );
+        }
         sums.secs += t0.elapsed().as_secs_f64();
         sums.batches += 1;
         sums.images += batch.labels.len() as u64;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::{fake_cifar, ok, run, sap, text};
 use sap_harness::experiment::cifar::adversarial_batch;
 use sap_harness::manifest::{CellKind, Manifest};
+use sap_harness::nn::optim::{Optimizer, OptimizerConfig};
 use sap_harness::nn::{checkpoint, Architecture, MlpConfig, Model};
-use sap_harness::rl::optim::{Optimizer, OptimizerConfig};
 use sap_harness::tch::{Device, Kind, Tensor};
 
 /// The synthetic set of `sap synth-cifar`, written once per test process.

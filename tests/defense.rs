@@ -12,7 +12,7 @@ fn sample_rows(defense: Defense, h: &[f32], copies: i64, seed: u64) -> Vec<Vec<f
     let n = h.len() as i64;
     let batch = Tensor::from_slice(h).view([1, n]).repeat([copies, 1]);
     let mut rng = DefenseRng::seed_from_u64(seed);
-    let out = DefensePoints::new(defense, &mut rng).apply(batch);
+    let out = DefensePoints::new(defense, &mut rng).apply(&batch);
     let flat = Vec::<f32>::try_from(out.flatten(0, -1)).unwrap();
     flat.chunks(h.len()).map(<[f32]>::to_vec).collect()
 }
@@ -247,7 +247,7 @@ fn the_gradient_through_sap_is_the_constant_mask_and_rescaling() {
     let h: Vec<f32> = test_map();
     let x = Tensor::from_slice(&h).view([1, 48]).set_requires_grad(true);
     let mut rng = DefenseRng::seed_from_u64(9);
-    let out = DefensePoints::new(Defense::SAP_100, &mut rng).apply(&x * 1.0);
+    let out = DefensePoints::new(Defense::SAP_100, &mut rng).apply(&(&x * 1.0));
     let grad = Tensor::run_backward(&[out.sum(Kind::Float)], &[&x], false, false).remove(0);
     let out = Vec::<f32>::try_from(out.detach().flatten(0, -1)).unwrap();
     let grad = Vec::<f32>::try_from(grad.flatten(0, -1)).unwrap();

@@ -128,7 +128,6 @@ fn timeline(cfg: &RuntimeConfig, end_step: u64, learning_starts: u64) -> Timelin
         slots: cfg.slots() as u64,
         start_step: 0,
         end_step,
-        refill_rounds: 0,
         learning_starts,
         update_period: 2,
         sync_period: cfg.sync_period,

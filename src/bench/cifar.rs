@@ -12,8 +12,8 @@ use tch::Device;
 use crate::data::cifar::{load, synthesize, Split};
 use crate::data::pipeline::{Pipeline, PipelineConfig, TrainBatch};
 use crate::experiment::cifar::train::{sgd, train_step};
+use crate::nn::optim::Optimizer;
 use crate::nn::{Architecture, Model};
-use crate::rl::optim::Optimizer;
 
 /// What `bench_cifar` measured (best of the rounds).
 #[derive(Clone, Debug)]

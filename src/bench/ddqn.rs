@@ -131,7 +131,6 @@ fn runtime_steps_per_s(
         slots: config.slots() as u64,
         start_step: 0,
         end_step: warm_up + steps,
-        refill_rounds: 0,
         learning_starts,
         update_period: 4,
         sync_period: config.sync_period,

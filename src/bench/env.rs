@@ -32,7 +32,7 @@ impl EnvBench {
 fn bare_loop(game: Game, sticky: f32, frames: u64, seed: u64) -> Result<f64> {
     let rom = StagedRom::new(game)?;
     let mut ale = AleHandle::new();
-    ale.load(rom.path(), seed as i32, sticky);
+    rom.load_into(&mut ale, game, seed as i32, sticky)?;
     let actions = ale.minimal_actions();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let start = Instant::now();

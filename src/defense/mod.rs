@@ -1,8 +1,8 @@
 //! Defenses applied after every ReLU of a network: dense (none), Stochastic Activation
 //! Pruning, dropout and Gaussian activation noise (DESIGN section 5).
 //!
-//! A network's `forward` calls [`DefensePoints::apply`] on each post-ReLU activation and
-//! nowhere else. All randomness comes from the generator the caller lends
+//! A network's `forward` calls [`DefensePoints::relu`] for each ReLU (the ReLU, then the
+//! defense) and nowhere else. All randomness comes from the generator the caller lends
 //! ([`crate::policy::PolicyWrapper`] owns it), never from torch's process-global RNG: each
 //! call takes one 64-bit seed from that generator, and example `b` of the batch draws from
 //! its own stream `derive(seed, "example", b)`. Results therefore depend only on the
@@ -201,16 +201,27 @@ impl<'a> DefensePoints<'a> {
     }
 
     /// Applies the defense to one post-ReLU activation `h` (`[batch, ...]`), independently
-    /// per example. In the backward pass the mask, the rescaling factor and the noise are
-    /// constants: the gradient is `factor * grad_out` (as the authors' MXNet operator).
-    ///
-    /// When `h` does not require a gradient and lies in CPU memory as contiguous f32, the
-    /// result is written over `h`'s storage (no copies): pass a fresh activation that nothing
-    /// else reads, as the networks here do.
+    /// per example; `h` itself is left as it is. In the backward pass the mask, the
+    /// rescaling factor and the noise are constants: the gradient is `factor * grad_out`
+    /// (as the authors' MXNet operator).
     ///
     /// # Shapes
     /// `h`: `[batch, d1, d2, ...]`; the output has the same shape, kind and device.
-    pub fn apply(&mut self, h: Tensor) -> Tensor {
+    pub fn apply(&mut self, h: &Tensor) -> Tensor {
+        self.defend(h.shallow_clone(), false)
+    }
+
+    /// A network's defense point: `relu(pre)`, then the defense as [`DefensePoints::apply`].
+    /// The activation is made here, so nothing else holds its storage: when it needs no
+    /// gradient and lies in CPU memory as contiguous f32, the defense writes over it in
+    /// place (no copies).
+    pub fn relu(&mut self, pre: &Tensor) -> Tensor {
+        self.defend(pre.relu(), true)
+    }
+
+    /// The defense on `h`; `owned` says that no other tensor shares `h`'s storage, which
+    /// then may be overwritten.
+    fn defend(&mut self, h: Tensor, owned: bool) -> Tensor {
         self.visited += 1;
         let (defense, rng) = match (&self.defense, self.rng.as_deref_mut()) {
             (d, Some(rng)) if d.is_stochastic() => (*d, rng),
@@ -228,9 +239,9 @@ impl<'a> DefensePoints<'a> {
             _ => Combine::Multiply,
         };
         let on_host = h.device() == Device::Cpu && h.kind() == Kind::Float && h.is_contiguous();
-        if on_host && !h.requires_grad() {
-            // SAFETY: `h` is a contiguous f32 CPU tensor of `numel` elements that this call
-            // owns; no other reference to its storage is used while the slice lives.
+        if owned && on_host && !h.requires_grad() {
+            // SAFETY: `h` is a contiguous f32 CPU tensor of `numel` elements made by
+            // `relu` for this call alone (`owned`); no other reference to its storage exists.
             let data = unsafe { std::slice::from_raw_parts_mut(h.data_ptr() as *mut f32, numel) };
             data.par_chunks_mut(n).enumerate().for_each_init(
                 sap::Scratch::default,

@@ -67,7 +67,11 @@ impl AleHandle {
 
     /// Loads a ROM file with the given seed and sticky-action probability. Both settings
     /// only take effect at load time, so they are set first.
-    pub fn load(&mut self, rom_path: &CString, seed: i32, repeat_action_probability: f32) {
+    ///
+    /// ALE's `loadROM` returns nothing, so the load is checked afterwards: a loaded game has
+    /// at least one action. Returns whether the ROM loaded.
+    #[must_use = "a ROM that did not load leaves the emulator unusable"]
+    pub fn load(&mut self, rom_path: &CString, seed: i32, repeat_action_probability: f32) -> bool {
         let seed_key = CString::new("random_seed").unwrap();
         let sticky_key = CString::new("repeat_action_probability").unwrap();
         // SAFETY: valid handle and NUL-terminated strings that outlive the calls.
@@ -75,6 +79,7 @@ impl AleHandle {
             ale_sys::setInt(self.raw(), seed_key.as_ptr(), seed);
             ale_sys::setFloat(self.raw(), sticky_key.as_ptr(), repeat_action_probability);
             ale_sys::loadROM(self.raw(), rom_path.as_ptr());
+            ale_sys::getMinimalActionSize(self.raw()) > 0
         }
     }
 
@@ -210,6 +215,24 @@ impl StagedRom {
     pub fn path(&self) -> &CString {
         &self.path
     }
+
+    /// Loads this ROM into `ale`, or says which game did not load.
+    pub fn load_into(
+        &self,
+        ale: &mut AleHandle,
+        game: Game,
+        seed: i32,
+        repeat_action_probability: f32,
+    ) -> Result<(), EnvError> {
+        if ale.load(&self.path, seed, repeat_action_probability) {
+            Ok(())
+        } else {
+            Err(EnvError::RomLoad {
+                game: game.name().into(),
+                path: self.path.to_string_lossy().into_owned(),
+            })
+        }
+    }
 }
 
 /// Loads a game once (seed 0, no sticky actions) and returns its (minimal, full) action
@@ -217,7 +240,7 @@ impl StagedRom {
 pub fn action_counts(game: Game) -> Result<(usize, usize), EnvError> {
     let rom = StagedRom::new(game)?;
     let mut ale = AleHandle::new();
-    ale.load(rom.path(), 0, 0.0);
+    rom.load_into(&mut ale, game, 0, 0.0)?;
     Ok((ale.minimal_actions().len(), ale.legal_actions().len()))
 }
 
@@ -262,7 +285,7 @@ impl AtariEnv {
         let rom = StagedRom::new(game)?;
         let mut ale = AleHandle::new();
         // Sticky actions are drawn in `emulate`, so ALE's own probability stays 0.
-        ale.load(rom.path(), (ale_seed % i32::MAX as u64) as i32, 0.0);
+        rom.load_into(&mut ale, game, (ale_seed % i32::MAX as u64) as i32, 0.0)?;
         let actions = match settings.action_set {
             ActionSet::Minimal => ale.minimal_actions(),
             ActionSet::Full => ale.legal_actions(),

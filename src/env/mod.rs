@@ -59,6 +59,14 @@ pub enum EnvError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// ALE did not load the ROM (it reports no actions for it).
+    #[error("ALE could not load the ROM of {game} ({path}); the bundled ROM may be damaged")]
+    RomLoad {
+        /// The game.
+        game: String,
+        /// The staged ROM file.
+        path: String,
+    },
     /// ALE rendered a colour that the NTSC palette table does not have.
     #[error("ALE's palette for {game} differs from the NTSC table at palette index {index}: ALE renders #{ale:06x}, the table has #{table:06x}")]
     PaletteMismatch {

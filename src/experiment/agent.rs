@@ -8,7 +8,7 @@
 //! one grid share their episode starts (common random numbers across defenses and radii).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -115,24 +115,9 @@ fn template(cell: &AgentCell, checkpoint: &str, wrapper: &PolicyWrapper) -> Agen
     }
 }
 
-/// The network file of a cell and the name rows give it.
-pub fn network_path(
-    run_dir: &Path,
-    manifest_dir: &Path,
-    source: &NetworkSource,
-) -> (PathBuf, String) {
-    match source {
-        NetworkSource::Train { id, .. } => {
-            let rel = format!("cells/{id}/final.safetensors");
-            (run_dir.join(&rel), rel)
-        }
-        NetworkSource::File(f) => (manifest_dir.join(f), f.clone()),
-    }
-}
-
 /// Loads the Nature CNN of `cell`'s game and action set from its network file.
 fn load_network(run_dir: &Path, manifest_dir: &Path, cell: &AgentCell) -> Result<(Model, String)> {
-    let (path, name) = network_path(run_dir, manifest_dir, &cell.network);
+    let (path, name) = cell.network.file(run_dir, manifest_dir);
     if !path.is_file() {
         match &cell.network {
             NetworkSource::Train { id, .. } => bail!(

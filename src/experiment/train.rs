@@ -358,7 +358,6 @@ fn run_typed<T: Frame>(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome>
             slots,
             start_step: a,
             end_step: b,
-            refill_rounds: 0,
             learning_starts: d.learning_starts,
             update_period: d.update_period,
             sync_period: job.runtime.sync_period,

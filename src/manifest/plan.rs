@@ -4,6 +4,8 @@
 //! A cell's number is its Slurm array task id and the `--cell` of `sap run-cell`; its id
 //! names its folder `cells/<id>/` in the run directory.
 
+use std::path::{Path, PathBuf};
+
 use crate::attack::Attack;
 use crate::defense::Defense;
 use crate::env::{AtariSettings, Game, Preset};
@@ -32,6 +34,18 @@ impl NetworkSource {
         match self {
             NetworkSource::Train { seed, .. } => Some(*seed),
             NetworkSource::File(_) => None,
+        }
+    }
+
+    /// The network's file, and the name rows give it: a training cell's
+    /// `cells/<id>/final.safetensors` in `run_dir`, or the file relative to `manifest_dir`.
+    pub fn file(&self, run_dir: &Path, manifest_dir: &Path) -> (PathBuf, String) {
+        match self {
+            NetworkSource::Train { id, .. } => {
+                let rel = format!("cells/{id}/final.safetensors");
+                (run_dir.join(&rel), rel)
+            }
+            NetworkSource::File(f) => (manifest_dir.join(f), f.clone()),
         }
     }
 }

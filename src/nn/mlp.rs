@@ -58,7 +58,7 @@ impl DefendedNet for Mlp {
     fn forward(&self, x: &Tensor, _train: bool, points: &mut DefensePoints) -> Tensor {
         let mut h = super::as_float(x).flatten(1, -1) * self.input_scale;
         for layer in &self.hidden {
-            h = points.apply(layer.forward(&h).relu()); // [batch, width]
+            h = points.relu(&layer.forward(&h)); // [batch, width]
         }
         self.out.forward(&h)
     }

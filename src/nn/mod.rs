@@ -1,6 +1,7 @@
 //! Networks that expose defense points: the Nature DQN network, an MLP Q-network and
-//! ResNet-20 for CIFAR-10. Each calls [`DefensePoints::apply`] after every ReLU and nowhere
-//! else (not on inputs, not on logits).
+//! ResNet-20 for CIFAR-10. Each applies every ReLU through [`DefensePoints::relu`] (the
+//! defense right after it) and calls the defense nowhere else (not on inputs, not on
+//! logits).
 //!
 //! Parameters are named as in PyTorch (`layer1.0.conv1.weight`, `bn1.running_mean`,
 //! `bn1.num_batches_tracked`, ...) and checkpoints are safetensors files, so a checkpoint
@@ -10,6 +11,7 @@
 pub mod checkpoint;
 pub mod mlp;
 pub mod nature_cnn;
+pub mod optim;
 pub mod resnet20;
 
 use serde::{Deserialize, Serialize};

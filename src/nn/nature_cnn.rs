@@ -44,10 +44,10 @@ impl DefendedNet for NatureCnn {
     fn forward(&self, x: &Tensor, _train: bool, points: &mut DefensePoints) -> Tensor {
         // Scaled inside the network, so observations and perturbations stay in pixel units.
         let x = super::as_float(x) / 255.0;
-        let h = points.apply(self.conv1.forward(&x).relu()); // [batch, 32, 20, 20]
-        let h = points.apply(self.conv2.forward(&h).relu()); // [batch, 64, 9, 9]
-        let h = points.apply(self.conv3.forward(&h).relu()); // [batch, 64, 7, 7]
-        let h = points.apply(self.fc1.forward(&h.flatten(1, -1)).relu()); // [batch, 512]
+        let h = points.relu(&self.conv1.forward(&x)); // [batch, 32, 20, 20]
+        let h = points.relu(&self.conv2.forward(&h)); // [batch, 64, 9, 9]
+        let h = points.relu(&self.conv3.forward(&h)); // [batch, 64, 7, 7]
+        let h = points.relu(&self.fc1.forward(&h.flatten(1, -1))); // [batch, 512]
         self.fc2.forward(&h)
     }
 

@@ -89,7 +89,7 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: &Tensor, train: bool, points: &mut DefensePoints) -> Tensor {
-        let h = points.apply(self.bn1.forward(&self.conv1.forward(x), train).relu());
+        let h = points.relu(&self.bn1.forward(&self.conv1.forward(x), train));
         let h = self.bn2.forward(&self.conv2.forward(&h), train);
         let shortcut = if self.stride == 1 && self.pad == 0 {
             x.shallow_clone()
@@ -99,7 +99,7 @@ impl BasicBlock {
                 .slice(3, 0, None, self.stride)
                 .constant_pad_nd([0, 0, 0, 0, self.pad, self.pad])
         };
-        points.apply((h + shortcut).relu())
+        points.relu(&(h + shortcut))
     }
 }
 
@@ -159,7 +159,7 @@ impl DefendedNet for ResNet20 {
     fn forward(&self, x: &Tensor, train: bool, points: &mut DefensePoints) -> Tensor {
         // Normalised inside the network: inputs and perturbations stay in pixel units.
         let x = (super::as_float(x) - &self.mean) / &self.std;
-        let mut h = points.apply(self.bn1.forward(&self.conv1.forward(&x), train).relu()); // [b, 16, 32, 32]
+        let mut h = points.relu(&self.bn1.forward(&self.conv1.forward(&x), train)); // [b, 16, 32, 32]
         for block in &self.blocks {
             h = block.forward(&h, train, points); // [b, 16|32|64, 32|16|8, ...]
         }

@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::optim::{Optimizer, OptimizerConfig};
 use super::replay::Batch;
 use crate::defense::DefensePoints;
+use crate::nn::optim::{Optimizer, OptimizerConfig};
 use crate::nn::{Architecture, Model};
 
 /// The regression loss on the TD error.

@@ -2,11 +2,12 @@
 //! state, and exploration schedules. The threads that feed it live in [`crate::runtime`].
 
 pub mod ddqn;
-pub mod optim;
+pub mod frame;
 pub mod replay;
 pub mod schedule;
 
+pub use crate::nn::optim::{Optimizer, OptimizerConfig};
 pub use ddqn::{double_dqn_targets, DoubleDqn, Loss, UpdateStats};
-pub use optim::{Optimizer, OptimizerConfig};
+pub use frame::Frame;
 pub use replay::{Batch, Replay, ReplayError};
 pub use schedule::{Exploration, LinearSchedule};

@@ -339,7 +339,7 @@ impl<T: Copy + Default> Replay<T> {
 /// The first bytes of a replay file.
 const MAGIC: &[u8; 10] = b"SAPREPLAY1";
 
-impl<T: crate::runtime::Frame> Replay<T> {
+impl<T: super::Frame> Replay<T> {
     /// Writes the whole buffer to `path` (a temporary file renamed over it), so a
     /// checkpoint restores replay exactly. Returns the bytes written.
     pub fn save(&self, path: &Path) -> std::io::Result<u64> {

@@ -198,7 +198,6 @@ impl<T: Frame> ActorRun<'_, T> {
             for (s, role) in state.iter_mut().zip(&roles) {
                 let step_index = match *role {
                     SlotRole::Idle => continue,
-                    SlotRole::Refill => self.timeline.start_step,
                     SlotRole::Train(step) => step,
                 };
                 let epsilon = spec.exploration.epsilon(s.index, slots, step_index);

@@ -75,7 +75,7 @@ impl StepContext<'_> {
 
 /// The experiment's side of training.
 pub trait Hooks<T> {
-    /// A game ended (games begun while refilling replay are not reported).
+    /// A game ended.
     fn on_episode(&mut self, end: &EpisodeEnd) -> Result<()>;
     /// Called after every counted agent step and its update, if any.
     fn after_step(&mut self, learner: &mut LearnerState<T>, ctx: &StepContext) -> Result<()>;
@@ -86,8 +86,6 @@ pub trait Hooks<T> {
 pub struct GameTally {
     /// A game is in progress.
     pub in_game: bool,
-    /// It will be reported when it ends (it began on a counted step).
-    pub recorded: bool,
     /// Raw score so far.
     pub score: f64,
     /// Agent steps so far.
@@ -247,7 +245,6 @@ fn learn<T: Frame, H: Hooks<T>>(
                         // A new game (not a new life of the same game).
                         *game = GameTally {
                             in_game: true,
-                            recorded: timeline.role(round, out.slot) != SlotRole::Refill,
                             score: 0.0,
                             length: 0,
                         };
@@ -270,7 +267,7 @@ fn learn<T: Frame, H: Hooks<T>>(
                     continue;
                 }
                 learner.steps += 1;
-                if out.game_over && game.recorded {
+                if out.game_over {
                     hooks.on_episode(&EpisodeEnd {
                         slot: out.slot,
                         step: learner.steps,

@@ -33,8 +33,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::env::Observation;
-
+pub use crate::rl::Frame;
 pub use actor::{ActorSpec, EnvCall, EnvFactory, SlotState};
 pub use board::{Board, Snapshot};
 pub use learner::{run, EpisodeEnd, GameTally, Hooks, LearnerState, StepContext};
@@ -64,71 +63,9 @@ impl RuntimeConfig {
     }
 }
 
-/// Observations the replay buffer can store: Atari pixels (`u8`) or classic features
-/// (`f32`).
-pub trait Frame: Copy + Default + Send + Sync + 'static + tch::kind::Element {
-    /// Bytes per value in checkpoint files.
-    const BYTES: usize;
-
-    /// The observation's values (a whole stack, oldest frame first), or `None` when the
-    /// observation is of the other kind.
-    fn unpack(obs: Observation) -> Option<Vec<Self>>;
-
-    /// Appends the values' little-endian bytes to `out`.
-    fn put(values: &[Self], out: &mut Vec<u8>);
-
-    /// Values from little-endian bytes (`bytes.len()` a multiple of [`Frame::BYTES`]).
-    fn get(bytes: &[u8]) -> Vec<Self>;
-}
-
-impl Frame for u8 {
-    const BYTES: usize = 1;
-
-    fn unpack(obs: Observation) -> Option<Vec<Self>> {
-        match obs {
-            Observation::Pixels(v) => Some(v),
-            Observation::Features(_) => None,
-        }
-    }
-
-    fn put(values: &[Self], out: &mut Vec<u8>) {
-        out.extend_from_slice(values);
-    }
-
-    fn get(bytes: &[u8]) -> Vec<Self> {
-        bytes.to_vec()
-    }
-}
-
-impl Frame for f32 {
-    const BYTES: usize = 4;
-
-    fn unpack(obs: Observation) -> Option<Vec<Self>> {
-        match obs {
-            Observation::Features(v) => Some(v),
-            Observation::Pixels(_) => None,
-        }
-    }
-
-    fn put(values: &[Self], out: &mut Vec<u8>) {
-        values
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    }
-
-    fn get(bytes: &[u8]) -> Vec<Self> {
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    }
-}
-
 /// What an environment slot does in a round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SlotRole {
-    /// Refilling replay after a resume: the step is stored but not counted.
-    Refill,
     /// Training step number `step` (0-based, counted from the start of training).
     Train(u64),
     /// Past the budget: the slot sits this round out.
@@ -144,8 +81,6 @@ pub struct Timeline {
     pub start_step: u64,
     /// Agent steps when training ends.
     pub end_step: u64,
-    /// Rounds that refill replay before counting resumes.
-    pub refill_rounds: u64,
     /// No update before this many agent steps.
     pub learning_starts: u64,
     /// Agent steps per update.
@@ -162,15 +97,12 @@ impl Timeline {
 
     /// Rounds in the run.
     pub fn rounds(&self) -> u64 {
-        self.refill_rounds + (self.end_step - self.start_step).div_ceil(self.slots)
+        (self.end_step - self.start_step).div_ceil(self.slots)
     }
 
     /// What slot `slot` does in round `round`.
     pub fn role(&self, round: u64, slot: usize) -> SlotRole {
-        if round < self.refill_rounds {
-            return SlotRole::Refill;
-        }
-        let step = self.start_step + (round - self.refill_rounds) * self.slots + slot as u64;
+        let step = self.start_step + round * self.slots + slot as u64;
         if step < self.end_step {
             SlotRole::Train(step)
         } else {
@@ -195,8 +127,7 @@ impl Timeline {
 
     /// The snapshot version actors act with in round `round`.
     pub fn version_for_round(&self, round: u64) -> u64 {
-        let counted = round.saturating_sub(self.refill_rounds);
-        let ready = counted.saturating_sub(self.lag_rounds());
+        let ready = round.saturating_sub(self.lag_rounds());
         let steps = (self.start_step + ready * self.slots).min(self.end_step);
         (self.updates_after(steps) / self.sync_period).max(self.base_version())
     }
@@ -225,7 +156,6 @@ mod tests {
             slots: 4,
             start_step: 0,
             end_step: 30,
-            refill_rounds: 0,
             learning_starts: 8,
             update_period: 2,
             sync_period: 2,

@@ -251,7 +251,7 @@ pub fn run_cell(
     let device = Device::cuda_if_available();
     // Trained networks are named relative to the run directory, so rows do not depend on
     // where the run lives.
-    let (path, name) = super::super::agent::network_path(run_dir, manifest_dir, &cell.network);
+    let (path, name) = cell.network.file(run_dir, manifest_dir);
     let model = load_network(&path, device)?;
     let mut wrapper = PolicyWrapper::new(model, cell.defense, cell.attack, cell.samples, cell.seed)
         .context("the cell's defense and attack")?;

@@ -23,10 +23,10 @@ use crate::data::cifar::{load, CifarSplit, Split, CLASSES};
 use crate::data::pipeline::{Pipeline, PipelineConfig, TrainBatch};
 use crate::defense::{Defense, DefensePoints, DefenseRng};
 use crate::manifest::{CifarTrainCell, CifarTrainJob, Variant};
+use crate::nn::optim::{Optimizer, OptimizerConfig};
 use crate::nn::{checkpoint, Architecture, Model};
 use crate::progress::TrainProgress;
 use crate::record::{read_rows, write_atomic, write_table, CsvAppender};
-use crate::rl::optim::{Optimizer, OptimizerConfig};
 use crate::seed::derive;
 
 /// The per-cell and per-run file of epoch rows.

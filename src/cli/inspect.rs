@@ -1,0 +1,138 @@
+//! `sap validate`, `sap plan` and `sap games`: what a manifest holds and what can be played.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::tables::human;
+use crate::env::{ale::action_counts, ClassicEnv, ClassicGame, Environment, Game};
+use crate::manifest::{CellKind, Manifest, Stage};
+
+/// Check a manifest and report the first problem, with file, line, column and key.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The manifest (TOML).
+    pub manifest: PathBuf,
+}
+
+/// Print the numbered cells a manifest expands into.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The manifest (TOML).
+    pub manifest: PathBuf,
+}
+
+/// `sap validate`: the manifest checked, with its cell counts.
+pub(super) fn validate(args: ValidateArgs) -> Result<ExitCode> {
+    let ValidateArgs { manifest } = args;
+    let m = Manifest::load(&manifest)?;
+    let plan = m.plan();
+    let count = |f: fn(&CellKind) -> bool| plan.iter().filter(|c| f(&c.kind)).count();
+    crate::outln!(
+        "{}: ok ({} train cells, {} eval cells, {} agent cells, {} robustness cells, {} \
+         cifar train cells, {} cifar eval cells)",
+        manifest.display(),
+        count(|k| matches!(k, CellKind::Train(_))),
+        count(|k| matches!(k, CellKind::Episodes(_))),
+        count(|k| matches!(k, CellKind::Agent(_))),
+        count(|k| matches!(k, CellKind::Robustness { .. })),
+        count(|k| matches!(k, CellKind::CifarTrain(_))),
+        count(|k| matches!(k, CellKind::CifarEval(_))),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sap plan`: the numbered cells and their cost bounds.
+pub(super) fn plan(args: PlanArgs) -> Result<ExitCode> {
+    let PlanArgs { manifest } = args;
+    let (m, warnings) = Manifest::load_for_plan(&manifest)?;
+    for w in &warnings {
+        tracing::warn!("{w}\n(`sap plan` lists the cells anyway; `sap validate` and `sap run` refuse the manifest until this is fixed)");
+    }
+    let plan = m.plan();
+    let (mut train_frames, mut eval_frames) = (0u64, 0u64);
+    let (mut train_images, mut eval_passes) = (0u64, 0u64);
+    for c in &plan {
+        let deps = if c.deps.is_empty() {
+            String::new()
+        } else {
+            let d: Vec<String> = c.deps.iter().map(|d| d.to_string()).collect();
+            format!("  (after {})", d.join(", "))
+        };
+        let mut cost = String::new();
+        if let Some(f) = c.frames_bound() {
+            cost = format!("; <= {} frames", human(f));
+            match c.stage() {
+                Stage::Train => train_frames += f,
+                Stage::Eval => eval_frames += f,
+            }
+        }
+        if let Some(p) = c.passes_per_step() {
+            cost += &format!(", {p} network passes (forward or backward) per agent step");
+        }
+        match &c.kind {
+            CellKind::CifarTrain(t) => {
+                train_images += t.settings.iterations * t.settings.batch_size as u64;
+            }
+            CellKind::CifarEval(e) => {
+                eval_passes += e.examples as u64 * c.passes_per_image().unwrap_or(0) as u64;
+            }
+            _ => {}
+        }
+        crate::outln!("{:>4}  {}: {}{cost}{deps}", c.index, c.id(), c.describe(&m));
+    }
+    let train = plan.iter().filter(|c| c.stage() == Stage::Train).count();
+    if plan.iter().any(|c| c.frames_bound().is_some()) {
+        crate::outln!(
+            "{} cells: {train} training (<= {} frames), {} evaluation (<= {} frames; \
+             bounds assume every episode runs to its frame cap)",
+            plan.len(),
+            human(train_frames),
+            plan.len() - train,
+            human(eval_frames)
+        );
+    } else {
+        crate::outln!(
+            "{} cells: {train} training, {} evaluation",
+            plan.len(),
+            plan.len() - train
+        );
+    }
+    if train_images + eval_passes > 0 {
+        crate::outln!(
+            "CIFAR-10: {} training images (SGD passes), {} image passes in evaluation",
+            human(train_images),
+            human(eval_passes)
+        );
+    }
+    if m.reproducible {
+        crate::outln!(
+            "reproducible mode: cells pin libtorch's kernels to AVX2 with deterministic \
+             algorithms (the same rows on any x86-64 CPU with AVX2; slower)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sap games`.
+/// `sap games`: every game with its action counts.
+pub(super) fn games() -> Result<ExitCode> {
+    crate::outln!(
+        "{:<8} {:<18} {:>7} {:>5}",
+        "family",
+        "game",
+        "minimal",
+        "full"
+    );
+    for game in Game::all() {
+        let (minimal, full) = action_counts(game)?;
+        crate::outln!("{:<8} {:<18} {minimal:>7} {full:>5}", "atari", game.name());
+    }
+    for game in ClassicGame::ALL {
+        let n = ClassicEnv::new(game).num_actions();
+        crate::outln!("{:<8} {:<18} {n:>7} {n:>5}", "classic", game.name());
+    }
+    Ok(ExitCode::SUCCESS)
+}

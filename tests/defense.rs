@@ -299,6 +299,13 @@ fn out_of_range_defense_parameters_are_refused_with_the_allowed_range() {
             DefenseError::Frac(0.0),
         ),
         (
+            Defense::Sap {
+                frac: 1e30,
+                sampling: Sampling::Exact,
+            },
+            DefenseError::FracTooLarge(1e30),
+        ),
+        (
             Defense::Dropout { p: 1.0 },
             DefenseError::DropProbability(1.0),
         ),

@@ -183,7 +183,7 @@ fn out_of_range_defense_and_attack_parameters_name_their_key_and_the_allowed_val
     let cases = [
         (
             robustness(r#"{ kind = "sap", frac = 0.0 }"#, fgsm, ""),
-            "key `robustness[0].defenses[0].frac`: sap frac = 0 is not allowed; allowed: a finite number > 0",
+            "key `robustness[0].defenses[0].frac`: sap frac = 0 is not allowed; allowed: 0 < frac <= 16",
         ),
         (
             robustness(r#"{ kind = "dropout", p = 1.0 }"#, fgsm, ""),

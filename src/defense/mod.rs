@@ -62,14 +62,17 @@ pub enum Defense {
 /// A defense parameter out of its allowed range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DefenseError {
-    /// `frac` must be positive, finite and at most [`MAX_SAP_FRAC`].
+    /// `frac` must be a positive number.
+    #[error("sap frac = {0} is not allowed; allowed: 0 < frac <= {MAX_SAP_FRAC} (1.0 is SAP-100)")]
+    Frac(f64),
+    /// `frac` above [`MAX_SAP_FRAC`]: no closer to dense in f32, only slower.
     #[error(
         "sap frac = {0} is not allowed; allowed: 0 < frac <= {MAX_SAP_FRAC} (1.0 is SAP-100). \
          With r = {MAX_SAP_FRAC} x n draws a unit holding at least the mean share 1/n of its \
          map is dropped with probability below e^-{MAX_SAP_FRAC} (under f32 precision): larger \
          frac is dense to f32 precision at r times the cost; use kind = \"dense\""
     )]
-    Frac(f64),
+    FracTooLarge(f64),
     /// `p` must lie in [0, 1).
     #[error("dropout p = {0} is not allowed; allowed: 0 <= p < 1")]
     DropProbability(f64),
@@ -89,8 +92,11 @@ impl Defense {
     pub fn validate(&self) -> Result<(), DefenseError> {
         match *self {
             Defense::Dense => Ok(()),
-            Defense::Sap { frac, .. } if !(frac > 0.0 && frac <= MAX_SAP_FRAC) => {
+            Defense::Sap { frac, .. } if !(frac > 0.0 && frac.is_finite()) => {
                 Err(DefenseError::Frac(frac))
+            }
+            Defense::Sap { frac, .. } if frac > MAX_SAP_FRAC => {
+                Err(DefenseError::FracTooLarge(frac))
             }
             Defense::Dropout { p } if !(0.0..1.0).contains(&p) => {
                 Err(DefenseError::DropProbability(p))

@@ -1,0 +1,480 @@
+//! `[[eval]]` jobs: a policy played on games and seeds, and the environment settings they
+//! override; agent jobs add the grid of `grid.rs`.
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::error::suggestion;
+use super::resolver::Resolver;
+use super::robustness;
+use super::{
+    grid, train, AgentEval, DdqnSettings, Family, GameId, Manifest, ManifestError, PolicyKind,
+    TrainJob,
+};
+use crate::env::{games::game_names, AtariSettings, ClassicGame, Game, Preset};
+
+/// One evaluation job: a policy on several games and seeds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalJob {
+    /// The name in CSV rows; `eval<i>` by default.
+    pub name: String,
+    /// The environment family.
+    pub family: Family,
+    /// Game names (checked against the family's games).
+    pub games: Vec<String>,
+    /// Atari preset (Atari only).
+    pub preset: Option<Preset>,
+    /// The policy.
+    pub policy: PolicyKind,
+    /// Episodes per cell.
+    pub episodes: u32,
+    /// Evaluation seeds; each is one cell per game.
+    pub seeds: Vec<u64>,
+    /// Fully resolved Atari settings (Atari only).
+    pub env: Option<AtariSettings>,
+    /// The grid of a trained agent (`policy = "agent"`).
+    pub agent: Option<AgentEval>,
+}
+
+impl Serialize for EvalJob {
+    /// As the job is written in a manifest: the games of a job with `checkpoints` are that
+    /// table's keys, so they are left out (the manifest must not give both).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Written<'a> {
+            name: &'a str,
+            family: Family,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            games: Option<&'a Vec<String>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            preset: Option<Preset>,
+            policy: PolicyKind,
+            episodes: u32,
+            seeds: &'a Vec<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            env: Option<&'a AtariSettings>,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            agent: Option<&'a AgentEval>,
+        }
+        let from_files = self
+            .agent
+            .as_ref()
+            .is_some_and(|a| !a.checkpoints.is_empty());
+        Written {
+            name: &self.name,
+            family: self.family,
+            games: (!from_files).then_some(&self.games),
+            preset: self.preset,
+            policy: self.policy,
+            episodes: self.episodes,
+            seeds: &self.seeds,
+            env: self.env.as_ref(),
+            agent: self.agent.as_ref(),
+        }
+        .serialize(s)
+    }
+}
+
+/// One unit of work: a job on one game with one seed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    /// Position in the plan, from 0.
+    pub index: usize,
+    /// Index of the job in the manifest's `eval` list.
+    pub job: usize,
+    /// The game.
+    pub game: GameId,
+    /// The Atari preset (Atari only).
+    pub preset: Option<Preset>,
+    /// The Atari settings (Atari only).
+    pub settings: Option<AtariSettings>,
+    /// The policy.
+    pub policy: PolicyKind,
+    /// Episodes to play.
+    pub episodes: u32,
+    /// The evaluation seed.
+    pub seed: u64,
+}
+
+impl Cell {
+    /// A name that identifies the cell in logs and file names.
+    pub fn id(&self) -> String {
+        let preset = self.preset.map_or("-", Preset::name);
+        format!(
+            "{:03}-{}-{}-{}-s{}",
+            self.index,
+            self.game.name(),
+            preset,
+            self.policy.name(),
+            self.seed
+        )
+    }
+
+    /// The preset name recorded in CSV rows (`none` outside Atari).
+    pub fn preset_name(&self) -> &'static str {
+        self.preset.map_or("none", Preset::name)
+    }
+}
+
+/// The names in a checked list of games.
+pub(super) fn names(games: &Spanned<Vec<Spanned<String>>>) -> Vec<String> {
+    games
+        .get_ref()
+        .iter()
+        .map(|g| g.get_ref().clone())
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvalJob {
+    name: Option<Spanned<String>>,
+    family: Family,
+    games: Option<Spanned<Vec<Spanned<String>>>>,
+    preset: Option<Spanned<Preset>>,
+    policy: Option<Spanned<PolicyKind>>,
+    episodes: Spanned<u32>,
+    seeds: Option<Spanned<Vec<u64>>>,
+    env: Option<Spanned<RawEnvOverrides>>,
+    train: Option<Spanned<String>>,
+    checkpoints: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
+    samples: Option<Spanned<u32>>,
+    epsilon: Option<Spanned<f64>>,
+    random_episodes: Option<Spanned<u32>>,
+    defenses: Option<Spanned<Vec<Spanned<robustness::RawDefense>>>>,
+    attacks: Option<Spanned<Vec<Spanned<robustness::RawAttack>>>>,
+    lambdas: Option<Spanned<Vec<Spanned<f64>>>>,
+}
+
+/// Overrides of a preset's settings; absent keys keep the preset's value.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnvOverrides {
+    frame_skip: Option<Spanned<u32>>,
+    repeat_action_probability: Option<Spanned<f32>>,
+    noop_max: Option<Spanned<u32>>,
+    fire_on_reset: Option<bool>,
+    life_loss_terminal: Option<bool>,
+    clip_rewards: Option<bool>,
+    max_episode_frames: Option<Spanned<u64>>,
+    action_set: Option<crate::env::ActionSet>,
+}
+
+impl Manifest {
+    /// Expands the random-policy `[[eval]]` jobs into cells: jobs in file order, then games,
+    /// then seeds. [`Manifest::plan`] numbers them after the training cells.
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for (job_index, job) in self.eval.iter().enumerate() {
+            if job.policy != PolicyKind::Random {
+                continue;
+            }
+            for name in &job.games {
+                let game = train::game_id(job.family, name);
+                for &seed in &job.seeds {
+                    cells.push(Cell {
+                        index: cells.len(),
+                        job: job_index,
+                        game,
+                        preset: job.preset,
+                        settings: job.env,
+                        policy: job.policy,
+                        episodes: job.episodes,
+                        seed,
+                    });
+                }
+            }
+        }
+        cells
+    }
+}
+
+impl Resolver<'_> {
+    pub(super) fn resolve_job(
+        &self,
+        i: usize,
+        job: RawEvalJob,
+        seed: u64,
+        trains: &[TrainJob],
+    ) -> Result<EvalJob, ManifestError> {
+        let prefix = format!("eval[{i}]");
+        let key = |k: &str| format!("eval[{i}].{k}");
+        let name = match &job.name {
+            None => format!("eval{i}"),
+            Some(n) => self.plain_name(n, key("name"))?,
+        };
+        let policy = job
+            .policy
+            .as_ref()
+            .map_or(PolicyKind::Random, |p| *p.get_ref());
+        let policy_span = job
+            .policy
+            .as_ref()
+            .map_or(job.episodes.span(), Spanned::span);
+        let episodes = self.check_range(
+            &job.episodes,
+            key("episodes"),
+            1..1_000_000,
+            true,
+            "episodes",
+        )?;
+        let agent_keys = grid::RawAgentKeys {
+            train: job.train,
+            checkpoints: job.checkpoints,
+            samples: job.samples,
+            epsilon: job.epsilon,
+            random_episodes: job.random_episodes,
+            defenses: job.defenses,
+            attacks: job.attacks,
+            lambdas: job.lambdas,
+        };
+        let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
+        if policy == PolicyKind::Random {
+            if let Some((k, span)) = agent_keys.first_present() {
+                let msg =
+                    format!("`{k}` applies to policy = \"agent\" only; this job plays random");
+                return Err(self.error(span, key(k), msg));
+            }
+        } else if job.family != Family::Atari {
+            let msg = "agent evaluation under attack is defined for Atari games (pixel \
+                       observations, lambda in pixel units); allowed: family = \"atari\""
+                .to_owned();
+            return Err(self.error(policy_span, key("policy"), msg));
+        }
+        if job.family == Family::Classic {
+            self.reject_atari_keys(&prefix, &job.preset, &job.env)?;
+        }
+        let overrides = job.env.map(Spanned::into_inner).unwrap_or_default();
+        let source = match policy {
+            PolicyKind::Agent => {
+                Some(self.agent_source(&prefix, &agent_keys, trains, policy_span.clone())?)
+            }
+            PolicyKind::Random => None,
+        };
+        let (games, preset, env, agent) = match source {
+            None => {
+                let Some(games) = &job.games else {
+                    let msg = "missing `games`: name the games to play".to_owned();
+                    return Err(self.error(policy_span, key("games"), msg));
+                };
+                self.check_games(&prefix, job.family, games)?;
+                let (preset, env) = match job.family {
+                    Family::Atari => {
+                        let preset = job.preset.map(Spanned::into_inner).unwrap_or_default();
+                        let env = self.apply_overrides(&prefix, preset.settings(), overrides)?;
+                        (Some(preset), Some(env))
+                    }
+                    Family::Classic => (None, None),
+                };
+                (names(games), preset, env, None)
+            }
+            Some(grid::Source::Train(t)) => {
+                if t.family != Family::Atari {
+                    let msg = format!(
+                        "[[train]] job `{}` trains {} agents; agent evaluation under attack \
+                         needs family \"atari\"",
+                        t.name,
+                        t.family.name()
+                    );
+                    let span = agent_keys.train.as_ref().map_or(policy_span, Spanned::span);
+                    return Err(self.error(span, key("train"), msg));
+                }
+                if let Some(p) = &job.preset {
+                    if Some(*p.get_ref()) != t.preset {
+                        let msg = format!(
+                            "the networks of [[train]] job `{}` were trained under preset `{}`; \
+                             evaluation follows the training protocol, so leave `preset` out",
+                            t.name,
+                            t.preset.map_or("none", crate::env::Preset::name)
+                        );
+                        return Err(self.error(p.span(), key("preset"), msg));
+                    }
+                }
+                let games = match &job.games {
+                    None => t.games.clone(),
+                    Some(games) => {
+                        self.check_games(&prefix, job.family, games)?;
+                        for (g, game) in games.get_ref().iter().enumerate() {
+                            if !t.games.contains(game.get_ref()) {
+                                let msg = format!(
+                                    "[[train]] job `{}` does not train `{}`; it trains {}",
+                                    t.name,
+                                    game.get_ref(),
+                                    t.games.join(", ")
+                                );
+                                return Err(self.error(
+                                    game.span(),
+                                    key(&format!("games[{g}]")),
+                                    msg,
+                                ));
+                            }
+                        }
+                        names(games)
+                    }
+                };
+                let base = t.env.expect("Atari train jobs have settings");
+                let env = self.apply_overrides(&prefix, base, overrides)?;
+                let grid = self.resolve_agent_grid(
+                    &prefix,
+                    &agent_keys,
+                    t.ddqn.eval_epsilon,
+                    episodes,
+                    policy_span,
+                )?;
+                (games, t.preset, Some(env), Some(grid))
+            }
+            Some(grid::Source::Files(files)) => {
+                if let Some(g) = &job.games {
+                    let msg = "with `checkpoints` the games are its keys; remove `games`".into();
+                    return Err(self.error(g.span(), key("games"), msg));
+                }
+                let preset = job.preset.map(Spanned::into_inner).unwrap_or_default();
+                let env = self.apply_overrides(&prefix, preset.settings(), overrides)?;
+                let epsilon = DdqnSettings::defaults(Some(preset)).eval_epsilon;
+                let mut grid =
+                    self.resolve_agent_grid(&prefix, &agent_keys, epsilon, episodes, policy_span)?;
+                let games = files.keys().cloned().collect();
+                grid.checkpoints = files;
+                (games, Some(preset), Some(env), Some(grid))
+            }
+        };
+        Ok(EvalJob {
+            name,
+            family: job.family,
+            games,
+            preset,
+            policy,
+            episodes,
+            seeds,
+            env,
+            agent,
+        })
+    }
+
+    /// Checks a job's `games`: non-empty, no repeats, each a game of `family`.
+    pub(super) fn check_games(
+        &self,
+        prefix: &str,
+        family: Family,
+        games: &Spanned<Vec<Spanned<String>>>,
+    ) -> Result<(), ManifestError> {
+        if games.get_ref().is_empty() {
+            let msg = "the list is empty; name at least one game".to_owned();
+            return Err(self.error(games.span(), format!("{prefix}.games"), msg));
+        }
+        let mut seen = HashSet::new();
+        for (g, game) in games.get_ref().iter().enumerate() {
+            let game_key = format!("{prefix}.games[{g}]");
+            let name = game.get_ref().as_str();
+            if !seen.insert(name) {
+                return Err(self.error(game.span(), game_key, format!("`{name}` is listed twice")));
+            }
+            self.check_game(family, name, game.span(), game_key)?;
+        }
+        Ok(())
+    }
+
+    /// A classic-control job may not name a preset or Atari settings.
+    pub(super) fn reject_atari_keys(
+        &self,
+        prefix: &str,
+        preset: &Option<Spanned<Preset>>,
+        env: &Option<Spanned<RawEnvOverrides>>,
+    ) -> Result<(), ManifestError> {
+        if let Some(p) = preset {
+            let msg = "presets apply to Atari games only; remove it for family \"classic\"";
+            return Err(self.error(p.span(), format!("{prefix}.preset"), msg.into()));
+        }
+        if let Some(e) = env {
+            let table = prefix.split('[').next().unwrap_or(prefix);
+            let msg = format!(
+                "environment settings apply to Atari games only; remove [{table}.env] for family \
+                 \"classic\""
+            );
+            return Err(self.error(e.span(), format!("{prefix}.env"), msg));
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_game(
+        &self,
+        family: Family,
+        name: &str,
+        span: Range<usize>,
+        key: String,
+    ) -> Result<(), ManifestError> {
+        let classic_names: Vec<&str> = ClassicGame::ALL.iter().map(|g| g.name()).collect();
+        let (known, other_family) = match family {
+            Family::Atari => (
+                Game::from_name(name).is_some(),
+                ClassicGame::from_name(name).is_some(),
+            ),
+            Family::Classic => (
+                ClassicGame::from_name(name).is_some(),
+                Game::from_name(name).is_some(),
+            ),
+        };
+        if known {
+            return Ok(());
+        }
+        let msg = if other_family {
+            let other = if family == Family::Atari {
+                "classic"
+            } else {
+                "atari"
+            };
+            format!(
+                "`{name}` is not a {} game; it belongs to family \"{other}\"",
+                family.name()
+            )
+        } else {
+            match family {
+                Family::Atari => format!(
+                    "unknown Atari game `{name}`{}; `sap games` lists the {} bundled games",
+                    suggestion(name, game_names()),
+                    game_names().len()
+                ),
+                Family::Classic => format!(
+                    "unknown classic game `{name}`; allowed: {}{}",
+                    classic_names.join(", "),
+                    suggestion(name, classic_names.iter().copied())
+                ),
+            }
+        };
+        Err(self.error(span, key, msg))
+    }
+
+    /// Applies `[<prefix>.env]` overrides to a preset's settings.
+    pub(super) fn apply_overrides(
+        &self,
+        prefix: &str,
+        mut s: AtariSettings,
+        o: RawEnvOverrides,
+    ) -> Result<AtariSettings, ManifestError> {
+        let key = |k: &str| format!("{prefix}.env.{k}");
+        if let Some(v) = &o.frame_skip {
+            s.frame_skip = self.check_range(v, key("frame_skip"), 1..64, true, "frames")?;
+        }
+        if let Some(v) = &o.repeat_action_probability {
+            let what = "a probability";
+            s.repeat_action_probability =
+                self.check_range(v, key("repeat_action_probability"), 0.0..1.0, false, what)?;
+        }
+        if let Some(v) = &o.noop_max {
+            s.noop_max = self.check_range(v, key("noop_max"), 0..10_000, true, "frames")?;
+        }
+        if let Some(v) = &o.max_episode_frames {
+            let what = "frames";
+            s.max_episode_frames =
+                self.check_range(v, key("max_episode_frames"), 1..u64::MAX, true, what)?;
+        }
+        s.fire_on_reset = o.fire_on_reset.unwrap_or(s.fire_on_reset);
+        s.life_loss_terminal = o.life_loss_terminal.unwrap_or(s.life_loss_terminal);
+        s.clip_rewards = o.clip_rewards.unwrap_or(s.clip_rewards);
+        s.action_set = o.action_set.unwrap_or(s.action_set);
+        Ok(s)
+    }
+}

@@ -22,6 +22,7 @@
 mod cifar;
 mod error;
 mod eval;
+mod expand;
 mod grid;
 mod plan;
 mod resolver;

@@ -10,7 +10,7 @@ use crate::attack::Attack;
 use crate::defense::Defense;
 use crate::env::{AtariSettings, Game, Preset};
 
-use super::{Cell, CifarTrainJob, GameId, Manifest, PolicyKind, Task, TrainCell, Variant};
+use super::{Cell, CifarTrainJob, GameId, Manifest, Task, TrainCell, Variant};
 
 /// Where an agent's network comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +34,14 @@ impl NetworkSource {
         match self {
             NetworkSource::Train { seed, .. } => Some(*seed),
             NetworkSource::File(_) => None,
+        }
+    }
+
+    /// The cells a network needs: its training cell, if any.
+    pub fn deps(&self) -> Vec<usize> {
+        match self {
+            NetworkSource::Train { cell, .. } => vec![*cell],
+            NetworkSource::File(_) => Vec::new(),
         }
     }
 
@@ -414,225 +422,5 @@ impl PlanCell {
                 )
             }
         }
-    }
-}
-
-impl Manifest {
-    /// Every cell in plan order: training cells, random-policy cells (the `[[eval]]` random
-    /// jobs, then one baseline per agent game and seed unless an identical cell exists),
-    /// agent cells (job, game, network, seed, defense, attack, lambda; the dense clean
-    /// reference first when the grid lacks it), then robustness cells.
-    pub fn plan(&self) -> Vec<PlanCell> {
-        let mut plan: Vec<PlanCell> = self
-            .train_cells()
-            .into_iter()
-            .map(|t| PlanCell {
-                index: t.index,
-                kind: CellKind::Train(t),
-                deps: Vec::new(),
-            })
-            .collect();
-        let push = |plan: &mut Vec<PlanCell>, kind: CellKind, deps: Vec<usize>| {
-            let index = plan.len();
-            plan.push(PlanCell { index, kind, deps });
-            index
-        };
-        for (j, job) in self.cifar_train.iter().enumerate() {
-            for &variant in &job.variants {
-                for &seed in &job.seeds {
-                    let cell = CifarTrainCell {
-                        job: j,
-                        settings: job.clone(),
-                        variant,
-                        seed,
-                    };
-                    push(&mut plan, CellKind::CifarTrain(cell), Vec::new());
-                }
-            }
-        }
-        for mut cell in self.cells() {
-            cell.index = plan.len();
-            push(&mut plan, CellKind::Episodes(cell), Vec::new());
-        }
-        // Random baselines for agent jobs, then the agent cells.
-        let mut agents: Vec<(AgentCell, Vec<usize>)> = Vec::new();
-        for (j, job) in self.eval.iter().enumerate() {
-            let Some(grid) = &job.agent else { continue };
-            let preset = job.preset.expect("agent jobs are Atari");
-            let settings = job.env.expect("agent jobs are Atari");
-            for name in &job.games {
-                let game = Game::from_name(name).expect("checked game");
-                let networks: Vec<NetworkSource> = match &grid.train {
-                    Some(train) => plan
-                        .iter()
-                        .filter_map(|c| match &c.kind {
-                            CellKind::Train(t)
-                                if t.job.name == *train && t.game == GameId::Atari(game) =>
-                            {
-                                Some(NetworkSource::Train {
-                                    cell: c.index,
-                                    id: t.id(),
-                                    seed: t.seed,
-                                })
-                            }
-                            _ => None,
-                        })
-                        .collect(),
-                    None => vec![NetworkSource::File(grid.checkpoints[name].clone())],
-                };
-                for &seed in &job.seeds {
-                    let baseline_cell = Cell {
-                        index: 0,
-                        job: j,
-                        game: GameId::Atari(game),
-                        preset: Some(preset),
-                        settings: Some(settings),
-                        policy: PolicyKind::Random,
-                        episodes: grid.random_episodes,
-                        seed,
-                    };
-                    let existing = plan.iter().position(|c| match &c.kind {
-                        CellKind::Episodes(e) => {
-                            Cell {
-                                index: 0,
-                                job: j,
-                                ..e.clone()
-                            } == baseline_cell
-                        }
-                        _ => false,
-                    });
-                    let baseline = existing.unwrap_or_else(|| {
-                        let mut cell = baseline_cell.clone();
-                        cell.index = plan.len();
-                        push(&mut plan, CellKind::Episodes(cell), Vec::new())
-                    });
-                    for network in &networks {
-                        let deps = match network {
-                            NetworkSource::Train { cell, .. } => vec![*cell],
-                            NetworkSource::File(_) => Vec::new(),
-                        };
-                        let base = AgentCell {
-                            job: j,
-                            job_name: job.name.clone(),
-                            game,
-                            preset,
-                            settings,
-                            network: network.clone(),
-                            seed,
-                            defense: Defense::Dense,
-                            attack: None,
-                            samples: grid.samples,
-                            epsilon: grid.epsilon,
-                            episodes: job.episodes,
-                            baseline,
-                        };
-                        if !grid.has_dense_clean() {
-                            agents.push((base.clone(), deps.clone()));
-                        }
-                        for &defense in &grid.defenses {
-                            for spec in &grid.attacks {
-                                for &lambda in &grid.lambdas {
-                                    let cell = AgentCell {
-                                        defense,
-                                        attack: Some(spec.at(lambda)),
-                                        ..base.clone()
-                                    };
-                                    agents.push((cell, deps.clone()));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        for (cell, deps) in agents {
-            push(&mut plan, CellKind::Agent(cell), deps);
-        }
-        for (j, job) in self.robustness.iter().enumerate() {
-            for &seed in &job.seeds {
-                let kind = CellKind::Robustness {
-                    job: j,
-                    task: job.task,
-                    seed,
-                };
-                push(&mut plan, kind, Vec::new());
-            }
-        }
-        let mut cifar: Vec<(CifarEvalCell, Vec<usize>)> = Vec::new();
-        for (j, job) in self.cifar_eval.iter().enumerate() {
-            // (label, network, trained_by) of every network the job evaluates.
-            type Net = (String, NetworkSource, Option<(String, Option<(f64, f64)>)>);
-            let networks: Vec<Net> = match &job.train {
-                Some(train) => plan
-                    .iter()
-                    .filter_map(|c| match &c.kind {
-                        CellKind::CifarTrain(t)
-                            if t.settings.name == *train && job.variants.contains(&t.variant) =>
-                        {
-                            let adv = (t.variant == Variant::Adv)
-                                .then(|| t.settings.adv())
-                                .flatten();
-                            Some((
-                                t.variant.name().to_owned(),
-                                NetworkSource::Train {
-                                    cell: c.index,
-                                    id: c.id(),
-                                    seed: t.seed,
-                                },
-                                Some((train.clone(), adv)),
-                            ))
-                        }
-                        _ => None,
-                    })
-                    .collect(),
-                None => job
-                    .checkpoints
-                    .iter()
-                    .map(|(label, file)| (label.clone(), NetworkSource::File(file.clone()), None))
-                    .collect(),
-            };
-            for (label, network, trained_by) in networks {
-                let deps = match &network {
-                    NetworkSource::Train { cell, .. } => vec![*cell],
-                    NetworkSource::File(_) => Vec::new(),
-                };
-                for &seed in &job.seeds {
-                    for &defense in &job.defenses {
-                        let base = CifarEvalCell {
-                            job: j,
-                            job_name: job.name.clone(),
-                            label: label.clone(),
-                            network: network.clone(),
-                            trained_by: trained_by.clone(),
-                            data: job.data.clone(),
-                            examples: job.examples,
-                            batch_size: job.batch_size,
-                            samples: job.samples,
-                            seed,
-                            defense,
-                            attack: None,
-                        };
-                        // Lambda 0 leaves every input as it is: one clean cell serves all
-                        // attacks.
-                        if job.lambdas.contains(&0.0) {
-                            cifar.push((base.clone(), deps.clone()));
-                        }
-                        for spec in &job.attacks {
-                            for &lambda in job.lambdas.iter().filter(|&&l| l > 0.0) {
-                                let cell = CifarEvalCell {
-                                    attack: Some(spec.at(lambda)),
-                                    ..base.clone()
-                                };
-                                cifar.push((cell, deps.clone()));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        for (cell, deps) in cifar {
-            push(&mut plan, CellKind::CifarEval(cell), deps);
-        }
-        plan
     }
 }

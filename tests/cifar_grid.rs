@@ -340,7 +340,7 @@ fn an_adversarial_training_cell_killed_mid_epoch_resumes_with_the_same_next_epoc
     .unwrap();
     let dir = tmp.path().join("killed/cells/cifar-train-000-adv-s7");
     let started = Instant::now();
-    while !dir.join("checkpoints/state-00000024.toml").is_file() {
+    while !dir.join("checkpoints/state-000000000024.toml").is_file() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the cell finished before the kill"

@@ -35,9 +35,10 @@ pub const FINAL: &str = "final.safetensors";
 use crate::defense::DefensePoints;
 use crate::env::{ale::action_counts, AtariEnv, ClassicEnv, Environment, Mode};
 use crate::manifest::{Family, GameId, TrainCell};
+use crate::nn::checkpoint::CheckpointFolder;
 use crate::nn::{Architecture, MlpConfig};
 use crate::progress::TrainProgress;
-use crate::record::{read_rows, write_atomic, write_table, CsvAppender};
+use crate::record::{read_rows, write_table, CsvAppender};
 use crate::rl::{DoubleDqn, Replay};
 use crate::runtime::{
     self, ActorSpec, EnvCall, EpisodeEnd, Frame, GameTally, Hooks, LearnerState, SlotState,
@@ -283,7 +284,19 @@ fn run_typed<T: Frame>(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome>
     let end_step = job.steps(job.frames);
     let train_path = dir.join("train.csv");
     let eval_path = dir.join("train_eval.csv");
-    let resumed = latest_checkpoint(&ckpt_dir, &id)?;
+    let resumed = CheckpointFolder::new(&ckpt_dir)
+        .newest(|_: &CheckpointInfo| true)?
+        .map(|(_, info, path)| (info, path));
+    if let Some((info, path)) = &resumed {
+        if info.cell != id {
+            bail!(
+                "{} belongs to cell {}, not {id}: this run directory holds another manifest's \
+                 cells",
+                path.display(),
+                info.cell
+            );
+        }
+    }
     let start_step = resumed.as_ref().map_or(0, |(info, _)| info.step);
     // CRUCIAL for resume: rows after the checkpoint are played again, so cut them first.
     let kept_games = cut_rows_after::<TrainRow>(&train_path, start_step)?;
@@ -401,10 +414,9 @@ fn restore<T: Frame>(
 ) -> Result<()> {
     let tensors = Tensor::read_safetensors(path.with_file_name(&info.tensors))
         .with_context(|| format!("reading checkpoint {}", path.display()))?;
-    learner.ddqn.load_state(&tensors).map_err(|key| {
+    learner.ddqn.load_state(&tensors).map_err(|e| {
         anyhow::anyhow!(
-            "{}: the checkpoint lacks `{key}` or has it in another shape; it was written by \
-             another network or version",
+            "{}: {e}; the checkpoint was written by another network or version",
             path.display()
         )
     })?;
@@ -510,37 +522,6 @@ pub(crate) fn last_eval_mean(path: &Path) -> Result<Option<f64>> {
         .map(|r| r.episode_return)
         .collect();
     Ok(Some(returns.iter().sum::<f64>() / returns.len() as f64))
-}
-
-/// The newest whole checkpoint of a cell: its JSON and path.
-fn latest_checkpoint(dir: &Path, cell: &str) -> Result<Option<(CheckpointInfo, PathBuf)>> {
-    let mut found: Option<(CheckpointInfo, PathBuf)> = None;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if !(name.starts_with("state-") && name.ends_with(".toml")) {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path)?;
-        let info: CheckpointInfo = toml::from_str(&text)
-            .with_context(|| format!("{}: not a checkpoint description", path.display()))?;
-        if info.cell != cell {
-            bail!(
-                "{} belongs to cell {}, not {cell}: this run directory holds another manifest's \
-                 cells",
-                path.display(),
-                info.cell
-            );
-        }
-        let newer = match &found {
-            Some((f, _)) => info.step > f.step,
-            None => true,
-        };
-        if newer {
-            found = Some((info, path));
-        }
-    }
-    Ok(found)
 }
 
 /// Update statistics since the previous train row, and a rate window of at least
@@ -675,7 +656,8 @@ impl CellHooks<'_> {
         finished: bool,
     ) -> Result<()> {
         let step = learner.steps;
-        let stem = format!("state-{step:012}");
+        let folder = CheckpointFolder::new(&self.ckpt_dir);
+        let stem = CheckpointFolder::stem(step);
         let tensors_name = format!("{stem}.safetensors");
         let tensors: Vec<(String, Tensor)> = learner
             .ddqn
@@ -683,9 +665,9 @@ impl CellHooks<'_> {
             .into_iter()
             .map(|(k, t)| (k, t.to_device(Device::Cpu).contiguous()))
             .collect();
-        crate::nn::checkpoint::write_tensors(&self.ckpt_dir.join(&tensors_name), &tensors)?;
+        crate::nn::checkpoint::write_tensors(&folder.file(&tensors_name), &tensors)?;
         let replay_name = format!("{stem}.replay");
-        let replay_path = self.ckpt_dir.join(&replay_name);
+        let replay_path = folder.file(&replay_name);
         learner
             .replay
             .save(&replay_path)
@@ -710,32 +692,9 @@ impl CellHooks<'_> {
             games: learner.games.clone(),
             slots: slots.iter().map(SlotRecord::of).collect(),
         };
-        // The description last: a checkpoint counts only once it is there.
-        let text = toml::to_string(&info).expect("checkpoint descriptions serialise");
-        write_atomic(&self.ckpt_dir.join(format!("{stem}.toml")), text.as_bytes())?;
-        self.prune(step)
-    }
-
-    /// Keeps only the newest checkpoint (its replay can take gigabytes).
-    fn prune(&self, newest: u64) -> Result<()> {
-        let mut steps: Vec<u64> = std::fs::read_dir(&self.ckpt_dir)?
-            .filter_map(|e| {
-                let name = e.ok()?.file_name().into_string().ok()?;
-                name.strip_prefix("state-")?
-                    .strip_suffix(".toml")?
-                    .parse()
-                    .ok()
-            })
-            .filter(|&s| s <= newest)
-            .collect();
-        steps.sort_unstable();
-        for old in steps.iter().rev().skip(1) {
-            let stem = format!("state-{old:012}");
-            // The description first: a checkpoint without it no longer counts.
-            let _ = std::fs::remove_file(self.ckpt_dir.join(format!("{stem}.toml")));
-            let _ = std::fs::remove_file(self.ckpt_dir.join(format!("{stem}.safetensors")));
-            let _ = std::fs::remove_file(self.ckpt_dir.join(format!("{stem}.replay")));
-        }
+        // The description last: a checkpoint counts only once it is there; older ones go
+        // (their replay can take gigabytes).
+        folder.commit(step, &info)?;
         Ok(())
     }
 }

@@ -152,3 +152,116 @@ fn same_family(a: Kind, b: Kind) -> bool {
     let float = |k| matches!(k, Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double);
     float(a) == float(b)
 }
+
+/// A folder of numbered checkpoints `state-<n>.*` (n: agent steps or iterations done). A
+/// checkpoint is its data files plus a TOML description, written last: it counts only once
+/// the description is there. The newest description wins; committing a checkpoint removes
+/// the older ones (their descriptions first).
+#[derive(Clone, Debug)]
+pub struct CheckpointFolder {
+    dir: PathBuf,
+}
+
+impl CheckpointFolder {
+    /// The folder `dir` (created by [`CheckpointFolder::create`] or on first commit).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// Creates the folder if needed.
+    pub fn create(&self) -> Result<(), CheckpointError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file-name stem of checkpoint `n`: `state-<n>` with 12 digits.
+    pub fn stem(n: u64) -> String {
+        format!("state-{n:012}")
+    }
+
+    /// The path of a data file of a checkpoint in this folder.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The number of a checkpoint file name (`state-<digits>.<ext>`) and whether it is a
+    /// description.
+    fn parse_name(name: &str) -> Option<(u64, bool)> {
+        let rest = name.strip_prefix("state-")?;
+        let (digits, ext) = rest.split_once('.')?;
+        Some((digits.parse().ok()?, ext == "toml"))
+    }
+
+    /// Makes checkpoint `n` count: writes its description atomically (its data files must
+    /// already be written), then removes every older checkpoint.
+    pub fn commit<T: serde::Serialize>(
+        &self,
+        n: u64,
+        description: &T,
+    ) -> Result<(), CheckpointError> {
+        let path = self.dir.join(format!("{}.toml", Self::stem(n)));
+        let text = toml::to_string(description).map_err(|e| io(&path, e))?;
+        crate::record::write_atomic(&path, text.as_bytes()).map_err(|e| io(&path, e))?;
+        self.prune(n)
+    }
+
+    /// Removes every checkpoint older than `n`: descriptions first, so that a checkpoint
+    /// cut off halfway never counts.
+    fn prune(&self, n: u64) -> Result<(), CheckpointError> {
+        let mut older: Vec<(bool, PathBuf)> = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
+            let path = entry.map_err(|e| io(&self.dir, e))?.path();
+            let name = path.file_name().and_then(|s| s.to_str()).unwrap_or("");
+            if let Some((k, description)) = Self::parse_name(name) {
+                if k < n {
+                    older.push((!description, path));
+                }
+            }
+        }
+        older.sort();
+        for (_, path) in older {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
+    }
+
+    /// The newest checkpoint whose description parses and satisfies `complete` (its data
+    /// files exist, say): its number, description and the description's path. `None` when
+    /// the folder has none (or does not exist).
+    pub fn newest<T: serde::de::DeserializeOwned>(
+        &self,
+        complete: impl Fn(&T) -> bool,
+    ) -> Result<Option<(u64, T, PathBuf)>, CheckpointError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&self.dir, e)),
+        };
+        let mut best: Option<(u64, T, PathBuf)> = None;
+        for entry in entries {
+            let path = entry.map_err(|e| io(&self.dir, e))?.path();
+            let name = path.file_name().and_then(|s| s.to_str()).unwrap_or("");
+            let Some((n, true)) = Self::parse_name(name) else {
+                continue;
+            };
+            if best.as_ref().is_some_and(|(b, _, _)| *b >= n) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+            let description: T = toml::from_str(&text).map_err(|e| {
+                io(
+                    &path,
+                    format!("not a checkpoint description of this cell ({e})"),
+                )
+            })?;
+            if complete(&description) {
+                best = Some((n, description, path));
+            }
+        }
+        Ok(best)
+    }
+}

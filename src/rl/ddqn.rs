@@ -50,6 +50,24 @@ pub fn double_dqn_targets(
     rewards + (1.0 - dones) * gamma * evaluated
 }
 
+/// Why a Double DQN state does not fit the learner.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// A tensor the learner needs is not in the state.
+    #[error("tensor `{0}` is missing")]
+    Missing(String),
+    /// A tensor has another shape than the learner's.
+    #[error("tensor `{key}` has shape {found:?}, the learner needs {expected:?}")]
+    Shape {
+        /// The tensor's name.
+        key: String,
+        /// Its shape in the state.
+        found: Vec<i64>,
+        /// The learner's shape.
+        expected: Vec<i64>,
+    },
+}
+
 /// The online and target networks and the optimiser.
 pub struct DoubleDqn {
     /// The network being trained.
@@ -167,7 +185,7 @@ impl DoubleDqn {
 
     /// Restores a state written by [`DoubleDqn::state`]; the error names the first missing
     /// or misshapen tensor.
-    pub fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), String> {
+    pub fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), StateError> {
         let find = |key: &str| {
             tensors
                 .iter()
@@ -180,9 +198,13 @@ impl DoubleDqn {
             tch::no_grad(|| {
                 for (name, mut var) in vars {
                     let key = format!("{prefix}.{name}");
-                    let src = find(&key).ok_or_else(|| key.clone())?;
+                    let src = find(&key).ok_or_else(|| StateError::Missing(key.clone()))?;
                     if src.size() != var.size() {
-                        return Err(key);
+                        return Err(StateError::Shape {
+                            key,
+                            found: src.size(),
+                            expected: var.size(),
+                        });
                     }
                     var.copy_(&src.to_kind(var.kind()).to_device(var.device()));
                 }
@@ -191,8 +213,8 @@ impl DoubleDqn {
         }
         self.optimizer
             .load_state(|name| find(&format!("optimizer.{name}")))
-            .map_err(|k| format!("optimizer.{k}"))?;
-        let updates = find("updates").ok_or("updates")?;
+            .map_err(|k| StateError::Missing(format!("optimizer.{k}")))?;
+        let updates = find("updates").ok_or_else(|| StateError::Missing("updates".into()))?;
         self.updates = updates.int64_value(&[0]) as u64;
         Ok(())
     }

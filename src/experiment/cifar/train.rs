@@ -9,7 +9,7 @@
 //! an uninterrupted one. `cifar_train.csv` has one row per epoch; the last one may be partial.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,10 +23,11 @@ use crate::data::cifar::{load, CifarSplit, Split, CLASSES};
 use crate::data::pipeline::{Pipeline, PipelineConfig, TrainBatch};
 use crate::defense::{Defense, DefensePoints, DefenseRng};
 use crate::manifest::{CifarTrainCell, CifarTrainJob, Variant};
+use crate::nn::checkpoint::CheckpointFolder;
 use crate::nn::optim::{Optimizer, OptimizerConfig};
 use crate::nn::{checkpoint, Architecture, Model};
 use crate::progress::TrainProgress;
-use crate::record::{read_rows, write_atomic, write_table, CsvAppender};
+use crate::record::{read_rows, write_table, CsvAppender};
 use crate::seed::derive;
 
 /// The per-cell and per-run file of epoch rows.
@@ -236,42 +237,8 @@ pub fn train_step(
     (loss.double_value(&[]) * b as f64, correct, replaced)
 }
 
-fn checkpoint_info_path(dir: &Path, iteration: u64) -> PathBuf {
-    dir.join(format!("state-{iteration:08}.toml"))
-}
-
-/// The newest complete checkpoint in `dir` (its description names tensors that exist).
-fn latest_checkpoint(dir: &Path) -> Result<Option<CheckpointInfo>> {
-    let mut best: Option<CheckpointInfo> = None;
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let info: CheckpointInfo = toml::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a checkpoint description of a CIFAR training cell",
-                path.display()
-            )
-        })?;
-        if dir.join(&info.tensors).is_file()
-            && best.as_ref().map_or(true, |b| b.iteration < info.iteration)
-        {
-            best = Some(info);
-        }
-    }
-    Ok(best)
-}
-
 fn save_checkpoint(
-    dir: &Path,
+    folder: &CheckpointFolder,
     model: &Model,
     opt: &Optimizer,
     info: &CheckpointInfo,
@@ -288,20 +255,8 @@ fn save_checkpoint(
             .map(|(k, v)| (format!("optim.{k}"), v.detach().to_device(Device::Cpu))),
     );
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    crate::nn::checkpoint::write_tensors(&dir.join(&info.tensors), &named)?;
-    let text = toml::to_string(info).expect("a checkpoint description serialises");
-    write_atomic(&checkpoint_info_path(dir, info.iteration), text.as_bytes())?;
-    // Older checkpoints are no longer needed.
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let keep = name == info.tensors
-            || path == checkpoint_info_path(dir, info.iteration)
-            || !name.starts_with("state-");
-        if !keep {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
+    crate::nn::checkpoint::write_tensors(&folder.file(&info.tensors), &named)?;
+    folder.commit(info.iteration, info)?;
     Ok(())
 }
 
@@ -380,7 +335,10 @@ pub fn run_cell(
     let model = Model::new(architecture(), device);
     let mut opt = sgd(&model, job.lr, job.momentum, job.weight_decay);
     let path = dir.join(TRAIN_FILE);
-    let resumed = latest_checkpoint(&ckpt_dir)?;
+    let folder = CheckpointFolder::new(&ckpt_dir);
+    let resumed = folder
+        .newest(|info: &CheckpointInfo| folder.file(&info.tensors).is_file())?
+        .map(|(_, info, _)| info);
     let (start, mut rows, mut sums) = match &resumed {
         Some(info) => {
             load_checkpoint(&ckpt_dir, info, &model, &mut opt)?;
@@ -460,10 +418,10 @@ pub fn run_cell(
             let info = CheckpointInfo {
                 iteration: done,
                 rows,
-                tensors: format!("state-{done:08}.safetensors"),
+                tensors: format!("{}.safetensors", CheckpointFolder::stem(done)),
                 epoch: sums,
             };
-            save_checkpoint(&ckpt_dir, &model, &opt, &info)?;
+            save_checkpoint(&folder, &model, &opt, &info)?;
         }
     }
     drop(batches);

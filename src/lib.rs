@@ -7,12 +7,12 @@
 //!   background batch pipeline (shuffle, crop, flip).
 //! - [`defense`]: dense, SAP (exact and independent sampling), dropout, Gaussian noise.
 //! - [`nn`]: Nature CNN, MLP and ResNet-20 with a defense point after every ReLU;
-//!   safetensors checkpoints named as in PyTorch.
+//!   safetensors checkpoints named as in PyTorch, written atomically, and the checkpoint
+//!   folder of training cells; the optimisers (Adam, centered RMSProp, SGD).
 //! - [`attack`]: FGSM, iterative FGSM / PGD and EOT-PGD with Monte-Carlo (EOT) gradients.
 //! - [`policy`]: `PolicyWrapper`, network + defense + attack + samples, with its own
 //!   seeded generator; `classify` and `act`.
-//! - [`rl`]: replay memory, Double DQN, optimisers (Adam, centered RMSProp, SGD),
-//!   epsilon schedules.
+//! - [`rl`]: replay memory and its frames, Double DQN, epsilon schedules.
 //! - [`runtime`]: the actor-learner runtime on crossbeam channels.
 //! - [`manifest`]: TOML manifests, checked with located errors, expanded into cells.
 //! - [`experiment`]: run directories, cells in plan order, resume, summaries; the cells of
@@ -28,7 +28,8 @@
 //! - [`provenance`]: what rows depend on beyond the manifest (CPU, kernels, versions,
 //!   threads, device), recorded per run and cell; the reproducible mode.
 //! - [`bench`]: throughput measurements printed as ratios.
-//! - [`cli`]: the `sap` command line.
+//! - [`cli`]: the `sap` command line, one file per group of subcommands.
+//! - [`console`]: standard output and error written without panicking.
 
 #![warn(missing_docs)]
 

@@ -9,7 +9,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sap_harness::env::{EnvError, Environment, Observation, Step};
 use sap_harness::nn::{Architecture, MlpConfig};
-use sap_harness::rl::{DoubleDqn, Exploration, LinearSchedule, Loss, OptimizerConfig, Replay};
+use sap_harness::rl::{
+    Cadence, DoubleDqn, Exploration, LinearSchedule, Loss, OptimizerConfig, Replay,
+};
 use sap_harness::runtime::{
     self, ActorSpec, EpisodeEnd, Hooks, LearnerState, RuntimeConfig, Snapshot, StepContext,
     Timeline,
@@ -108,7 +110,6 @@ fn learner(slots: usize) -> LearnerState<f32> {
         rng: ChaCha8Rng::seed_from_u64(5),
         steps: 0,
         batch_size: 8,
-        target_period: 10,
     }
 }
 
@@ -128,8 +129,11 @@ fn timeline(cfg: &RuntimeConfig, end_step: u64, learning_starts: u64) -> Timelin
         slots: cfg.slots() as u64,
         start_step: 0,
         end_step,
-        learning_starts,
-        update_period: 2,
+        cadence: Cadence {
+            learning_starts,
+            update_period: 2,
+            target_period: 10,
+        },
         sync_period: cfg.sync_period,
     }
 }

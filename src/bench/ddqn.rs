@@ -20,7 +20,7 @@ use crate::defense::DefensePoints;
 use crate::env::{ale::action_counts, AtariEnv, Environment, Game, Mode, Preset};
 use crate::manifest::DdqnSettings;
 use crate::nn::{Architecture, Model};
-use crate::rl::{DoubleDqn, Replay};
+use crate::rl::{Cadence, DoubleDqn, Replay};
 use crate::runtime::{
     self, set_torch_threads, ActorSpec, EpisodeEnd, Hooks, LearnerState, RuntimeConfig,
     StepContext, Timeline,
@@ -84,7 +84,6 @@ fn learner(capacity: usize, slots: usize, actions: i64) -> Result<LearnerState<u
         rng: ChaCha8Rng::seed_from_u64(2),
         steps: 0,
         batch_size: BATCH,
-        target_period: d.target_period_updates(),
     })
 }
 
@@ -131,8 +130,11 @@ fn runtime_steps_per_s(
         slots: config.slots() as u64,
         start_step: 0,
         end_step: warm_up + steps,
-        learning_starts,
-        update_period: 4,
+        cadence: Cadence {
+            learning_starts,
+            update_period: 4,
+            target_period: settings().target_period_updates(),
+        },
         sync_period: config.sync_period,
     };
     let mut clock = Clock {

@@ -12,12 +12,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use crate::env::{ale::action_counts, ActionSet, AtariEnv, Environment, Mode, Observation};
+use super::episode::{pixels, play, EpsilonGreedy};
+use crate::env::{ale::action_counts, ActionSet, AtariEnv, Mode, Observation};
 use crate::manifest::{AgentCell, NetworkSource};
 use crate::nn::{checkpoint, Architecture, Model};
 use crate::policy::PolicyWrapper;
@@ -191,35 +192,25 @@ pub fn run_cell(
             derive(episode_seed, "defense", 0),
         )?;
         let row_template = template(cell, &checkpoint_name, &wrapper);
-        let mut explore = ChaCha8Rng::seed_from_u64(derive(episode_seed, "explore", 0));
-        let mut obs = env.reset(derive(episode_seed, "env", 0))?;
-        let (mut score, mut agent_steps) = (0.0, 0u64);
-        let truncated = loop {
-            let action = if explore.gen::<f64>() < cell.epsilon {
-                explore.gen_range(0..env.num_actions())
-            } else {
-                let Observation::Pixels(pixels) = &obs else {
-                    bail!("an Atari environment returned features instead of pixels");
-                };
-                let x = Tensor::from_slice(pixels).view([1, 4, 84, 84]);
-                wrapper.act(&x)[0] as usize
-            };
-            let step = env.step(action);
-            score += step.score;
-            agent_steps += 1;
-            progress.frames(step.frames as u64);
-            if step.game_over || step.truncated {
-                break step.truncated;
-            }
-            obs = step.obs;
+        let mut policy = EpsilonGreedy {
+            rng: ChaCha8Rng::seed_from_u64(derive(episode_seed, "explore", 0)),
+            epsilon: cell.epsilon,
+            greedy: |obs: &Observation| {
+                let x = Tensor::from_slice(pixels(obs)?).view([1, 4, 84, 84]);
+                Ok(wrapper.act(&x)[0] as usize)
+            },
         };
-        let frames = env.episode_frames();
+        let reset = derive(episode_seed, "env", 0);
+        let ep = play(&mut env, reset, &mut policy, |step| {
+            progress.frames(step.frames as u64)
+        })?;
+        let (score, frames) = (ep.score, ep.frames);
         let row = AgentRow {
             episode,
             episode_return: score,
             frames,
-            agent_steps,
-            truncated,
+            agent_steps: ep.agent_steps,
+            truncated: ep.truncated,
             ..row_template
         };
         if sink.is_none() {

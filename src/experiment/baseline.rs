@@ -5,9 +5,10 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use anyhow::Result;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::episode::{play, Episode, RandomPolicy};
 use super::{EpisodeKey, EpisodeRow};
 use crate::env::{AtariEnv, ClassicEnv, Environment, Mode};
 use crate::manifest::{Cell, GameId, PolicyKind};
@@ -37,35 +38,20 @@ pub fn make_env(cell: &Cell) -> Result<Box<dyn Environment>> {
     })
 }
 
-/// One finished episode.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Episode {
-    /// Sum of raw rewards.
-    pub score: f64,
-    /// Frames (Atari) or steps (classic), reset frames included.
-    pub frames: u64,
-    /// Cut by the cap or time limit.
-    pub truncated: bool,
-}
-
 /// Plays one episode of a random policy. The episode depends only on the environment's
 /// settings and `episode_seed`.
 pub fn play_random_episode(env: &mut dyn Environment, episode_seed: u64) -> Result<Episode> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed::derive(episode_seed, "policy", 0));
-    env.reset(seed::derive(episode_seed, "env", 0))?;
-    let n = env.num_actions();
-    let mut score = 0.0;
-    loop {
-        let step = env.step(rng.gen_range(0..n));
-        score += step.score;
-        if step.terminated || step.truncated {
-            return Ok(Episode {
-                score,
-                frames: env.episode_frames(),
-                truncated: step.truncated,
-            });
-        }
-    }
+    let mut policy = RandomPolicy(ChaCha8Rng::seed_from_u64(seed::derive(
+        episode_seed,
+        "policy",
+        0,
+    )));
+    play(
+        env,
+        seed::derive(episode_seed, "env", 0),
+        &mut policy,
+        |_| {},
+    )
 }
 
 /// Plays the cell's episodes that are not in `done`, appending one row each (labelled with

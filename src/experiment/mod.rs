@@ -5,6 +5,7 @@ pub mod agent;
 pub mod baseline;
 pub mod cifar;
 pub mod collect;
+pub mod episode;
 pub mod robustness;
 pub mod train;
 

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
@@ -32,8 +32,9 @@ use tch::{Device, Tensor};
 /// The trained online network of a finished cell, in the cell's folder.
 pub const FINAL: &str = "final.safetensors";
 
+use super::episode::{observation_tensor, play, EpsilonGreedy};
 use crate::defense::DefensePoints;
-use crate::env::{ale::action_counts, AtariEnv, ClassicEnv, Environment, Mode};
+use crate::env::{ale::action_counts, AtariEnv, ClassicEnv, Environment, Mode, Observation};
 use crate::manifest::{Family, GameId, TrainCell};
 use crate::nn::checkpoint::CheckpointFolder;
 use crate::nn::{Architecture, MlpConfig};
@@ -326,7 +327,6 @@ fn run_typed<T: Frame>(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome>
         rng: ChaCha8Rng::seed_from_u64(derive(cell.seed, "replay", 0)),
         steps: start_step,
         batch_size: d.batch_size,
-        target_period: d.target_period_updates().max(1),
         games: Vec::new(),
     };
     let mut window = Window::new(start_step, 0);
@@ -371,8 +371,7 @@ fn run_typed<T: Frame>(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome>
             slots,
             start_step: a,
             end_step: b,
-            learning_starts: d.learning_starts,
-            update_period: d.update_period,
+            cadence: d.cadence(),
             sync_period: job.runtime.sync_period,
         };
         let spec = ActorSpec {
@@ -605,26 +604,18 @@ impl CellHooks<'_> {
         let phase = derive(self.cell.seed, "eval", learner.steps);
         let mut sum = 0.0;
         for episode in 0..job.eval_episodes {
-            let mut rng = ChaCha8Rng::seed_from_u64(derive(phase, "explore", episode as u64));
-            let mut obs = T::unpack(env.reset(derive(phase, "episode", episode as u64))?)
-                .context("the environment returned the wrong kind of observation")?;
-            let (mut ret, mut length) = (0.0, 0u64);
-            let truncated = loop {
-                let action = if rng.gen::<f64>() < epsilon {
-                    rng.gen_range(0..env.num_actions())
-                } else {
-                    let x = Tensor::from_slice(&obs).view(&shape[..]).to(model.device());
+            let mut policy = EpsilonGreedy {
+                rng: ChaCha8Rng::seed_from_u64(derive(phase, "explore", episode as u64)),
+                epsilon,
+                greedy: |obs: &Observation| {
+                    let x = observation_tensor(obs, &shape).to(model.device());
                     let q = tch::no_grad(|| model.forward(&x, false, &mut DefensePoints::dense()));
-                    q.argmax(1, false).int64_value(&[0]) as usize
-                };
-                let step = env.step(action);
-                ret += step.score;
-                length += 1;
-                if step.game_over || step.truncated {
-                    break step.truncated;
-                }
-                obs = T::unpack(step.obs).context("wrong kind of observation")?;
+                    Ok(q.argmax(1, false).int64_value(&[0]) as usize)
+                },
             };
+            let reset = derive(phase, "episode", episode as u64);
+            let ep = play(env.as_mut(), reset, &mut policy, |_| {})?;
+            let (ret, length, truncated) = (ep.score, ep.agent_steps, ep.truncated);
             sum += ret;
             self.eval_sink.append(&TrainEvalRow {
                 family: job.family.name().into(),

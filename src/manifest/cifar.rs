@@ -234,16 +234,20 @@ impl Resolver<'_> {
             Some(v) => self.variant_list(v, key("variants"))?,
         };
         let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
-        let iterations = match &job.iterations {
-            None => 64_000,
-            Some(v) => self.positive(v, key("iterations"), "an integer >= 1")?,
-        };
-        let train_examples = match &job.train_examples {
-            None => TRAIN_IMAGES,
-            Some(v) => {
-                self.check_range(v, key("train_examples"), 1..TRAIN_IMAGES, true, "images")?
-            }
-        };
+        let iterations = self.or_positive(
+            &job.iterations,
+            key("iterations"),
+            64_000,
+            "an integer >= 1",
+        )?;
+        let train_examples = self.or_in_range(
+            &job.train_examples,
+            key("train_examples"),
+            TRAIN_IMAGES,
+            1..TRAIN_IMAGES,
+            true,
+            "images",
+        )?;
         let batch_size = match &job.batch_size {
             None => 128,
             Some(v) => {
@@ -257,15 +261,18 @@ impl Resolver<'_> {
             Some(v) => Err(self.error(v.span(), key(k), format!("allowed: {what}"))),
         };
         let lr = positive_f(&job.lr, "lr", 0.1, "a learning rate > 0")?;
-        let unit = |v: &Option<Spanned<f64>>, k: &str, default: f64, what: &str| match v {
-            None => Ok(default),
-            Some(v) => self.check_range(v, key(k), 0.0..1.0, true, what),
+        let unit = |v: &Option<Spanned<f64>>, k: &str, default: f64, what: &str| {
+            self.or_in_range(v, key(k), default, 0.0..1.0, true, what)
         };
         let momentum = unit(&job.momentum, "momentum", 0.9, "a momentum")?;
-        let weight_decay = match &job.weight_decay {
-            None => 1e-4,
-            Some(v) => self.check_range(v, key("weight_decay"), 0.0..1.0, true, "a decay")?,
-        };
+        let weight_decay = self.or_in_range(
+            &job.weight_decay,
+            key("weight_decay"),
+            1e-4,
+            0.0..1.0,
+            true,
+            "a decay",
+        )?;
         let lr_decay = unit(&job.lr_decay, "lr_decay", 0.1, "a factor")?;
         let lr_milestones = match &job.lr_milestones {
             None => vec![iterations / 2, iterations * 3 / 4],
@@ -290,10 +297,14 @@ impl Resolver<'_> {
             0.2,
             "a fraction of the batch",
         )?;
-        let adv_lambda = match &job.adv_lambda {
-            None => 2.0,
-            Some(v) => self.check_range(v, key("adv_lambda"), 0.0..255.0, true, "pixel units")?,
-        };
+        let adv_lambda = self.or_in_range(
+            &job.adv_lambda,
+            key("adv_lambda"),
+            2.0,
+            0.0..255.0,
+            true,
+            "pixel units",
+        )?;
         if !variants.contains(&Variant::Adv) {
             for (k, given) in [
                 ("adv_fraction", job.adv_fraction.as_ref().map(Spanned::span)),
@@ -305,18 +316,21 @@ impl Resolver<'_> {
                 }
             }
         }
-        let checkpoint_every = match &job.checkpoint_every {
-            None => 2_000,
-            Some(v) => self.positive(v, key("checkpoint_every"), "iterations >= 1")?,
-        };
-        let test_examples = match &job.test_examples {
-            None => TEST_IMAGES,
-            Some(v) => self.check_range(v, key("test_examples"), 1..TEST_IMAGES, true, "images")?,
-        };
-        let workers = match &job.workers {
-            None => 2,
-            Some(v) => self.check_range(v, key("workers"), 1..64, true, "threads")?,
-        };
+        let checkpoint_every = self.or_positive(
+            &job.checkpoint_every,
+            key("checkpoint_every"),
+            2_000,
+            "iterations >= 1",
+        )?;
+        let test_examples = self.or_in_range(
+            &job.test_examples,
+            key("test_examples"),
+            TEST_IMAGES,
+            1..TEST_IMAGES,
+            true,
+            "images",
+        )?;
+        let workers = self.or_in_range(&job.workers, key("workers"), 2, 1..64, true, "threads")?;
         let adv = variants.contains(&Variant::Adv);
         Ok(CifarTrainJob {
             name,
@@ -439,18 +453,23 @@ impl Resolver<'_> {
                 (None, out, data, Vec::new())
             }
         };
-        let examples = match &job.examples {
-            None => TEST_IMAGES,
-            Some(v) => self.check_range(v, key("examples"), 1..TEST_IMAGES, true, "test images")?,
-        };
-        let batch_size = match &job.batch_size {
-            None => 200,
-            Some(v) => self.check_range(v, key("batch_size"), 1..10_000, true, "images")?,
-        };
-        let samples = match &job.samples {
-            None => 1,
-            Some(v) => self.positive(v, key("samples"), "an integer >= 1")?,
-        };
+        let examples = self.or_in_range(
+            &job.examples,
+            key("examples"),
+            TEST_IMAGES,
+            1..TEST_IMAGES,
+            true,
+            "test images",
+        )?;
+        let batch_size = self.or_in_range(
+            &job.batch_size,
+            key("batch_size"),
+            200,
+            1..10_000,
+            true,
+            "images",
+        )?;
+        let samples = self.or_positive(&job.samples, key("samples"), 1, "an integer >= 1")?;
         let defenses = self.resolve_defenses(
             &prefix,
             &job.defenses,

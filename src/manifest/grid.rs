@@ -222,18 +222,21 @@ impl Resolver<'_> {
             None => return Err(required("lambdas", "[0, 1, 2, 4, 8, 16, 32, 64]")),
             Some(l) => self.resolve_lambdas(prefix, l)?,
         };
-        let samples = match &keys.samples {
-            None => 1,
-            Some(v) => self.positive(v, key("samples"), "an integer >= 1")?,
-        };
-        let epsilon = match &keys.epsilon {
-            None => default_epsilon,
-            Some(v) => self.check_range(v, key("epsilon"), 0.0..1.0, true, "a probability")?,
-        };
-        let random_episodes = match &keys.random_episodes {
-            None => episodes,
-            Some(v) => self.positive(v, key("random_episodes"), "an integer >= 1")?,
-        };
+        let samples = self.or_positive(&keys.samples, key("samples"), 1, "an integer >= 1")?;
+        let epsilon = self.or_in_range(
+            &keys.epsilon,
+            key("epsilon"),
+            default_epsilon,
+            0.0..1.0,
+            true,
+            "a probability",
+        )?;
+        let random_episodes = self.or_positive(
+            &keys.random_episodes,
+            key("random_episodes"),
+            episodes,
+            "an integer >= 1",
+        )?;
         Ok(AgentEval {
             train: keys.train.as_ref().map(|t| t.get_ref().clone()),
             checkpoints: BTreeMap::new(),

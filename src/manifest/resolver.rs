@@ -247,4 +247,35 @@ impl Resolver<'_> {
             }
         }
     }
+
+    /// An optional number: `default` when the key is absent, else its value checked against
+    /// `allowed` (end included when `inclusive_end`), naming `key`.
+    pub(super) fn or_in_range<T: PartialOrd + Copy + std::fmt::Display + Finite>(
+        &self,
+        value: &Option<Spanned<T>>,
+        key: String,
+        default: T,
+        allowed: Range<T>,
+        inclusive_end: bool,
+        what: &str,
+    ) -> Result<T, ManifestError> {
+        match value {
+            None => Ok(default),
+            Some(v) => self.check_range(v, key, allowed, inclusive_end, what),
+        }
+    }
+
+    /// An optional number that must be > 0: `default` when the key is absent.
+    pub(super) fn or_positive<T: PartialOrd + Default + Copy + std::fmt::Display + Finite>(
+        &self,
+        value: &Option<Spanned<T>>,
+        key: String,
+        default: T,
+        what: &str,
+    ) -> Result<T, ManifestError> {
+        match value {
+            None => Ok(default),
+            Some(v) => self.positive(v, key, what),
+        }
+    }
 }

@@ -175,9 +175,8 @@ impl Resolver<'_> {
                 h.get_ref().clone()
             }
         };
-        let count = |v: &Option<Spanned<u32>>, k: &str, default: u32| match v {
-            None => Ok(default),
-            Some(v) => self.positive(v, key(k), "an integer >= 1"),
+        let count = |v: &Option<Spanned<u32>>, k: &str, default: u32| {
+            self.or_positive(v, key(k), default, "an integer >= 1")
         };
         let train_steps = count(&job.train_steps, "train_steps", 400)?;
         let examples = count(&job.examples, "examples", 1000)?;
@@ -363,10 +362,12 @@ impl Resolver<'_> {
         let name = r.kind.get_ref().as_str();
         // EOT-PGD averages gradients over draws of the defense by default.
         let default_samples = if name == "eot-pgd" { 10 } else { 1 };
-        let gradient_samples = match &r.gradient_samples {
-            None => default_samples,
-            Some(v) => self.positive(v, k("gradient_samples"), "an integer >= 1")?,
-        };
+        let gradient_samples = self.or_positive(
+            &r.gradient_samples,
+            k("gradient_samples"),
+            default_samples,
+            "an integer >= 1",
+        )?;
         let kind = match name {
             "fgsm" => {
                 for (name, given) in [

@@ -190,6 +190,15 @@ impl DdqnSettings {
             PeriodUnit::AgentSteps => self.target_period / self.update_period,
         }
     }
+
+    /// When the learner updates and copies its target network.
+    pub fn cadence(&self) -> crate::rl::Cadence {
+        crate::rl::Cadence {
+            learning_starts: self.learning_starts,
+            update_period: self.update_period,
+            target_period: self.target_period_updates().max(1),
+        }
+    }
 }
 
 /// The runtime defaults: one actor with one environment, one torch thread per role.
@@ -439,17 +448,14 @@ impl Resolver<'_> {
     ) -> Result<DdqnSettings, ManifestError> {
         let key = |k: &str| format!("train[{i}].ddqn.{k}");
         let mut d = DdqnSettings::defaults(preset);
-        let count = |v: &Option<Spanned<u64>>, k: &str, default: u64| match v {
-            None => Ok(default),
-            Some(v) => self.positive(v, key(k), "an integer >= 1"),
+        let count = |v: &Option<Spanned<u64>>, k: &str, default: u64| {
+            self.or_positive(v, key(k), default, "an integer >= 1")
         };
-        let size = |v: &Option<Spanned<usize>>, k: &str, default: usize| match v {
-            None => Ok(default),
-            Some(v) => self.positive(v, key(k), "an integer >= 1"),
+        let size = |v: &Option<Spanned<usize>>, k: &str, default: usize| {
+            self.or_positive(v, key(k), default, "an integer >= 1")
         };
-        let unit = |v: &Option<Spanned<f64>>, k: &str, default: f64| match v {
-            None => Ok(default),
-            Some(v) => self.check_range(v, key(k), 0.0..1.0, true, "a value"),
+        let unit = |v: &Option<Spanned<f64>>, k: &str, default: f64| {
+            self.or_in_range(v, key(k), default, 0.0..1.0, true, "a value")
         };
         d.batch_size = size(&raw.batch_size, "batch_size", d.batch_size)?;
         d.gamma = unit(&raw.gamma, "gamma", d.gamma)?;

@@ -1,12 +1,41 @@
-//! The Double DQN update (van Hasselt et al. 2016) in one place.
+//! Double DQN (van Hasselt et al. 2016) in one place: when it learns ([`Cadence`]), the
+//! update, and the target network's copies. The runtime feeds replay and calls
+//! [`DoubleDqn::after_step`] after every agent step.
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::replay::Batch;
+use super::replay::{Batch, Replay};
+use super::Frame;
 use crate::defense::DefensePoints;
 use crate::nn::optim::{Optimizer, OptimizerConfig};
 use crate::nn::{Architecture, Model};
+
+/// When Double DQN learns, in agent steps that entered replay: no update until
+/// `learning_starts` steps, then one after every `update_period` steps (after step `s` iff
+/// `s > learning_starts` and `(s - learning_starts) % update_period == 0`); the target
+/// network copies the online one after every `target_period` updates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cadence {
+    /// Agent steps before the first update.
+    pub learning_starts: u64,
+    /// Agent steps per update.
+    pub update_period: u64,
+    /// Updates between target-network copies.
+    pub target_period: u64,
+}
+
+impl Cadence {
+    /// Updates done once `steps` agent steps entered replay.
+    pub fn updates_after(&self, steps: u64) -> u64 {
+        steps.saturating_sub(self.learning_starts) / self.update_period
+    }
+
+    /// Whether agent step number `steps` (counted from 1) is followed by an update.
+    pub fn update_due(&self, steps: u64) -> bool {
+        steps > self.learning_starts && (steps - self.learning_starts) % self.update_period == 0
+    }
+}
 
 /// The regression loss on the TD error.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +149,30 @@ impl DoubleDqn {
             .vs
             .copy(&self.online.vs)
             .expect("same architecture");
+    }
+
+    /// The algorithm after agent step number `steps` (counted from 1) entered `replay`: when
+    /// `cadence` says an update is due, one gradient step on `batch_size` transitions drawn
+    /// uniformly with `rng` (into `batch`), then the target copy when that is due. Returns
+    /// the update's statistics, or `None` when no update was due.
+    pub fn after_step<T: Frame>(
+        &mut self,
+        cadence: &Cadence,
+        steps: u64,
+        replay: &Replay<T>,
+        batch_size: usize,
+        rng: &mut impl rand::Rng,
+        batch: &mut Batch<T>,
+    ) -> Option<UpdateStats> {
+        if !cadence.update_due(steps) {
+            return None;
+        }
+        replay.sample(batch_size, rng, batch);
+        let stats = self.update(batch);
+        if self.updates % cadence.target_period.max(1) == 0 {
+            self.sync_target();
+        }
+        Some(stats)
     }
 
     /// One gradient step on `batch`.

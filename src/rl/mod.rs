@@ -7,7 +7,7 @@ pub mod replay;
 pub mod schedule;
 
 pub use crate::nn::optim::{Optimizer, OptimizerConfig};
-pub use ddqn::{double_dqn_targets, DoubleDqn, Loss, StateError, UpdateStats};
+pub use ddqn::{double_dqn_targets, Cadence, DoubleDqn, Loss, StateError, UpdateStats};
 pub use frame::Frame;
 pub use replay::{Batch, Replay, ReplayError};
 pub use schedule::{Exploration, LinearSchedule};

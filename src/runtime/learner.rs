@@ -28,8 +28,6 @@ pub struct LearnerState<T> {
     pub steps: u64,
     /// Transitions per update.
     pub batch_size: usize,
-    /// Updates between target-network copies.
-    pub target_period: u64,
     /// Per slot: the game in progress (empty before the first run: all idle).
     pub games: Vec<GameTally>,
 }
@@ -278,16 +276,16 @@ fn learn<T: Frame, H: Hooks<T>>(
                         truncated: out.truncated,
                     })?;
                 }
-                let mut update = None;
-                if timeline.update_due(learner.steps) {
-                    learner
-                        .replay
-                        .sample(learner.batch_size, &mut learner.rng, &mut batch);
-                    update = Some(learner.ddqn.update(&batch));
+                let update = learner.ddqn.after_step(
+                    &timeline.cadence,
+                    learner.steps,
+                    &learner.replay,
+                    learner.batch_size,
+                    &mut learner.rng,
+                    &mut batch,
+                );
+                if update.is_some() {
                     let u = learner.ddqn.updates();
-                    if u % learner.target_period == 0 {
-                        learner.ddqn.sync_target();
-                    }
                     if u % sync_period == 0 {
                         board.publish(u / sync_period, Snapshot::of(&learner.ddqn.online));
                     }

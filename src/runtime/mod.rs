@@ -6,9 +6,9 @@
 //!
 //! Time is counted in *rounds*: in round `r` every environment slot takes one step. The
 //! learner reads actor 0's round, then actor 1's, and so on, so transitions enter replay in
-//! one fixed order whatever the threads' speeds. After ingesting agent step `s` it performs an
-//! update iff `s > learning_starts` and `(s - learning_starts) % update_period == 0`: the
-//! replay ratio is exact for any number of actors. Every `sync_period` updates it publishes
+//! one fixed order whatever the threads' speeds. After ingesting each agent step it hands
+//! over to [`crate::rl::DoubleDqn::after_step`], which updates when the algorithm's
+//! [`crate::rl::Cadence`] says so: the replay ratio is exact for any number of actors. Every `sync_period` updates it publishes
 //! a versioned snapshot of the online network ([`board`]). The actors' round `r` acts with the
 //! version the learner had reached after ingesting the rounds before `r - lag`, and waits for
 //! it if it is not out yet. `lag` is one sync interval (in rounds), so actors and learner
@@ -81,10 +81,8 @@ pub struct Timeline {
     pub start_step: u64,
     /// Agent steps when training ends.
     pub end_step: u64,
-    /// No update before this many agent steps.
-    pub learning_starts: u64,
-    /// Agent steps per update.
-    pub update_period: u64,
+    /// When the learner updates and copies its target network.
+    pub cadence: crate::rl::Cadence,
     /// Updates per snapshot.
     pub sync_period: u64,
 }
@@ -92,7 +90,7 @@ pub struct Timeline {
 impl Timeline {
     /// Rounds between a version becoming due and an actor using it: one sync interval.
     pub fn lag_rounds(&self) -> u64 {
-        (self.sync_period * self.update_period).div_ceil(self.slots)
+        (self.sync_period * self.cadence.update_period).div_ceil(self.slots)
     }
 
     /// Rounds in the run.
@@ -112,12 +110,7 @@ impl Timeline {
 
     /// Updates done once `steps` agent steps were ingested.
     pub fn updates_after(&self, steps: u64) -> u64 {
-        steps.saturating_sub(self.learning_starts) / self.update_period
-    }
-
-    /// Whether ingesting step number `steps` (1-based count) is followed by an update.
-    pub fn update_due(&self, steps: u64) -> bool {
-        steps > self.learning_starts && (steps - self.learning_starts) % self.update_period == 0
+        self.cadence.updates_after(steps)
     }
 
     /// The version published first (the weights the run starts from).
@@ -156,8 +149,11 @@ mod tests {
             slots: 4,
             start_step: 0,
             end_step: 30,
-            learning_starts: 8,
-            update_period: 2,
+            cadence: crate::rl::Cadence {
+                learning_starts: 8,
+                update_period: 2,
+                target_period: 1,
+            },
             sync_period: 2,
         }
     }
@@ -173,7 +169,7 @@ mod tests {
     #[test]
     fn updates_follow_the_replay_ratio_after_the_warm_up() {
         let t = timeline();
-        let due: Vec<u64> = (1..=16).filter(|&s| t.update_due(s)).collect();
+        let due: Vec<u64> = (1..=16).filter(|&s| t.cadence.update_due(s)).collect();
         assert_eq!(due, vec![10, 12, 14, 16]);
         assert_eq!(t.updates_after(16), 4);
         assert_eq!(t.updates_after(8), 0);

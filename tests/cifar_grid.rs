@@ -563,7 +563,7 @@ lambdas = [0, 4, 16]
     );
     let svg = text(&dir.join("report/accuracy-g-eot-pgd.svg"));
     assert!(
-        svg.contains("SAP-100") && svg.contains("lambda (L-inf radius"),
+        svg.contains("sap-100") && svg.contains("lambda (L-inf radius"),
         "accuracy plot"
     );
     let md = text(&dir.join("report/report.md"));

@@ -1,5 +1,6 @@
 //! The aligned text tables the subcommands print.
 
+use crate::defense::Defense;
 use crate::experiment::{self, SummaryRow};
 
 /// Prints what a run's tables hold: training lines, the random-policy summary, relative
@@ -62,12 +63,8 @@ pub fn cifar_table(rows: &[experiment::cifar::CifarEvalRow]) -> String {
         "nll"
     );
     for r in rows {
-        let defense = match (&r.frac, r.p, r.sigma) {
-            (Some(f), _, _) => format!("sap {f}"),
-            (_, Some(p), _) => format!("dropout p={p}"),
-            (_, _, Some(s)) => format!("gaussian {s}"),
-            _ => r.defense.clone(),
-        };
+        let defense =
+            Defense::label_of_columns(&r.defense, r.frac, r.sampling.as_deref(), r.p, r.sigma);
         out.push_str(&format!(
             "\n{:<12} {:<8} {:<16} {:<8} {:>7} {:>6} {:>9.4} {:>10.4} {:>7.4} {:>7.3}",
             r.job,
@@ -92,12 +89,8 @@ pub fn relative_table(rows: &[experiment::RelativeRow]) -> String {
         "game", "preset", "defense", "attack", "lambda", "n", "mean", "relative", "normalized"
     );
     for r in rows {
-        let defense = match (&r.frac, &r.sampling, r.p, r.sigma) {
-            (Some(f), Some(s), _, _) => format!("sap {f} {s}"),
-            (_, _, Some(p), _) => format!("dropout p={p}"),
-            (_, _, _, Some(s)) => format!("gaussian sigma={s}"),
-            _ => r.defense.clone(),
-        };
+        let defense =
+            Defense::label_of_columns(&r.defense, r.frac, r.sampling.as_deref(), r.p, r.sigma);
         out.push_str(&format!(
             "\n{:<14} {:<12} {:<22} {:<6} {:>7} {:>4} {:>10.2} {:>9} {:>10}",
             r.game,
@@ -117,19 +110,15 @@ pub fn relative_table(rows: &[experiment::RelativeRow]) -> String {
 /// Classifier rows as an aligned text table: accuracy and ECE per defense and lambda.
 pub fn classifier_table(rows: &[experiment::robustness::ClassifierRow]) -> String {
     let mut out = format!(
-        "{:<8} {:>5} {:<10} {:<18} {:<6} {:>7} {:>5} {:>9} {:>7}",
-        "task", "seed", "defense", "params", "attack", "lambda", "n", "accuracy", "ece"
+        "{:<8} {:>5} {:<22} {:<6} {:>7} {:>5} {:>9} {:>7}",
+        "task", "seed", "defense", "attack", "lambda", "n", "accuracy", "ece"
     );
     for r in rows {
-        let params = match (&r.frac, &r.sampling, r.p, r.sigma) {
-            (Some(f), Some(s), _, _) => format!("{f} {s}"),
-            (_, _, Some(p), _) => format!("p={p}"),
-            (_, _, _, Some(s)) => format!("sigma={s}"),
-            _ => "-".to_owned(),
-        };
+        let defense =
+            Defense::label_of_columns(&r.defense, r.frac, r.sampling.as_deref(), r.p, r.sigma);
         out.push_str(&format!(
-            "\n{:<8} {:>5} {:<10} {:<18} {:<6} {:>7} {:>5} {:>9.4} {:>7.4}",
-            r.task, r.train_seed, r.defense, params, r.attack, r.lambda, r.n, r.accuracy, r.ece
+            "\n{:<8} {:>5} {:<22} {:<6} {:>7} {:>5} {:>9.4} {:>7.4}",
+            r.task, r.train_seed, defense, r.attack, r.lambda, r.n, r.accuracy, r.ece
         ));
     }
     out

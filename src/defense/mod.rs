@@ -141,8 +141,44 @@ impl Defense {
         }
     }
 
-    /// A short label for tables and plots: `dense`, `sap-100`, `sap-50-independent`,
-    /// `dropout-0.5`, `gaussian-0.25`.
+    /// The defense a table row describes with its columns (`defense`, `frac`, `sampling`,
+    /// `p`, `sigma`); `None` for columns no defense writes.
+    pub fn from_columns(
+        kind: &str,
+        frac: Option<f64>,
+        sampling: Option<&str>,
+        p: Option<f64>,
+        sigma: Option<f64>,
+    ) -> Option<Defense> {
+        match (kind, frac, sampling, p, sigma) {
+            ("dense", None, None, None, None) => Some(Defense::Dense),
+            ("sap", Some(frac), Some(s), None, None) => {
+                let sampling = [Sampling::Exact, Sampling::Independent]
+                    .into_iter()
+                    .find(|x| x.name() == s)?;
+                Some(Defense::Sap { frac, sampling })
+            }
+            ("dropout", None, None, Some(p), None) => Some(Defense::Dropout { p }),
+            ("gaussian", None, None, None, Some(sigma)) => Some(Defense::Gaussian { sigma }),
+            _ => None,
+        }
+    }
+
+    /// The label of the defense a row's columns describe (see [`Defense::label`]), or the
+    /// kind as written when the columns describe none.
+    pub fn label_of_columns(
+        kind: &str,
+        frac: Option<f64>,
+        sampling: Option<&str>,
+        p: Option<f64>,
+        sigma: Option<f64>,
+    ) -> String {
+        Defense::from_columns(kind, frac, sampling, p, sigma)
+            .map_or_else(|| kind.to_owned(), |d| d.label())
+    }
+
+    /// The one label of a defense, in CLI tables, reports and plot legends alike: `dense`,
+    /// `sap-100`, `sap-50-independent`, `dropout-0.5`, `gaussian-0.25`.
     pub fn label(&self) -> String {
         match *self {
             Defense::Dense => "dense".into(),

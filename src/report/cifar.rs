@@ -1,7 +1,7 @@
 //! The CIFAR-10 part of `sap report`:
 //!
 //! - `accuracy-<job>-<attack>.{png,svg}`: test accuracy against lambda, one line per network
-//!   variant x defense (dense, SAP-100, ADV, ADV + SAP-100, ...), with a 95% band;
+//!   variant x defense (dense, sap-100, adv, adv + sap-100, ...), with a 95% band;
 //!   `ece-<job>-<attack>` the expected calibration error the same way.
 //! - `reliability-<job>-<attack>-l<lambda>.{png,svg}`: reliability diagrams, accuracy
 //!   against mean confidence per confidence bin, one line per variant x defense.
@@ -24,24 +24,12 @@ use crate::experiment::cifar::{CifarEvalRow, CifarTrainRow, ReliabilityRow};
 use crate::experiment::files;
 use crate::record::read_rows;
 
-/// A line's label: the network variant and the defense, as the paper names them (`dense`,
-/// `SAP-100`, `ADV`, `ADV + SAP-100`); other labels as `<label> + <defense>`.
-fn line_label(
-    variant: &str,
-    frac: Option<f64>,
-    defense: &str,
-    p: Option<f64>,
-    sigma: Option<f64>,
-) -> String {
-    let d = match (frac, p, sigma) {
-        (Some(f), _, _) => format!("SAP-{}", trim(f * 100.0)),
-        (_, Some(p), _) => format!("dropout p={}", trim(p)),
-        (_, _, Some(s)) => format!("gaussian sigma={}", trim(s)),
-        _ => defense.to_owned(),
-    };
+/// A line's label: the network variant and the defense's label (`dense`, `sap-100`, `adv`,
+/// `adv + sap-100`; a `checkpoints` label as `<label> + <defense>`).
+fn line_label(variant: &str, defense: String) -> String {
+    let d = defense;
     let v = match variant {
         "dense" => None,
-        "adv" => Some("ADV".to_owned()),
         other => Some(other.to_owned()),
     };
     match (v, d.as_str()) {
@@ -52,7 +40,14 @@ fn line_label(
 }
 
 fn row_label(r: &CifarEvalRow) -> String {
-    line_label(&r.variant, r.frac, &r.defense, r.p, r.sigma)
+    let defense = crate::defense::Defense::label_of_columns(
+        &r.defense,
+        r.frac,
+        r.sampling.as_deref(),
+        r.p,
+        r.sigma,
+    );
+    line_label(&r.variant, defense)
 }
 
 /// Pooled accuracy or ECE per (line, lambda) of one job and attack, with the clean rows
@@ -162,7 +157,14 @@ fn reliability_curves(rows: &[&ReliabilityRow]) -> Vec<Curve> {
     // (count, correct, confidence sum) per line and bin.
     let mut sums: BTreeMap<(String, usize), (f64, f64, f64)> = BTreeMap::new();
     for r in rows {
-        let label = line_label(&r.variant, r.frac, &r.defense, r.p, r.sigma);
+        let defense = crate::defense::Defense::label_of_columns(
+            &r.defense,
+            r.frac,
+            r.sampling.as_deref(),
+            r.p,
+            r.sigma,
+        );
+        let label = line_label(&r.variant, defense);
         if !order.contains(&label) {
             order.push(label.clone());
         }
@@ -277,7 +279,7 @@ fn training_section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Strin
                 .filter(|r| r.job == job && r.variant == variant && r.seed == seed)
                 .collect();
             let x = |r: &CifarTrainRow| r.iteration as f64 / unit;
-            let name = line_label(variant, None, "dense", None, None);
+            let name = line_label(variant, "dense".to_owned());
             curves.push((
                 format!("{name} seed {seed}: test"),
                 false,
@@ -320,8 +322,8 @@ pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Str
     *md += "## CIFAR-10: accuracy and calibration under attack\n\n";
     *md += "Lambda is the L-infinity radius in pixel units (0..255); lambda 0 is the clean test \
             set. Accuracy bands: 95% normal-approximation interval of the pooled accuracy over \
-            the test images. ECE: 15 equal-width confidence bins. ADV: adversarially trained \
-            network; SAP-100: stochastic activation pruning with as many draws as units.\n\n";
+            the test images. ECE: 15 equal-width confidence bins. adv: adversarially trained \
+            network; sap-100: stochastic activation pruning with as many draws as units.\n\n";
     let mut keys: Vec<(String, String)> = Vec::new();
     for r in rows.iter().filter(|r| r.attack != "none") {
         let k = (r.job.clone(), r.attack.clone());

@@ -72,21 +72,15 @@ fn register_font() -> Result<()> {
     .map_err(anyhow::Error::msg)
 }
 
-/// A defense's label from its row columns: `dense`, `sap-100`, `dropout p=0.5`, ...
+/// A row's defense label ([`crate::defense::Defense::label`]).
 fn defense_label(r: &RelativeRow) -> String {
-    match (&r.frac, &r.sampling, r.p, r.sigma) {
-        (Some(f), Some(s), _, _) => {
-            let base = format!("sap-{}", trim(f * 100.0));
-            if s == "exact" {
-                base
-            } else {
-                format!("{base} {s}")
-            }
-        }
-        (_, _, Some(p), _) => format!("dropout p={}", trim(p)),
-        (_, _, _, Some(s)) => format!("gaussian sigma={}", trim(s)),
-        _ => r.defense.clone(),
-    }
+    crate::defense::Defense::label_of_columns(
+        &r.defense,
+        r.frac,
+        r.sampling.as_deref(),
+        r.p,
+        r.sigma,
+    )
 }
 
 fn trim(v: f64) -> String {

@@ -83,6 +83,12 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
         stdout.contains("Pong") && stdout.contains("CartPole"),
         "{stdout}"
     );
+    // Defenses carry the label the plots use.
+    assert!(
+        stdout.contains("sap-100") && stdout.contains("sap-100-independent"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sap 1"), "{stdout}");
 
     let dir = tmp.path().join("res/quickstart/a");
     // The run directory's own manifest loads again: `sap collect`, the Slurm merge step.

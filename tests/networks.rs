@@ -98,7 +98,7 @@ fn a_file_that_is_not_a_checkpoint_gets_one_clear_error() {
     let missing = dir.path().join("absent.safetensors");
     let msg = checkpoint::load(&mut m, &missing).unwrap_err().to_string();
     assert!(
-        msg.ends_with("absent.safetensors: no such checkpoint file"),
+        msg.ends_with("absent.safetensors: does not exist; allowed: a safetensors checkpoint file"),
         "{msg}"
     );
 }

@@ -26,9 +26,14 @@ pub struct RunDirArgs {
 }
 
 impl RunDirArgs {
-    /// The run options for cells of `threads` torch threads.
-    fn options(self, threads: u32) -> RunOptions {
-        RunOptions::new(self.out, self.run_id, self.resume, threads)
+    /// Loads `manifest`, enters the reproducible mode when it asks for it, and creates (or
+    /// checks, to resume) the run directory for cells of `threads` torch threads.
+    fn open(self, manifest: &std::path::Path, threads: u32) -> Result<(Manifest, PathBuf)> {
+        let m = Manifest::load(manifest)?;
+        enter_mode(manifest, &m)?;
+        let options = RunOptions::new(self.out, self.run_id, self.resume, threads);
+        let dir = experiment::prepare_run_dir(manifest, &m, &options)?;
+        Ok((m, dir))
     }
 }
 
@@ -116,10 +121,8 @@ pub(super) fn run(args: RunArgs) -> Result<ExitCode> {
         threads_per_job,
         run_dir,
     } = args;
-    let m = Manifest::load(&manifest)?;
     // Children inherit the mode's environment.
-    enter_mode(&manifest, &m)?;
-    let dir = experiment::prepare_run_dir(&manifest, &m, &run_dir.options(threads_per_job))?;
+    let (m, dir) = run_dir.open(&manifest, threads_per_job)?;
     let exe = std::env::current_exe().context("finding the sap executable")?;
     let opts = crate::runner::LocalOptions::new(jobs as usize, threads_per_job as usize, exe);
     if let Some(cores) = opts.oversubscribes() {
@@ -212,10 +215,8 @@ pub(super) fn slurm(args: SlurmArgs) -> Result<ExitCode> {
         submit,
         run_dir,
     } = args;
-    let m = Manifest::load(&manifest)?;
     // The run's provenance records the mode; array tasks enter it themselves.
-    enter_mode(&manifest, &m)?;
-    let dir = experiment::prepare_run_dir(&manifest, &m, &run_dir.options(threads_per_job))?;
+    let (m, dir) = run_dir.open(&manifest, threads_per_job)?;
     let exe = std::env::current_exe().context("finding the sap executable")?;
     let opts = crate::slurm::SlurmOptions {
         max_parallel,

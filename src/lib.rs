@@ -55,6 +55,7 @@ pub mod runtime;
 pub mod seed;
 pub mod slurm;
 pub mod stats;
+pub mod table;
 
 /// Re-exported so downstream code and tests use the same tch as the harness.
 pub use tch;

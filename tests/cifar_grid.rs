@@ -80,10 +80,8 @@ fn a_cifar_manifest_expands_into_training_then_one_clean_and_the_attacked_cells_
     };
     let a = c.attack.unwrap();
     // EOT-PGD's defaults: a random start, 20 steps, 10 gradient samples.
-    assert_eq!(
-        a.pgd_columns(),
-        (Some(20), Some(2.5 * 8.0 / 20.0), Some(true))
-    );
+    assert_eq!(a.kind.iterative(), Some((20, None, true)));
+    assert_eq!(a.step_size(), Some(2.5 * 8.0 / 20.0));
     assert_eq!(a.gradient_samples, 10);
     assert_eq!(c.trained_by, Some(("resnet".into(), Some((0.2, 2.0)))));
     // The resolved manifest is a manifest with the same meaning.

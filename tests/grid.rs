@@ -8,9 +8,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{assert_same_files, ok, random_network, run, sap, text, TRAINED_GRID};
-use sap_harness::experiment::agent::AgentRow;
-use sap_harness::experiment::{EpisodeRow, RelativeRow};
+use sap_harness::defense::Sampling;
 use sap_harness::record::read_rows;
+use sap_harness::table::{AgentRow, AttackName, DefenseKind, EpisodeRow, RelativeRow};
 
 /// A grid over networks from files: Pong (6 actions) and Breakout (4), 3 episodes of at
 /// most 400 frames per cell, dense and SAP-100 under FGSM at lambda 0 and 8.
@@ -95,17 +95,26 @@ fn a_grid_after_training_writes_one_row_per_episode_and_relative_rewards_per_cel
     );
     assert_eq!((first.train_seed, first.eval_seed), (Some(3), 3));
     assert_eq!(
-        (first.defense.as_str(), first.attack.as_str()),
-        ("dense", "none")
+        (first.treatment.defense, first.treatment.attack),
+        (DefenseKind::Dense, AttackName::None)
     );
     assert_eq!((first.epsilon, first.max_episode_frames), (0.001, 600));
     let sap = &rows[2];
     assert_eq!(
-        (sap.defense.as_str(), sap.frac, sap.sampling.as_deref()),
-        ("sap", Some(1.0), Some("exact"))
+        (
+            sap.treatment.defense,
+            sap.treatment.frac,
+            sap.treatment.sampling
+        ),
+        (DefenseKind::Sap, Some(1.0), Some(Sampling::Exact))
     );
-    assert_eq!((sap.attack.as_str(), sap.lambda), ("fgsm", 4.0));
-    assert_eq!((sap.gradient_samples, sap.samples), (2, 2));
+    let t = &sap.treatment;
+    assert_eq!((t.attack, t.lambda), (AttackName::Fgsm, 4.0));
+    assert_eq!((t.gradient_samples, t.samples), (Some(2), 2));
+    assert_eq!(
+        first.treatment.gradient_samples, None,
+        "no attack, no gradient"
+    );
     assert!(rows
         .iter()
         .all(|r| r.frames <= 600 && r.agent_steps * 4 == r.frames));
@@ -117,14 +126,14 @@ fn a_grid_after_training_writes_one_row_per_episode_and_relative_rewards_per_cel
     assert_eq!(relative.len(), 4);
     for r in &relative {
         let mean = |xs: Vec<f64>| xs.iter().sum::<f64>() / xs.len() as f64;
-        let group = |d: &str, l: f64| -> Vec<f64> {
+        let group = |d: DefenseKind, l: f64| -> Vec<f64> {
             rows.iter()
-                .filter(|x| x.game == r.game && x.defense == d && x.lambda == l)
+                .filter(|x| x.game == r.game && x.treatment.defense == d && x.treatment.lambda == l)
                 .map(|x| x.episode_return)
                 .collect()
         };
-        let dense = mean(group("dense", 0.0));
-        let own = mean(group(&r.defense, r.lambda));
+        let dense = mean(group(DefenseKind::Dense, 0.0));
+        let own = mean(group(r.treatment.defense, r.treatment.lambda));
         let rand = mean(
             random
                 .iter()

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sap_harness::experiment::train::{TrainEvalRow, TrainRow};
 use sap_harness::nn::{checkpoint, Architecture, Model};
 use sap_harness::record::read_rows;
+use sap_harness::table::{TrainEvalRow, TrainRow};
 
 fn sap(args: &[&str], cwd: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sap"));

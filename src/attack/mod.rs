@@ -142,15 +142,6 @@ impl Attack {
         Ok(())
     }
 
-    /// PGD's parameters as CSV columns: (steps, step size actually used, random start);
-    /// all `None` for FGSM.
-    pub fn pgd_columns(&self) -> (Option<u32>, Option<f64>, Option<bool>) {
-        match self.kind.iterative() {
-            None => (None, None, None),
-            Some((steps, _, random_start)) => (Some(steps), self.step_size(), Some(random_start)),
-        }
-    }
-
     /// The PGD step size actually used (`None` for FGSM).
     pub fn step_size(&self) -> Option<f64> {
         self.kind

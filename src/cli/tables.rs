@@ -1,11 +1,10 @@
 //! The aligned text tables the subcommands print.
 
-use crate::defense::Defense;
-use crate::experiment::{self, SummaryRow};
+use crate::table::{CifarEvalRow, ClassifierRow, RelativeRow, SummaryRow};
 
 /// Prints what a run's tables hold: training lines, the random-policy summary, relative
 /// rewards and classifier rows.
-pub(super) fn print_collected(c: &experiment::Collected) {
+pub(super) fn print_collected(c: &crate::experiment::Collected) {
     for t in &c.training {
         let eval = t
             .last_eval_mean
@@ -48,7 +47,7 @@ pub(super) fn print_collected(c: &experiment::Collected) {
 }
 
 /// CIFAR-10 accuracy and calibration rows as an aligned text table.
-pub fn cifar_table(rows: &[experiment::cifar::CifarEvalRow]) -> String {
+pub fn cifar_table(rows: &[CifarEvalRow]) -> String {
     let mut out = format!(
         "{:<12} {:<8} {:<16} {:<8} {:>7} {:>6} {:>9} {:>10} {:>7} {:>7}",
         "job",
@@ -63,15 +62,15 @@ pub fn cifar_table(rows: &[experiment::cifar::CifarEvalRow]) -> String {
         "nll"
     );
     for r in rows {
-        let defense =
-            Defense::label_of_columns(&r.defense, r.frac, r.sampling.as_deref(), r.p, r.sigma);
+        let t = &r.treatment;
+        let defense = t.defense_label();
         out.push_str(&format!(
             "\n{:<12} {:<8} {:<16} {:<8} {:>7} {:>6} {:>9.4} {:>10.4} {:>7.4} {:>7.3}",
             r.job,
             r.variant,
             defense,
-            r.attack,
-            r.lambda,
+            t.attack,
+            t.lambda,
             r.n,
             r.accuracy,
             r.mean_confidence,
@@ -83,21 +82,21 @@ pub fn cifar_table(rows: &[experiment::cifar::CifarEvalRow]) -> String {
 }
 
 /// Relative rewards as an aligned text table.
-pub fn relative_table(rows: &[experiment::RelativeRow]) -> String {
+pub fn relative_table(rows: &[RelativeRow]) -> String {
     let mut out = format!(
         "{:<14} {:<12} {:<22} {:<6} {:>7} {:>4} {:>10} {:>9} {:>10}",
         "game", "preset", "defense", "attack", "lambda", "n", "mean", "relative", "normalized"
     );
     for r in rows {
-        let defense =
-            Defense::label_of_columns(&r.defense, r.frac, r.sampling.as_deref(), r.p, r.sigma);
+        let t = &r.treatment;
+        let defense = t.defense_label();
         out.push_str(&format!(
             "\n{:<14} {:<12} {:<22} {:<6} {:>7} {:>4} {:>10.2} {:>9} {:>10}",
             r.game,
             r.preset,
             defense,
-            r.attack,
-            r.lambda,
+            t.attack,
+            t.lambda,
             r.n,
             r.mean,
             opt(r.relative_reward),
@@ -108,17 +107,17 @@ pub fn relative_table(rows: &[experiment::RelativeRow]) -> String {
 }
 
 /// Classifier rows as an aligned text table: accuracy and ECE per defense and lambda.
-pub fn classifier_table(rows: &[experiment::robustness::ClassifierRow]) -> String {
+pub fn classifier_table(rows: &[ClassifierRow]) -> String {
     let mut out = format!(
         "{:<8} {:>5} {:<22} {:<6} {:>7} {:>5} {:>9} {:>7}",
         "task", "seed", "defense", "attack", "lambda", "n", "accuracy", "ece"
     );
     for r in rows {
-        let defense =
-            Defense::label_of_columns(&r.defense, r.frac, r.sampling.as_deref(), r.p, r.sigma);
+        let t = &r.treatment;
+        let defense = t.defense_label();
         out.push_str(&format!(
             "\n{:<8} {:>5} {:<22} {:<6} {:>7} {:>5} {:>9.4} {:>7.4}",
-            r.task, r.train_seed, defense, r.attack, r.lambda, r.n, r.accuracy, r.ece
+            r.task, r.train_seed, defense, t.attack, t.lambda, r.n, r.accuracy, r.ece
         ));
     }
     out

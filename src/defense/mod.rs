@@ -26,10 +26,6 @@ use crate::seed;
 /// The generator a defense draws from (owned by the policy wrapper).
 pub type DefenseRng = ChaCha8Rng;
 
-/// A defense's parameters as CSV columns: frac and sampling (SAP), p (dropout), sigma
-/// (gaussian).
-pub type DefenseColumns = (Option<f64>, Option<String>, Option<f64>, Option<f64>);
-
 /// The largest SAP `frac`: r = 16 n draws drop a unit holding the mean share 1/n of its map
 /// with probability (1 - 1/n)^(16 n) < e^-16 ~ 1.1e-7, under f32's precision.
 pub const MAX_SAP_FRAC: f64 = 16.0;
@@ -116,65 +112,6 @@ impl Defense {
             Defense::Gaussian { sigma } => sigma > 0.0,
             Defense::Sap { .. } => true,
         }
-    }
-
-    /// The kind's name as in manifests and CSV rows (`dense`, `sap`, `dropout`, `gaussian`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Defense::Dense => "dense",
-            Defense::Sap { .. } => "sap",
-            Defense::Dropout { .. } => "dropout",
-            Defense::Gaussian { .. } => "gaussian",
-        }
-    }
-
-    /// The parameters as CSV columns: (frac, sampling, p, sigma), each present only for the
-    /// kind it belongs to.
-    pub fn columns(&self) -> DefenseColumns {
-        match *self {
-            Defense::Dense => (None, None, None, None),
-            Defense::Sap { frac, sampling } => {
-                (Some(frac), Some(sampling.name().to_owned()), None, None)
-            }
-            Defense::Dropout { p } => (None, None, Some(p), None),
-            Defense::Gaussian { sigma } => (None, None, None, Some(sigma)),
-        }
-    }
-
-    /// The defense a table row describes with its columns (`defense`, `frac`, `sampling`,
-    /// `p`, `sigma`); `None` for columns no defense writes.
-    pub fn from_columns(
-        kind: &str,
-        frac: Option<f64>,
-        sampling: Option<&str>,
-        p: Option<f64>,
-        sigma: Option<f64>,
-    ) -> Option<Defense> {
-        match (kind, frac, sampling, p, sigma) {
-            ("dense", None, None, None, None) => Some(Defense::Dense),
-            ("sap", Some(frac), Some(s), None, None) => {
-                let sampling = [Sampling::Exact, Sampling::Independent]
-                    .into_iter()
-                    .find(|x| x.name() == s)?;
-                Some(Defense::Sap { frac, sampling })
-            }
-            ("dropout", None, None, Some(p), None) => Some(Defense::Dropout { p }),
-            ("gaussian", None, None, None, Some(sigma)) => Some(Defense::Gaussian { sigma }),
-            _ => None,
-        }
-    }
-
-    /// The label of the defense a row's columns describe (see [`Defense::label`]), or the
-    /// kind as written when the columns describe none.
-    pub fn label_of_columns(
-        kind: &str,
-        frac: Option<f64>,
-        sampling: Option<&str>,
-        p: Option<f64>,
-        sigma: Option<f64>,
-    ) -> String {
-        Defense::from_columns(kind, frac, sampling, p, sigma)
-            .map_or_else(|| kind.to_owned(), |d| d.label())
     }
 
     /// The one label of a defense, in CLI tables, reports and plot legends alike: `dense`,

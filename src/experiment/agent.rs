@@ -14,7 +14,6 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::episode::{pixels, play, EpsilonGreedy};
@@ -25,68 +24,10 @@ use crate::policy::PolicyWrapper;
 use crate::progress::Progress;
 use crate::record::{read_rows, CsvAppender};
 use crate::seed::derive;
-
-/// One evaluation episode of an agent under a defense and an attack (`rl_eval.csv`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AgentRow {
-    /// The `[[eval]]` job's name.
-    pub job: String,
-    /// CamelCase game name.
-    pub game: String,
-    /// Atari preset.
-    pub preset: String,
-    /// The network file evaluated (relative to the run directory when trained in the run).
-    pub checkpoint: String,
-    /// Seed of the training run (empty for a network from a file).
-    pub train_seed: Option<u64>,
-    /// Seed of the evaluation.
-    pub eval_seed: u64,
-    /// Defense kind.
-    pub defense: String,
-    /// SAP draws as a fraction of the map size (SAP only).
-    pub frac: Option<f64>,
-    /// SAP sampling (SAP only).
-    pub sampling: Option<String>,
-    /// Dropout probability (dropout only).
-    pub p: Option<f64>,
-    /// Relative noise scale (gaussian only).
-    pub sigma: Option<f64>,
-    /// Attack kind (`none` for the dense clean reference).
-    pub attack: String,
-    /// L-infinity radius, pixel units.
-    pub lambda: f64,
-    /// PGD iterations (PGD only).
-    pub steps: Option<u32>,
-    /// PGD step size, pixel units (PGD only).
-    pub step_size: Option<f64>,
-    /// PGD random start (PGD only).
-    pub random_start: Option<bool>,
-    /// Passes per gradient estimate actually run (1 for a deterministic defense or no attack).
-    pub gradient_samples: u32,
-    /// Q-value passes averaged per action actually run (1 for a deterministic defense).
-    pub samples: u32,
-    /// Probability of a random action per step.
-    pub epsilon: f64,
-    /// Episode cap in emulator frames.
-    pub max_episode_frames: u64,
-    /// Episode index within the cell, from 0.
-    pub episode: u32,
-    /// Undiscounted sum of raw (unclipped) rewards over the whole game.
-    #[serde(rename = "return")]
-    pub episode_return: f64,
-    /// Emulator frames, no-op starts included.
-    pub frames: u64,
-    /// Agent steps.
-    pub agent_steps: u64,
-    /// The episode hit the frame cap.
-    pub truncated: bool,
-}
+use crate::table::{AgentRow, Treatment};
 
 /// A row with every column that does not depend on the episode filled from `cell`.
 fn template(cell: &AgentCell, checkpoint: &str, wrapper: &PolicyWrapper) -> AgentRow {
-    let (frac, sampling, p, sigma) = cell.defense.columns();
-    let attack = cell.attack;
-    let (steps, step_size, random_start) = attack.map_or((None, None, None), |a| a.pgd_columns());
     AgentRow {
         job: cell.job_name.clone(),
         game: cell.game.name().to_owned(),
@@ -94,18 +35,11 @@ fn template(cell: &AgentCell, checkpoint: &str, wrapper: &PolicyWrapper) -> Agen
         checkpoint: checkpoint.to_owned(),
         train_seed: cell.network.train_seed(),
         eval_seed: cell.seed,
-        defense: cell.defense.kind().to_owned(),
-        frac,
-        sampling,
-        p,
-        sigma,
-        attack: cell.attack_name().to_owned(),
-        lambda: cell.lambda(),
-        steps,
-        step_size,
-        random_start,
-        gradient_samples: attack.map_or(1, |a| a.effective_gradient_samples(&cell.defense)),
-        samples: wrapper.effective_samples(),
+        treatment: Treatment::new(
+            &cell.defense,
+            cell.attack.as_ref(),
+            wrapper.effective_samples(),
+        ),
         epsilon: cell.epsilon,
         max_episode_frames: cell.settings.max_episode_frames,
         episode: 0,

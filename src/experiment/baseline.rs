@@ -9,12 +9,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::episode::{play, Episode, RandomPolicy};
-use super::{EpisodeKey, EpisodeRow};
 use crate::env::{AtariEnv, ClassicEnv, Environment, Mode};
 use crate::manifest::{Cell, GameId, PolicyKind};
 use crate::progress::Progress;
 use crate::record::CsvAppender;
 use crate::seed;
+use crate::table::rl::EpisodeKey;
+use crate::table::EpisodeRow;
 
 /// The key under which episode `episode` of `cell` is recorded.
 pub fn row_key(cell: &Cell, episode: u32) -> EpisodeKey {
@@ -22,7 +23,7 @@ pub fn row_key(cell: &Cell, episode: u32) -> EpisodeKey {
         cell.game.name().to_owned(),
         cell.preset_name().to_owned(),
         cell.seed,
-        cell.policy.name().to_owned(),
+        cell.policy,
         episode,
     )
 }
@@ -81,11 +82,11 @@ pub fn run_cell(
         };
         sink.append(&EpisodeRow {
             job: job.to_owned(),
-            family: cell.game.family().name().to_owned(),
+            family: cell.game.family(),
             game: cell.game.name().to_owned(),
             preset: cell.preset_name().to_owned(),
             seed: cell.seed,
-            policy: cell.policy.name().to_owned(),
+            policy: cell.policy,
             episode,
             episode_return: ep.score,
             frames: ep.frames,

@@ -8,79 +8,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
-use super::agent::AgentRow;
-use super::cifar::{CifarEvalRow, CifarTrainRow};
-use super::robustness::ClassifierRow;
-use super::{cell_dir, files, is_done, summarize_episodes, EpisodeRow, SummaryRow};
+use super::{cell_dir, files, is_done, summarize_episodes};
 use crate::manifest::{CellKind, Manifest};
 use crate::provenance::{self, Provenance};
 use crate::record::{read_rows, write_atomic, write_table};
 use crate::stats::relative_reward;
-
-/// Per game x defense x attack x lambda of one `[[eval]]` agent job (`relative_reward.csv`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RelativeRow {
-    /// The `[[eval]]` job's name.
-    pub job: String,
-    /// CamelCase game name.
-    pub game: String,
-    /// Atari preset.
-    pub preset: String,
-    /// Defense kind.
-    pub defense: String,
-    /// SAP draws as a fraction of the map size (SAP only).
-    pub frac: Option<f64>,
-    /// SAP sampling (SAP only).
-    pub sampling: Option<String>,
-    /// Dropout probability (dropout only).
-    pub p: Option<f64>,
-    /// Relative noise scale (gaussian only).
-    pub sigma: Option<f64>,
-    /// Attack kind.
-    pub attack: String,
-    /// L-infinity radius, pixel units.
-    pub lambda: f64,
-    /// PGD iterations (PGD only).
-    pub steps: Option<u32>,
-    /// PGD step size, pixel units (PGD only).
-    pub step_size: Option<f64>,
-    /// PGD random start (PGD only).
-    pub random_start: Option<bool>,
-    /// Passes per gradient estimate.
-    pub gradient_samples: u32,
-    /// Q-value passes per action.
-    pub samples: u32,
-    /// Probability of a random action per step.
-    pub epsilon: f64,
-    /// Distinct networks (training seeds or files) pooled.
-    pub networks: usize,
-    /// Distinct evaluation seeds pooled.
-    pub eval_seeds: usize,
-    /// Episodes.
-    pub n: usize,
-    /// Mean return.
-    pub mean: f64,
-    /// Sample standard deviation of the returns (empty when n < 2).
-    pub std: Option<f64>,
-    /// Lower end of the Student-t 95% CI of the mean (empty when n < 2).
-    pub ci95_low: Option<f64>,
-    /// Upper end of the Student-t 95% CI of the mean (empty when n < 2).
-    pub ci95_high: Option<f64>,
-    /// Mean return of the dense network without attack (lambda 0), same job, game and
-    /// networks (empty until those episodes exist).
-    pub dense_clean_mean: Option<f64>,
-    /// Mean return of the random policy, same game, settings and seeds.
-    pub random_mean: Option<f64>,
-    /// Random-policy episodes behind `random_mean`.
-    pub random_n: usize,
-    /// `mean / dense_clean_mean` (Dhillon et al. 2018).
-    pub relative_reward: Option<f64>,
-    /// `(mean - random_mean) / (dense_clean_mean - random_mean)`; empty when the dense
-    /// clean mean is not above the random mean, where it would be meaningless.
-    pub normalized_reward: Option<f64>,
-}
+use crate::table::{
+    AgentRow, CifarEvalRow, CifarTrainRow, ClassifierRow, EpisodeRow, RelativeRow, SummaryRow,
+    TrainRow,
+};
 
 /// One line per training cell, from its files.
 #[derive(Clone, Debug, PartialEq)]
@@ -157,23 +94,8 @@ fn merge(run_dir: &Path, ids: &[String], name: &str) -> Result<bool> {
 /// per network, seed or episode.
 fn group_key(r: &AgentRow) -> String {
     format!(
-        "{}|{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{}|{}|{:?}|{:?}|{:?}|{}|{}|{}",
-        r.job,
-        r.game,
-        r.preset,
-        r.defense,
-        r.frac,
-        r.sampling,
-        r.p,
-        r.sigma,
-        r.attack,
-        r.lambda,
-        r.steps,
-        r.step_size,
-        r.random_start,
-        r.gradient_samples,
-        r.samples,
-        r.epsilon
+        "{}|{}|{}|{:?}|{}",
+        r.job, r.game, r.preset, r.treatment, r.epsilon
     )
 }
 
@@ -192,7 +114,7 @@ pub fn relative_rows(
             order.push(key.clone());
         }
         groups.entry(key).or_default().push(r);
-        if r.defense == "dense" && r.lambda == 0.0 {
+        if r.treatment.is_dense_clean() {
             clean
                 .entry((r.job.clone(), r.game.clone()))
                 .or_default()
@@ -222,18 +144,7 @@ pub fn relative_rows(
                 job: first.job.clone(),
                 game: first.game.clone(),
                 preset: first.preset.clone(),
-                defense: first.defense.clone(),
-                frac: first.frac,
-                sampling: first.sampling.clone(),
-                p: first.p,
-                sigma: first.sigma,
-                attack: first.attack.clone(),
-                lambda: first.lambda,
-                steps: first.steps,
-                step_size: first.step_size,
-                random_start: first.random_start,
-                gradient_samples: first.gradient_samples,
-                samples: first.samples,
+                treatment: first.treatment.clone(),
                 epsilon: first.epsilon,
                 networks: networks.len(),
                 eval_seeds: seeds.len(),
@@ -402,7 +313,7 @@ pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result
             continue;
         };
         let dir = cell_dir(run_dir, &cell.id());
-        let games: Vec<super::train::TrainRow> = read_rows(&dir.join(files::TRAIN))?;
+        let games: Vec<TrainRow> = read_rows(&dir.join(files::TRAIN))?;
         let last_eval_mean = super::train::last_eval_mean(&dir.join(files::TRAIN_EVAL))?;
         out.training.push(TrainSummary {
             cell: cell.id(),

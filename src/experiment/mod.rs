@@ -15,13 +15,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{CellKind, Manifest, PlanCell};
+use crate::manifest::{CellKind, Family, Manifest, PlanCell, PolicyKind};
 use crate::progress::Progress;
 use crate::provenance::{self, Provenance};
 use crate::record::{read_rows, write_atomic, CsvAppender};
 use crate::stats::summarize;
+use crate::table::{AgentRow, ClassifierRow, EpisodeRow, SummaryRow};
 
-pub use collect::{collect, Collected, RelativeRow, TrainSummary};
+pub use collect::{collect, Collected, TrainSummary};
 
 /// File names inside a run directory.
 pub mod files {
@@ -60,76 +61,8 @@ pub mod files {
     pub const RELIABILITY: &str = super::cifar::eval::RELIABILITY_FILE;
 }
 
-/// One evaluation episode (`episodes.csv`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpisodeRow {
-    /// The `[[eval]]` job's name (a random baseline carries its agent job's name).
-    pub job: String,
-    /// `atari` or `classic`.
-    pub family: String,
-    /// CamelCase game name.
-    pub game: String,
-    /// Atari preset, `none` for classic games.
-    pub preset: String,
-    /// Evaluation seed of the cell.
-    pub seed: u64,
-    /// The policy played.
-    pub policy: String,
-    /// Episode index within the cell, from 0.
-    pub episode: u32,
-    /// Undiscounted sum of raw (unclipped) rewards.
-    #[serde(rename = "return")]
-    pub episode_return: f64,
-    /// Emulator frames (Atari, no-op starts included) or steps (classic).
-    pub frames: u64,
-    /// The episode hit the frame cap or time limit rather than ending.
-    pub truncated: bool,
-}
-
-/// What identifies a recorded episode: (game, preset, seed, policy, episode).
-pub type EpisodeKey = (String, String, u64, String, u32);
-
 /// What a summary row groups by: (job, family, game, preset, policy).
-type GroupKey = (String, String, String, String, String);
-
-impl EpisodeRow {
-    fn key(&self) -> EpisodeKey {
-        (
-            self.game.clone(),
-            self.preset.clone(),
-            self.seed,
-            self.policy.clone(),
-            self.episode,
-        )
-    }
-}
-
-/// Per game x preset x policy statistics of episode returns (`summary.csv`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SummaryRow {
-    /// The `[[eval]]` job's name.
-    pub job: String,
-    /// `atari` or `classic`.
-    pub family: String,
-    /// CamelCase game name.
-    pub game: String,
-    /// Atari preset, `none` for classic games.
-    pub preset: String,
-    /// The policy played.
-    pub policy: String,
-    /// Episodes.
-    pub n: usize,
-    /// Mean return.
-    pub mean: f64,
-    /// Sample standard deviation (empty when n < 2).
-    pub std: Option<f64>,
-    /// Lower end of the Student-t 95% CI of the mean (empty when n < 2).
-    pub ci95_low: Option<f64>,
-    /// Upper end of the Student-t 95% CI of the mean (empty when n < 2).
-    pub ci95_high: Option<f64>,
-    /// Episodes cut by the frame cap or time limit.
-    pub truncated: usize,
-}
+type GroupKey = (String, Family, String, String, PolicyKind);
 
 /// Groups episode rows by job, game, preset and policy (in first-seen order) and summarises
 /// each group's returns.
@@ -138,10 +71,10 @@ pub fn summarize_episodes(rows: &[EpisodeRow]) -> Vec<SummaryRow> {
     for row in rows {
         let key = (
             row.job.clone(),
-            row.family.clone(),
+            row.family,
             row.game.clone(),
             row.preset.clone(),
-            row.policy.clone(),
+            row.policy,
         );
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, members)) => members.push(row),
@@ -419,7 +352,7 @@ pub fn run_cell(
         }
         CellKind::Agent(a) => {
             let path = dir.join(files::RL_EVAL);
-            let recorded: Vec<agent::AgentRow> = read_rows(&path)?;
+            let recorded: Vec<AgentRow> = read_rows(&path)?;
             let todo = a.episodes as u64 - recorded.len().min(a.episodes as usize) as u64;
             let mut progress = Progress::new(todo);
             let n = agent::run_cell(run_dir, manifest_dir, a, &path, &mut progress)?;
@@ -428,7 +361,7 @@ pub fn run_cell(
         }
         CellKind::Robustness { job, seed, .. } => {
             let path = dir.join(files::CLASSIFIER_EVAL);
-            let recorded: Vec<robustness::ClassifierRow> = read_rows(&path)?;
+            let recorded: Vec<ClassifierRow> = read_rows(&path)?;
             let done: HashSet<String> = recorded.iter().map(|r| r.key()).collect();
             let mut sink = CsvAppender::open(&path, &robustness::header_row())?;
             let j = &manifest.robustness[*job];
@@ -549,22 +482,4 @@ pub fn damaged_outputs(run_dir: &Path, id: &str) -> Result<Vec<String>> {
         }
     }
     Ok(damage)
-}
-
-impl EpisodeRow {
-    /// A row used only to learn the header.
-    pub fn sample() -> Self {
-        EpisodeRow {
-            job: String::new(),
-            family: String::new(),
-            game: String::new(),
-            preset: String::new(),
-            seed: 0,
-            policy: String::new(),
-            episode: 0,
-            episode_return: 0.0,
-            frames: 0,
-            truncated: false,
-        }
-    }
 }

@@ -9,17 +9,17 @@ use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use serde::{Deserialize, Serialize};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
 
-use crate::defense::{Defense, DefensePoints};
+use crate::defense::DefensePoints;
 use crate::manifest::{RobustnessJob, Task};
 use crate::metrics::classifier_metrics;
 use crate::nn::{checkpoint, Architecture, MlpConfig, Model};
 use crate::policy::PolicyWrapper;
 use crate::record::CsvAppender;
 use crate::seed;
+use crate::table::{ClassifierRow, Treatment};
 
 /// Classes of the glyphs task.
 pub const GLYPH_CLASSES: i64 = 10;
@@ -27,77 +27,6 @@ pub const GLYPH_CLASSES: i64 = 10;
 pub const GLYPH_PIXELS: i64 = 64;
 /// Standard deviation of the pixel noise added to each glyph's prototype, pixel units.
 pub const GLYPH_NOISE: f64 = 70.0;
-
-/// One row of `classifier_eval.csv`: a defense at one attack radius.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ClassifierRow {
-    /// Data set.
-    pub task: String,
-    /// Architecture.
-    pub network: String,
-    /// Checkpoint file evaluated.
-    pub checkpoint: String,
-    /// Seed of the training run.
-    pub train_seed: u64,
-    /// Seed of the evaluation (test set, defense draws, random starts).
-    pub eval_seed: u64,
-    /// Defense kind.
-    pub defense: String,
-    /// SAP draws as a fraction of the map size (SAP only).
-    pub frac: Option<f64>,
-    /// SAP sampling (SAP only).
-    pub sampling: Option<String>,
-    /// Dropout probability (dropout only).
-    pub p: Option<f64>,
-    /// Relative noise scale (gaussian only).
-    pub sigma: Option<f64>,
-    /// Attack kind.
-    pub attack: String,
-    /// L-infinity radius, pixel units.
-    pub lambda: f64,
-    /// PGD iterations (PGD only).
-    pub steps: Option<u32>,
-    /// PGD step size, pixel units (PGD only).
-    pub step_size: Option<f64>,
-    /// PGD random start (PGD only).
-    pub random_start: Option<bool>,
-    /// Passes per gradient estimate actually run (1 for a deterministic defense).
-    pub gradient_samples: u32,
-    /// Softmax passes averaged per prediction actually run (1 for a deterministic defense).
-    pub samples: u32,
-    /// Test examples.
-    pub n: usize,
-    /// Accuracy on the attacked inputs.
-    pub accuracy: f64,
-    /// Mean top probability.
-    pub mean_confidence: f64,
-    /// Expected calibration error, 15 bins.
-    pub ece: f64,
-    /// Mean negative log-likelihood of the label.
-    pub nll: f64,
-}
-
-impl ClassifierRow {
-    /// What identifies a row for resuming: task, seed, defense, attack, lambda.
-    pub fn key(&self) -> String {
-        format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}|{}",
-            self.task,
-            self.train_seed,
-            self.defense,
-            opt(self.frac),
-            self.sampling.as_deref().unwrap_or(""),
-            opt(self.p),
-            opt(self.sigma),
-            self.attack,
-            self.lambda
-        )
-    }
-}
-
-fn opt(v: Option<f64>) -> String {
-    v.map_or_else(String::new, |v| v.to_string())
-}
 
 /// `count` glyphs and their labels, from `seed`. Each class has a fixed 8x8 binary
 /// prototype (pixels 40 or 215, the same for every seed); an example adds Gaussian noise of
@@ -210,7 +139,10 @@ pub fn run_cell(
     for (d, defense) in job.defenses.iter().enumerate() {
         for (l, &lambda) in job.lambdas.iter().enumerate() {
             let attack = job.attack_at(lambda);
-            let mut row = describe(job, *defense, lambda, seed, &shown);
+            // The resume key depends on the defense, attack and radius only, not on the
+            // passes run, so it is known before the wrapper exists.
+            let planned = Treatment::new(defense, Some(&attack), job.samples);
+            let mut row = describe(job, planned, seed, &shown);
             if done.contains(&row.key()) {
                 continue;
             }
@@ -227,8 +159,7 @@ pub fn run_cell(
             )
             .expect("float probabilities");
             let m = classifier_metrics(&probs, GLYPH_CLASSES as usize, &labels);
-            row.gradient_samples = attack.effective_gradient_samples(defense);
-            row.samples = policy.effective_samples();
+            row.treatment = Treatment::new(defense, Some(&attack), policy.effective_samples());
             row.n = m.n;
             row.accuracy = m.accuracy;
             row.mean_confidence = m.mean_confidence;
@@ -243,34 +174,14 @@ pub fn run_cell(
 }
 
 /// A row with every parameter filled in and the metrics still zero.
-fn describe(
-    job: &RobustnessJob,
-    defense: Defense,
-    lambda: f64,
-    seed: u64,
-    ckpt: &str,
-) -> ClassifierRow {
-    let (frac, sampling, p, sigma) = defense.columns();
-    let attack = job.attack_at(lambda);
-    let (steps, step_size, random_start) = attack.pgd_columns();
+fn describe(job: &RobustnessJob, treatment: Treatment, seed: u64, ckpt: &str) -> ClassifierRow {
     ClassifierRow {
         task: job.task.name().to_owned(),
         network: architecture(job).name().to_owned(),
         checkpoint: ckpt.to_owned(),
         train_seed: seed,
         eval_seed: seed,
-        defense: defense.kind().to_owned(),
-        frac,
-        sampling,
-        p,
-        sigma,
-        attack: attack.kind.name().to_owned(),
-        lambda,
-        steps,
-        step_size,
-        random_start,
-        gradient_samples: attack.gradient_samples,
-        samples: job.samples,
+        treatment,
         n: 0,
         accuracy: 0.0,
         mean_confidence: 0.0,
@@ -287,18 +198,7 @@ pub fn header_row() -> ClassifierRow {
         checkpoint: String::new(),
         train_seed: 0,
         eval_seed: 0,
-        defense: String::new(),
-        frac: None,
-        sampling: None,
-        p: None,
-        sigma: None,
-        attack: String::new(),
-        lambda: 0.0,
-        steps: None,
-        step_size: None,
-        random_start: None,
-        gradient_samples: 0,
-        samples: 0,
+        treatment: Treatment::default(),
         n: 0,
         accuracy: 0.0,
         mean_confidence: 0.0,

@@ -46,68 +46,7 @@ use crate::runtime::{
     StepContext,
 };
 use crate::seed::derive;
-
-/// One training game (`train.csv`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainRow {
-    /// `atari` or `classic`.
-    pub family: String,
-    /// Game name.
-    pub game: String,
-    /// Atari preset, `none` for classic games.
-    pub preset: String,
-    /// Training seed.
-    pub seed: u64,
-    /// Agent steps counted when the game ended.
-    pub step: u64,
-    /// `step` x frame_skip.
-    pub frames: u64,
-    /// Game index in the cell, from 0.
-    pub episode: u64,
-    /// Raw score of the whole game (all lives, never clipped).
-    #[serde(rename = "return")]
-    pub episode_return: f64,
-    /// Agent steps of the game.
-    pub length: u64,
-    /// Exploration epsilon of the game's last action.
-    pub epsilon: f64,
-    /// Mean loss of the updates since the previous row (empty when there were none).
-    pub loss: Option<f64>,
-    /// Mean `Q(s, a)` of those updates' batches.
-    pub mean_q: Option<f64>,
-    /// Agent steps per second of wall time, measured over at least the last 5 s.
-    pub agent_steps_per_s: f64,
-    /// Updates per second of wall time, measured over at least the last 5 s.
-    pub updates_per_s: f64,
-}
-
-/// One evaluation episode during training (`train_eval.csv`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainEvalRow {
-    /// `atari` or `classic`.
-    pub family: String,
-    /// Game name.
-    pub game: String,
-    /// Atari preset, `none` for classic games.
-    pub preset: String,
-    /// Training seed.
-    pub seed: u64,
-    /// Agent steps of training when the evaluation ran.
-    pub step: u64,
-    /// `step` x frame_skip.
-    pub frames: u64,
-    /// Episode index within this evaluation.
-    pub episode: u32,
-    /// Raw score (evaluation plays whole games, unclipped).
-    #[serde(rename = "return")]
-    pub episode_return: f64,
-    /// Agent steps.
-    pub length: u64,
-    /// The evaluation epsilon.
-    pub epsilon: f64,
-    /// The episode hit the frame cap or time limit.
-    pub truncated: bool,
-}
+use crate::table::{TrainEvalRow, TrainRow};
 
 /// What a checkpoint's description (`state-<step>.toml`) holds besides the tensors and the
 /// replay file: every counter and generator the rest of the run depends on.
@@ -442,7 +381,7 @@ fn restore<T: Frame>(
 
 fn sample_train_row() -> TrainRow {
     TrainRow {
-        family: String::new(),
+        family: Family::Atari,
         game: String::new(),
         preset: String::new(),
         seed: 0,
@@ -461,7 +400,7 @@ fn sample_train_row() -> TrainRow {
 
 fn sample_eval_row() -> TrainEvalRow {
     TrainEvalRow {
-        family: String::new(),
+        family: Family::Atari,
         game: String::new(),
         preset: String::new(),
         seed: 0,
@@ -618,7 +557,7 @@ impl CellHooks<'_> {
             let (ret, length, truncated) = (ep.score, ep.agent_steps, ep.truncated);
             sum += ret;
             self.eval_sink.append(&TrainEvalRow {
-                family: job.family.name().into(),
+                family: job.family,
                 game: self.cell.game.name().into(),
                 preset: preset.clone(),
                 seed: self.cell.seed,
@@ -697,7 +636,7 @@ impl<T: Frame> Hooks<T> for CellHooks<'_> {
         let (loss, mean_q) = (mean(self.window.loss), mean(self.window.q));
         let (agent_steps_per_s, updates_per_s) = self.window.rates(end.step, end.updates);
         let row = TrainRow {
-            family: job.family.name().into(),
+            family: job.family,
             game: self.cell.game.name().into(),
             preset: self.preset(),
             seed: self.cell.seed,

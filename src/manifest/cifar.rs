@@ -55,6 +55,12 @@ impl Variant {
     }
 }
 
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 /// A checked `[[cifar_train]]` job.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CifarTrainJob {

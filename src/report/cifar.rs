@@ -20,40 +20,36 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{both, draw_lines, legend_and_present, slug, trim, Report, Series, PALETTE};
-use crate::experiment::cifar::{CifarEvalRow, CifarTrainRow, ReliabilityRow};
+use crate::defense::Defense;
 use crate::experiment::files;
+use crate::manifest::Variant;
 use crate::record::read_rows;
+use crate::table::{AttackName, Treatment};
+use crate::table::{CifarEvalRow, CifarTrainRow, ReliabilityRow};
 
 /// A line's label: the network variant and the defense's label (`dense`, `sap-100`, `adv`,
-/// `adv + sap-100`; a `checkpoints` label as `<label> + <defense>`).
-fn line_label(variant: &str, defense: String) -> String {
-    let d = defense;
-    let v = match variant {
-        "dense" => None,
-        other => Some(other.to_owned()),
-    };
-    match (v, d.as_str()) {
-        (None, _) => d,
-        (Some(v), "dense") => v,
-        (Some(v), _) => format!("{v} + {d}"),
+/// `adv + sap-100`; a `checkpoints` label as `<label> + <defense>`). `None`: no defense.
+fn line_label(variant: &str, treatment: Option<&Treatment>) -> String {
+    let defense = treatment
+        .filter(|t| t.defense() != Some(Defense::Dense))
+        .map(Treatment::defense_label);
+    let network = (variant != Variant::Dense.name()).then_some(variant);
+    match (network, defense) {
+        (None, None) => Variant::Dense.name().to_owned(),
+        (None, Some(d)) => d,
+        (Some(v), None) => v.to_owned(),
+        (Some(v), Some(d)) => format!("{v} + {d}"),
     }
 }
 
 fn row_label(r: &CifarEvalRow) -> String {
-    let defense = crate::defense::Defense::label_of_columns(
-        &r.defense,
-        r.frac,
-        r.sampling.as_deref(),
-        r.p,
-        r.sigma,
-    );
-    line_label(&r.variant, defense)
+    line_label(&r.variant, Some(&r.treatment))
 }
 
 /// Pooled accuracy or ECE per (line, lambda) of one job and attack, with the clean rows
 /// (attack `none`) at lambda 0.
 fn metric_series(rows: &[&CifarEvalRow], ece: bool) -> (Vec<f64>, Vec<Series>) {
-    let mut lambdas: Vec<f64> = rows.iter().map(|r| r.lambda).collect();
+    let mut lambdas: Vec<f64> = rows.iter().map(|r| r.treatment.lambda).collect();
     lambdas.sort_by(f64::total_cmp);
     lambdas.dedup();
     let mut order: Vec<String> = Vec::new();
@@ -63,7 +59,10 @@ fn metric_series(rows: &[&CifarEvalRow], ece: bool) -> (Vec<f64>, Vec<Series>) {
         if !order.contains(&label) {
             order.push(label.clone());
         }
-        let x = lambdas.iter().position(|&l| l == r.lambda).expect("listed");
+        let x = lambdas
+            .iter()
+            .position(|&l| l == r.treatment.lambda)
+            .expect("listed");
         cells.entry((label, x)).or_default().push(r);
     }
     let series = order
@@ -157,14 +156,7 @@ fn reliability_curves(rows: &[&ReliabilityRow]) -> Vec<Curve> {
     // (count, correct, confidence sum) per line and bin.
     let mut sums: BTreeMap<(String, usize), (f64, f64, f64)> = BTreeMap::new();
     for r in rows {
-        let defense = crate::defense::Defense::label_of_columns(
-            &r.defense,
-            r.frac,
-            r.sampling.as_deref(),
-            r.p,
-            r.sigma,
-        );
-        let label = line_label(&r.variant, defense);
+        let label = line_label(&r.variant, Some(&r.treatment));
         if !order.contains(&label) {
             order.push(label.clone());
         }
@@ -267,10 +259,10 @@ fn training_section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Strin
             (1.0, "SGD iterations (one row per epoch)")
         };
         let mut curves: Vec<TrainCurve> = Vec::new();
-        let mut runs: Vec<(&str, u64)> = Vec::new();
+        let mut runs: Vec<(Variant, u64)> = Vec::new();
         for r in rows.iter().filter(|r| r.job == job) {
-            if !runs.contains(&(r.variant.as_str(), r.seed)) {
-                runs.push((&r.variant, r.seed));
+            if !runs.contains(&(r.variant, r.seed)) {
+                runs.push((r.variant, r.seed));
             }
         }
         for (variant, seed) in runs {
@@ -279,7 +271,7 @@ fn training_section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Strin
                 .filter(|r| r.job == job && r.variant == variant && r.seed == seed)
                 .collect();
             let x = |r: &CifarTrainRow| r.iteration as f64 / unit;
-            let name = line_label(variant, "dense".to_owned());
+            let name = line_label(variant.name(), None);
             curves.push((
                 format!("{name} seed {seed}: test"),
                 false,
@@ -324,9 +316,12 @@ pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Str
             set. Accuracy bands: 95% normal-approximation interval of the pooled accuracy over \
             the test images. ECE: 15 equal-width confidence bins. adv: adversarially trained \
             network; sap-100: stochastic activation pruning with as many draws as units.\n\n";
-    let mut keys: Vec<(String, String)> = Vec::new();
-    for r in rows.iter().filter(|r| r.attack != "none") {
-        let k = (r.job.clone(), r.attack.clone());
+    let mut keys: Vec<(String, AttackName)> = Vec::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.treatment.attack != AttackName::None)
+    {
+        let k = (r.job.clone(), r.treatment.attack);
         if !keys.contains(&k) {
             keys.push(k);
         }
@@ -334,9 +329,9 @@ pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Str
     for (job, attack) in &keys {
         let mine: Vec<&CifarEvalRow> = rows
             .iter()
-            .filter(|r| r.job == *job && (r.attack == *attack || r.attack == "none"))
+            .filter(|r| r.job == *job && [*attack, AttackName::None].contains(&r.treatment.attack))
             .collect();
-        let base = format!("{}-{}", slug(job), slug(attack));
+        let base = format!("{}-{}", slug(job), slug(attack.name()));
         let x = "lambda (L-inf radius, pixel units 0..255)";
         let _ = writeln!(md, "### Job `{job}`, attack {attack}\n");
         for (name, ece, y) in [
@@ -364,7 +359,7 @@ pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Str
                 md,
                 "| {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} |",
                 row_label(r),
-                trim(r.lambda),
+                trim(r.treatment.lambda),
                 r.n,
                 r.accuracy,
                 r.mean_confidence,
@@ -373,16 +368,17 @@ pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Str
             );
         }
         *md += "\n";
-        let mut lambdas: Vec<f64> = mine.iter().map(|r| r.lambda).collect();
+        let mut lambdas: Vec<f64> = mine.iter().map(|r| r.treatment.lambda).collect();
         lambdas.sort_by(f64::total_cmp);
         lambdas.dedup();
         for lambda in lambdas {
             let chosen: Vec<&ReliabilityRow> = bins
                 .iter()
                 .filter(|b| {
+                    let t = &b.treatment;
                     b.job == *job
-                        && b.lambda == lambda
-                        && (b.attack == *attack || (lambda == 0.0 && b.attack == "none"))
+                        && t.lambda == lambda
+                        && (t.attack == *attack || (lambda == 0.0 && t.attack == AttackName::None))
                 })
                 .collect();
             let curves = reliability_curves(&chosen);

@@ -26,9 +26,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::experiment::files;
-use crate::experiment::train::{TrainEvalRow, TrainRow};
-use crate::experiment::RelativeRow;
 use crate::record::{read_rows, write_atomic};
+use crate::table::{AttackName, RelativeRow, TrainEvalRow, TrainRow};
 
 /// Where PNG text comes from unless `SAP_FONT` names another TrueType file.
 pub const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
@@ -70,17 +69,6 @@ fn register_font() -> Result<()> {
     })
     .clone()
     .map_err(anyhow::Error::msg)
-}
-
-/// A row's defense label ([`crate::defense::Defense::label`]).
-fn defense_label(r: &RelativeRow) -> String {
-    crate::defense::Defense::label_of_columns(
-        &r.defense,
-        r.frac,
-        r.sampling.as_deref(),
-        r.p,
-        r.sigma,
-    )
 }
 
 fn trim(v: f64) -> String {
@@ -229,13 +217,13 @@ fn both(
 /// Relative rewards of one (job, game, attack): lambdas and one series per defense, for the
 /// paper's ratio (`normalized = false`) or the random-normalised form.
 fn reward_series(rows: &[&RelativeRow], normalized: bool) -> (Vec<f64>, Vec<Series>) {
-    let mut lambdas: Vec<f64> = rows.iter().map(|r| r.lambda).collect();
+    let mut lambdas: Vec<f64> = rows.iter().map(|r| r.treatment.lambda).collect();
     lambdas.sort_by(f64::total_cmp);
     lambdas.dedup();
     let mut by_defense: BTreeMap<String, Vec<&RelativeRow>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for r in rows {
-        let label = defense_label(r);
+        let label = r.treatment.defense_label();
         if !by_defense.contains_key(&label) {
             order.push(label.clone());
         }
@@ -247,7 +235,10 @@ fn reward_series(rows: &[&RelativeRow], normalized: bool) -> (Vec<f64>, Vec<Seri
             let mut points = Vec::new();
             let mut band = Vec::new();
             for r in &by_defense[&label] {
-                let x = lambdas.iter().position(|&l| l == r.lambda).expect("listed") as f64;
+                let x = lambdas
+                    .iter()
+                    .position(|&l| l == r.treatment.lambda)
+                    .expect("listed") as f64;
                 let (value, scale) = match (normalized, r.dense_clean_mean, r.random_mean) {
                     (false, Some(d), _) if d != 0.0 => (r.relative_reward, Some((0.0, d))),
                     (true, Some(d), Some(rand)) if d != rand => {
@@ -287,7 +278,7 @@ fn moving_mean(xs: &[f64], w: usize) -> Vec<f64> {
 }
 
 /// What one relative-reward plot shows: job, game, preset, attack.
-type PlotKey = (String, String, String, String);
+type PlotKey = (String, String, String, AttackName);
 
 /// One seed's learning curve: the seed, (frames, smoothed return) per training game and
 /// (frames, mean return) per evaluation.
@@ -379,9 +370,9 @@ pub fn write_report(run_dir: &Path) -> Result<Report> {
             r.job.clone(),
             r.game.clone(),
             r.preset.clone(),
-            r.attack.clone(),
+            r.treatment.attack,
         );
-        if r.attack == "none" {
+        if r.treatment.attack == AttackName::None {
             continue; // the dense clean reference: lambda 0 of every attack's plot
         }
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -400,11 +391,11 @@ pub fn write_report(run_dir: &Path) -> Result<Report> {
         // The dense clean reference belongs at lambda 0 of every attack's plot.
         let mut rows = rows.clone();
         for r in &relative {
-            if r.job == *job && r.game == *game && r.attack == "none" {
+            if r.job == *job && r.game == *game && r.treatment.attack == AttackName::None {
                 rows.push(r);
             }
         }
-        let base = format!("{}-{}-{}", slug(job), slug(game), slug(attack));
+        let base = format!("{}-{}-{}", slug(job), slug(game), slug(attack.name()));
         let title_for = |what: &str| format!("{game} ({preset}): {what} under {attack}");
         let mut links = Vec::new();
         for (name, normalized, y) in [
@@ -449,8 +440,8 @@ pub fn write_report(run_dir: &Path) -> Result<Report> {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {:.2} | {ci} | {} | {} |",
-                defense_label(r),
-                trim(r.lambda),
+                r.treatment.defense_label(),
+                trim(r.treatment.lambda),
                 r.n,
                 r.mean,
                 opt(r.relative_reward),

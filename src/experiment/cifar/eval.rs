@@ -8,7 +8,6 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
 use super::train::{architecture, images_tensor};
@@ -22,131 +21,7 @@ use crate::policy::PolicyWrapper;
 use crate::progress::TrainProgress;
 use crate::record::{read_rows, write_table, CsvAppender};
 use crate::seed::derive;
-
-/// One test image's prediction (`cells/<id>/predictions.csv`).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PredictionRow {
-    /// The batch it was attacked and predicted in.
-    pub batch: u64,
-    /// Index in the test set.
-    pub example: u64,
-    /// True class.
-    pub label: i64,
-    /// Most probable class of the averaged softmax.
-    pub predicted: i64,
-    /// Its probability.
-    pub confidence: f64,
-    /// Probability of the true class.
-    pub p_label: f64,
-}
-
-/// One row of `cifar_eval.csv`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CifarEvalRow {
-    /// The `[[cifar_eval]]` job.
-    pub job: String,
-    /// The data set (`cifar10`).
-    pub dataset: String,
-    /// Its folder as the manifest names it (the real files or a synthetic set).
-    pub data: String,
-    /// The architecture (`resnet20`).
-    pub network: String,
-    /// The network's label: its variant (`dense`, `adv`) or its `checkpoints` key.
-    pub variant: String,
-    /// The `[[cifar_train]]` job that trained it (empty for a file).
-    pub train_job: Option<String>,
-    /// FGSM fraction of each training batch (adv only).
-    pub adv_fraction: Option<f64>,
-    /// FGSM radius of adversarial training, pixel units (adv only).
-    pub adv_lambda: Option<f64>,
-    /// The checkpoint file.
-    pub checkpoint: String,
-    /// Training seed (empty for a file).
-    pub train_seed: Option<u64>,
-    /// Evaluation seed.
-    pub eval_seed: u64,
-    /// Defense kind.
-    pub defense: String,
-    /// SAP draws as a fraction of the map size (SAP only).
-    pub frac: Option<f64>,
-    /// SAP sampling (SAP only).
-    pub sampling: Option<String>,
-    /// Dropout probability (dropout only).
-    pub p: Option<f64>,
-    /// Relative noise scale (gaussian only).
-    pub sigma: Option<f64>,
-    /// Attack kind (`none` for the clean images).
-    pub attack: String,
-    /// L-infinity radius, pixel units.
-    pub lambda: f64,
-    /// Iterations (iterative attacks only).
-    pub steps: Option<u32>,
-    /// Step size, pixel units (iterative attacks only).
-    pub step_size: Option<f64>,
-    /// Random start (iterative attacks only).
-    pub random_start: Option<bool>,
-    /// Passes per gradient estimate actually run (empty without an attack).
-    pub gradient_samples: Option<u32>,
-    /// Softmax passes averaged per prediction actually run.
-    pub samples: u32,
-    /// Test images.
-    pub n: usize,
-    /// Accuracy on the (attacked) images.
-    pub accuracy: f64,
-    /// Mean top probability.
-    pub mean_confidence: f64,
-    /// Expected calibration error over 15 equal-width confidence bins.
-    pub ece: f64,
-    /// Mean negative log-likelihood of the label (probabilities floored at 1e-12).
-    pub nll: f64,
-}
-
-/// One confidence bin (`reliability.csv`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReliabilityRow {
-    /// The `[[cifar_eval]]` job.
-    pub job: String,
-    /// The network's label.
-    pub variant: String,
-    /// The checkpoint file.
-    pub checkpoint: String,
-    /// Training seed (empty for a file).
-    pub train_seed: Option<u64>,
-    /// Evaluation seed.
-    pub eval_seed: u64,
-    /// Defense kind.
-    pub defense: String,
-    /// SAP draws as a fraction of the map size (SAP only).
-    pub frac: Option<f64>,
-    /// SAP sampling (SAP only).
-    pub sampling: Option<String>,
-    /// Dropout probability (dropout only).
-    pub p: Option<f64>,
-    /// Relative noise scale (gaussian only).
-    pub sigma: Option<f64>,
-    /// Attack kind (`none` for the clean images).
-    pub attack: String,
-    /// L-infinity radius, pixel units.
-    pub lambda: f64,
-    /// Iterations (iterative attacks only).
-    pub steps: Option<u32>,
-    /// Passes per gradient estimate actually run (empty without an attack).
-    pub gradient_samples: Option<u32>,
-    /// Softmax passes averaged per prediction actually run.
-    pub samples: u32,
-    /// Bin number, from 0.
-    pub bin: usize,
-    /// Lower confidence edge (excluded; 0 is included in bin 0).
-    pub bin_low: f64,
-    /// Upper confidence edge (included).
-    pub bin_high: f64,
-    /// Predictions in the bin.
-    pub count: usize,
-    /// Their accuracy (empty when the bin is empty).
-    pub accuracy: Option<f64>,
-    /// Their mean confidence (empty when the bin is empty).
-    pub mean_confidence: Option<f64>,
-}
+use crate::table::{CifarEvalRow, PredictionRow, ReliabilityRow, Treatment};
 
 /// The per-cell file of predictions.
 pub const PREDICTIONS: &str = "predictions.csv";
@@ -170,9 +45,6 @@ fn eval_row(
     wrapper: &PolicyWrapper,
     m: ClassifierMetrics,
 ) -> CifarEvalRow {
-    let (frac, sampling, p, sigma) = cell.defense.columns();
-    let (steps, step_size, random_start) =
-        cell.attack.map_or((None, None, None), |a| a.pgd_columns());
     let (train_job, adv) = match &cell.trained_by {
         Some((job, adv)) => (Some(job.clone()), *adv),
         None => (None, None),
@@ -189,20 +61,11 @@ fn eval_row(
         checkpoint: checkpoint.to_owned(),
         train_seed: cell.network.train_seed(),
         eval_seed: cell.seed,
-        defense: cell.defense.kind().to_owned(),
-        frac,
-        sampling,
-        p,
-        sigma,
-        attack: cell.attack_name().to_owned(),
-        lambda: cell.lambda(),
-        steps,
-        step_size,
-        random_start,
-        gradient_samples: cell
-            .attack
-            .map(|a| a.effective_gradient_samples(&cell.defense)),
-        samples: wrapper.effective_samples(),
+        treatment: Treatment::new(
+            &cell.defense,
+            cell.attack.as_ref(),
+            wrapper.effective_samples(),
+        ),
         n: m.n,
         accuracy: m.accuracy,
         mean_confidence: m.mean_confidence,
@@ -220,16 +83,7 @@ fn reliability_rows(row: &CifarEvalRow, bins: Vec<ReliabilityBin>) -> Vec<Reliab
             checkpoint: row.checkpoint.clone(),
             train_seed: row.train_seed,
             eval_seed: row.eval_seed,
-            defense: row.defense.clone(),
-            frac: row.frac,
-            sampling: row.sampling.clone(),
-            p: row.p,
-            sigma: row.sigma,
-            attack: row.attack.clone(),
-            lambda: row.lambda,
-            steps: row.steps,
-            gradient_samples: row.gradient_samples,
-            samples: row.samples,
+            treatment: row.treatment.clone(),
             bin: b.bin,
             bin_low: b.low,
             bin_high: b.high,
@@ -338,18 +192,4 @@ pub fn run_cell(
     write_table(&dir.join(EVAL_FILE), &[row])?;
     write_table(&dir.join(RELIABILITY_FILE), &bins)?;
     Ok(predicted)
-}
-
-impl PredictionRow {
-    /// A row used only to learn the header.
-    pub fn sample() -> Self {
-        PredictionRow {
-            batch: 0,
-            example: 0,
-            label: 0,
-            predicted: 0,
-            confidence: 0.0,
-            p_label: 0.0,
-        }
-    }
 }

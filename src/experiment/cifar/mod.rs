@@ -4,5 +4,4 @@
 pub mod eval;
 pub mod train;
 
-pub use eval::{CifarEvalRow, PredictionRow, ReliabilityRow};
-pub use train::{adversarial_batch, learning_rate, CifarTrainRow};
+pub use train::{adversarial_batch, learning_rate};

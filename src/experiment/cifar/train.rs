@@ -29,6 +29,7 @@ use crate::nn::{checkpoint, Architecture, Model};
 use crate::progress::TrainProgress;
 use crate::record::{read_rows, write_table, CsvAppender};
 use crate::seed::derive;
+use crate::table::CifarTrainRow;
 
 /// The per-cell and per-run file of epoch rows.
 pub const TRAIN_FILE: &str = "cifar_train.csv";
@@ -40,40 +41,6 @@ pub fn architecture() -> Architecture {
     Architecture::ResNet20 {
         classes: CLASSES.len() as i64,
     }
-}
-
-/// One epoch of training (`cifar_train.csv`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CifarTrainRow {
-    /// The `[[cifar_train]]` job.
-    pub job: String,
-    /// `dense` or `adv`.
-    pub variant: String,
-    /// Training seed.
-    pub seed: u64,
-    /// Epoch, from 1 (the last row's epoch may be partial: see `batches`).
-    pub epoch: u64,
-    /// Iterations done at the end of the row.
-    pub iteration: u64,
-    /// Batches of this epoch trained.
-    pub batches: u64,
-    /// Learning rate of the epoch's last batch.
-    pub lr: f64,
-    /// Mean cross-entropy over the epoch's training batches (for adv, the mixed batches).
-    pub loss: f64,
-    /// Accuracy on the epoch's training batches as trained (augmented; for adv, mixed).
-    pub train_accuracy: f64,
-    /// FGSM examples among the epoch's training images.
-    pub adv_examples: u64,
-    /// Mean cross-entropy on the test images after the epoch.
-    pub test_loss: f64,
-    /// Accuracy on the test images after the epoch.
-    pub test_accuracy: f64,
-    /// Test images evaluated.
-    pub test_examples: u32,
-    /// Training images per second over the epoch, waiting for batches included (test
-    /// evaluation and checkpoints excluded).
-    pub images_per_s: f64,
 }
 
 /// The running sums of the epoch in progress, saved with each checkpoint.
@@ -392,7 +359,7 @@ pub fn run_cell(
             let (test_loss, test_accuracy) = test_metrics(&model, &test, test_n);
             let row = CifarTrainRow {
                 job: job.name.clone(),
-                variant: cell.variant.name().to_owned(),
+                variant: cell.variant,
                 seed: cell.seed,
                 epoch: it / per_epoch + 1,
                 iteration: done,
@@ -430,26 +397,4 @@ pub fn run_cell(
     Ok(CifarTrainOutcome {
         iterations_run: job.iterations.saturating_sub(start),
     })
-}
-
-impl CifarTrainRow {
-    /// A row used only to learn the header.
-    pub fn sample() -> Self {
-        CifarTrainRow {
-            job: String::new(),
-            variant: String::new(),
-            seed: 0,
-            epoch: 0,
-            iteration: 0,
-            batches: 0,
-            lr: 0.0,
-            loss: 0.0,
-            train_accuracy: 0.0,
-            adv_examples: 0,
-            test_loss: 0.0,
-            test_accuracy: 0.0,
-            test_examples: 0,
-            images_per_s: 0.0,
-        }
-    }
 }

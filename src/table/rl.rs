@@ -154,6 +154,47 @@ pub struct TrainEvalRow {
     pub truncated: bool,
 }
 
+impl TrainRow {
+    /// A row used only to learn the header.
+    pub fn sample() -> Self {
+        TrainRow {
+            family: Family::Atari,
+            game: String::new(),
+            preset: String::new(),
+            seed: 0,
+            step: 0,
+            frames: 0,
+            episode: 0,
+            episode_return: 0.0,
+            length: 0,
+            epsilon: 0.0,
+            loss: None,
+            mean_q: None,
+            agent_steps_per_s: 0.0,
+            updates_per_s: 0.0,
+        }
+    }
+}
+
+impl TrainEvalRow {
+    /// A row used only to learn the header.
+    pub fn sample() -> Self {
+        TrainEvalRow {
+            family: Family::Atari,
+            game: String::new(),
+            preset: String::new(),
+            seed: 0,
+            step: 0,
+            frames: 0,
+            episode: 0,
+            episode_return: 0.0,
+            length: 0,
+            epsilon: 0.0,
+            truncated: false,
+        }
+    }
+}
+
 treated_row! {
     /// One evaluation episode of an agent under a defense and an attack (`rl_eval.csv`).
     pub struct AgentRow {

@@ -1,0 +1,245 @@
+//! The runtime hooks of a training cell: rows of training games, evaluation episodes during
+//! training, checkpoints and progress.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Tensor};
+
+use super::checkpoint::{CheckpointInfo, RngRecord, SlotRecord};
+use super::{make_env, FINAL};
+use crate::defense::DefensePoints;
+use crate::env::{Environment, Mode, Observation};
+use crate::experiment::episode::{observation_tensor, play, EpsilonGreedy};
+use crate::manifest::TrainCell;
+use crate::nn::checkpoint::CheckpointFolder;
+use crate::progress::TrainProgress;
+use crate::record::CsvAppender;
+use crate::runtime::{EpisodeEnd, Frame, Hooks, LearnerState, SlotState, StepContext};
+use crate::seed::derive;
+use crate::table::{TrainEvalRow, TrainRow};
+
+/// Update statistics since the previous train row, and a rate window of at least
+/// [`RATE_WINDOW_S`] seconds of wall time (rates over a few milliseconds mean nothing).
+pub(super) struct Window {
+    pub(super) loss: f64,
+    pub(super) q: f64,
+    pub(super) n: u64,
+    pub(super) rate_steps: u64,
+    pub(super) rate_updates: u64,
+    pub(super) rate_since: Instant,
+}
+
+/// Shortest wall time the rates of a train row are measured over, in seconds.
+pub(super) const RATE_WINDOW_S: f64 = 5.0;
+
+impl Window {
+    pub(super) fn new(steps: u64, updates: u64) -> Self {
+        Self {
+            loss: 0.0,
+            q: 0.0,
+            n: 0,
+            rate_steps: steps,
+            rate_updates: updates,
+            rate_since: Instant::now(),
+        }
+    }
+
+    /// Agent steps/s and updates/s since the rate window began, then a new window when this
+    /// one has lasted long enough.
+    pub(super) fn rates(&mut self, steps: u64, updates: u64) -> (f64, f64) {
+        let secs = self.rate_since.elapsed().as_secs_f64().max(1e-9);
+        let rates = (
+            (steps - self.rate_steps) as f64 / secs,
+            (updates - self.rate_updates) as f64 / secs,
+        );
+        if secs >= RATE_WINDOW_S {
+            self.rate_steps = steps;
+            self.rate_updates = updates;
+            self.rate_since = Instant::now();
+        }
+        rates
+    }
+}
+
+pub(super) struct CellHooks<'a> {
+    pub(super) cell: &'a TrainCell,
+    pub(super) id: String,
+    pub(super) ckpt_dir: PathBuf,
+    pub(super) end_step: u64,
+    pub(super) eval_steps: u64,
+    pub(super) train_sink: CsvAppender<TrainRow>,
+    pub(super) eval_sink: CsvAppender<TrainEvalRow>,
+    pub(super) games: u64,
+    pub(super) window: Window,
+    pub(super) eval_env: Option<Box<dyn Environment>>,
+    pub(super) last_eval_mean: Option<f64>,
+    pub(super) progress: TrainProgress,
+}
+
+impl CellHooks<'_> {
+    pub(super) fn preset(&self) -> String {
+        self.cell.job.preset.map_or("none", |p| p.name()).to_owned()
+    }
+
+    /// Plays the evaluation episodes with the online network and `eval_epsilon`.
+    pub(super) fn evaluate<T: Frame>(&mut self, learner: &LearnerState<T>) -> Result<()> {
+        let job = &self.cell.job;
+        let preset = self.preset();
+        if job.eval_episodes == 0 {
+            return Ok(());
+        }
+        if self.eval_env.is_none() {
+            let seed = derive(self.cell.seed, "eval-ale", 0);
+            self.eval_env = Some(make_env(self.cell, Mode::Eval, seed)?);
+        }
+        let env = self.eval_env.as_mut().expect("built above");
+        let model = &learner.ddqn.online;
+        let shape: Vec<i64> = std::iter::once(1).chain(model.arch.input_shape()).collect();
+        let epsilon = job.ddqn.eval_epsilon;
+        let phase = derive(self.cell.seed, "eval", learner.steps);
+        let mut sum = 0.0;
+        for episode in 0..job.eval_episodes {
+            let mut policy = EpsilonGreedy {
+                rng: ChaCha8Rng::seed_from_u64(derive(phase, "explore", episode as u64)),
+                epsilon,
+                greedy: |obs: &Observation| {
+                    let x = observation_tensor(obs, &shape).to(model.device());
+                    let q = tch::no_grad(|| model.forward(&x, false, &mut DefensePoints::dense()));
+                    Ok(q.argmax(1, false).int64_value(&[0]) as usize)
+                },
+            };
+            let reset = derive(phase, "episode", episode as u64);
+            let ep = play(env.as_mut(), reset, &mut policy, |_| {})?;
+            let (ret, length, truncated) = (ep.score, ep.agent_steps, ep.truncated);
+            sum += ret;
+            self.eval_sink.append(&TrainEvalRow {
+                family: job.family,
+                game: self.cell.game.name().into(),
+                preset: preset.clone(),
+                seed: self.cell.seed,
+                step: learner.steps,
+                frames: learner.steps * job.frame_skip(),
+                episode,
+                episode_return: ret,
+                length,
+                epsilon,
+                truncated,
+            })?;
+        }
+        let mean = sum / job.eval_episodes as f64;
+        self.last_eval_mean = Some(mean);
+        self.progress
+            .evaluated(learner.steps * job.frame_skip(), mean);
+        Ok(())
+    }
+
+    /// Writes checkpoint `state-<step>`: tensors, replay, then the description, which makes
+    /// it count; then removes older checkpoints.
+    pub(super) fn checkpoint<T: Frame>(
+        &self,
+        learner: &LearnerState<T>,
+        slots: &[SlotState],
+        finished: bool,
+    ) -> Result<()> {
+        let step = learner.steps;
+        let folder = CheckpointFolder::new(&self.ckpt_dir);
+        let stem = CheckpointFolder::stem(step);
+        let tensors_name = format!("{stem}.safetensors");
+        let tensors: Vec<(String, Tensor)> = learner
+            .ddqn
+            .state()
+            .into_iter()
+            .map(|(k, t)| (k, t.to_device(Device::Cpu).contiguous()))
+            .collect();
+        crate::nn::checkpoint::write_tensors(&folder.file(&tensors_name), &tensors)?;
+        let replay_name = format!("{stem}.replay");
+        let replay_path = folder.file(&replay_name);
+        learner
+            .replay
+            .save(&replay_path)
+            .with_context(|| format!("writing {}", replay_path.display()))?;
+        if finished {
+            crate::nn::checkpoint::save(
+                &learner.ddqn.online,
+                &self.ckpt_dir.parent().expect("cell dir").join(FINAL),
+            )?;
+        }
+        let info = CheckpointInfo {
+            cell: self.id.clone(),
+            step,
+            updates: learner.ddqn.updates(),
+            finished,
+            tensors: tensors_name,
+            replay: replay_name,
+            rng: RngRecord::of(&learner.rng),
+            window_loss: self.window.loss,
+            window_q: self.window.q,
+            window_n: self.window.n,
+            games: learner.games.clone(),
+            slots: slots.iter().map(SlotRecord::of).collect(),
+        };
+        // The description last: a checkpoint counts only once it is there; older ones go
+        // (their replay can take gigabytes).
+        folder.commit(step, &info)?;
+        Ok(())
+    }
+}
+
+impl<T: Frame> Hooks<T> for CellHooks<'_> {
+    fn on_episode(&mut self, end: &EpisodeEnd) -> Result<()> {
+        let job = &self.cell.job;
+        let mean = |sum: f64| (self.window.n > 0).then(|| sum / self.window.n as f64);
+        let (loss, mean_q) = (mean(self.window.loss), mean(self.window.q));
+        let (agent_steps_per_s, updates_per_s) = self.window.rates(end.step, end.updates);
+        let row = TrainRow {
+            family: job.family,
+            game: self.cell.game.name().into(),
+            preset: self.preset(),
+            seed: self.cell.seed,
+            step: end.step,
+            frames: end.step * job.frame_skip(),
+            episode: self.games,
+            episode_return: end.episode_return,
+            length: end.length,
+            epsilon: end.epsilon,
+            loss,
+            mean_q,
+            agent_steps_per_s,
+            updates_per_s,
+        };
+        self.train_sink.append(&row)?;
+        self.games += 1;
+        (self.window.loss, self.window.q, self.window.n) = (0.0, 0.0, 0);
+        self.progress.game_done(row.episode_return);
+        Ok(())
+    }
+
+    fn after_step(&mut self, learner: &mut LearnerState<T>, ctx: &StepContext) -> Result<()> {
+        if let Some(u) = ctx.update {
+            if !(u.loss.is_finite() && u.mean_q.is_finite()) {
+                bail!(
+                    "training diverged at agent step {} (update {}): loss {}, mean Q {}; no \
+                     rows after it are written. Lower ddqn.lr or check the reward scale",
+                    learner.steps,
+                    learner.ddqn.updates(),
+                    u.loss,
+                    u.mean_q
+                );
+            }
+            self.window.loss += u.loss;
+            self.window.q += u.mean_q;
+            self.window.n += 1;
+        }
+        let step = learner.steps;
+        let fs = self.cell.job.frame_skip();
+        self.progress.advance(step * fs, learner.ddqn.updates());
+        if step % self.eval_steps == 0 || step == self.end_step {
+            self.evaluate(learner)?;
+        }
+        Ok(())
+    }
+}

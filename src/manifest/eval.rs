@@ -133,7 +133,7 @@ pub(super) fn names(games: &Spanned<Vec<Spanned<String>>>) -> Vec<String> {
 pub(super) struct RawEvalJob {
     name: Option<Spanned<String>>,
     family: Family,
-    games: Option<Spanned<Vec<Spanned<String>>>>,
+    games: Option<RawGames>,
     preset: Option<Spanned<Preset>>,
     policy: Option<Spanned<PolicyKind>>,
     episodes: Spanned<u32>,
@@ -148,6 +148,9 @@ pub(super) struct RawEvalJob {
     attacks: Option<Spanned<Vec<Spanned<robustness::RawAttack>>>>,
     lambdas: Option<Spanned<Vec<Spanned<f64>>>>,
 }
+
+/// A `games` list with the position of each name.
+type RawGames = Spanned<Vec<Spanned<String>>>;
 
 /// Overrides of a preset's settings; absent keys keep the preset's value.
 #[derive(Deserialize, Default)]
@@ -272,51 +275,14 @@ impl Resolver<'_> {
                 (names(games), preset, env, None)
             }
             Some(grid::Source::Train(t)) => {
-                if t.family != Family::Atari {
-                    let msg = format!(
-                        "[[train]] job `{}` trains {} agents; agent evaluation under attack \
-                         needs family \"atari\"",
-                        t.name,
-                        t.family.name()
-                    );
-                    let span = agent_keys.train.as_ref().map_or(policy_span, Spanned::span);
-                    return Err(self.error(span, key("train"), msg));
-                }
-                if let Some(p) = &job.preset {
-                    if Some(*p.get_ref()) != t.preset {
-                        let msg = format!(
-                            "the networks of [[train]] job `{}` were trained under preset `{}`; \
-                             evaluation follows the training protocol, so leave `preset` out",
-                            t.name,
-                            t.preset.map_or("none", crate::env::Preset::name)
-                        );
-                        return Err(self.error(p.span(), key("preset"), msg));
-                    }
-                }
-                let games = match &job.games {
-                    None => t.games.clone(),
-                    Some(games) => {
-                        self.check_games(&prefix, job.family, games)?;
-                        for (g, game) in games.get_ref().iter().enumerate() {
-                            if !t.games.contains(game.get_ref()) {
-                                let msg = format!(
-                                    "[[train]] job `{}` does not train `{}`; it trains {}",
-                                    t.name,
-                                    game.get_ref(),
-                                    t.games.join(", ")
-                                );
-                                return Err(self.error(
-                                    game.span(),
-                                    key(&format!("games[{g}]")),
-                                    msg,
-                                ));
-                            }
-                        }
-                        names(games)
-                    }
-                };
-                let base = t.env.expect("Atari train jobs have settings");
-                let env = self.apply_overrides(&prefix, base, overrides)?;
+                let (games, env) = self.trained_games_env(
+                    &prefix,
+                    (job.preset.as_ref(), job.games.as_ref()),
+                    overrides,
+                    t,
+                    &agent_keys,
+                    policy_span.clone(),
+                )?;
                 let grid = self.resolve_agent_grid(
                     &prefix,
                     &agent_keys,
@@ -354,12 +320,69 @@ impl Resolver<'_> {
         })
     }
 
+    /// The games and settings of an agent job that evaluates the networks of `[[train]]`
+    /// job `t`: its games (or the subset `games` names) under its preset, with the job's
+    /// overrides.
+    fn trained_games_env(
+        &self,
+        prefix: &str,
+        (preset, games): (Option<&Spanned<Preset>>, Option<&RawGames>),
+        overrides: RawEnvOverrides,
+        t: &TrainJob,
+        agent_keys: &grid::RawAgentKeys,
+        policy_span: Range<usize>,
+    ) -> Result<(Vec<String>, AtariSettings), ManifestError> {
+        let key = |k: &str| format!("{prefix}.{k}");
+        if t.family != Family::Atari {
+            let msg = format!(
+                "[[train]] job `{}` trains {} agents; agent evaluation under attack \
+                 needs family \"atari\"",
+                t.name,
+                t.family.name()
+            );
+            let span = agent_keys.train.as_ref().map_or(policy_span, Spanned::span);
+            return Err(self.error(span, key("train"), msg));
+        }
+        if let Some(p) = preset {
+            if Some(*p.get_ref()) != t.preset {
+                let msg = format!(
+                    "the networks of [[train]] job `{}` were trained under preset `{}`; \
+                     evaluation follows the training protocol, so leave `preset` out",
+                    t.name,
+                    t.preset.map_or("none", crate::env::Preset::name)
+                );
+                return Err(self.error(p.span(), key("preset"), msg));
+            }
+        }
+        let games = match games {
+            None => t.games.clone(),
+            Some(games) => {
+                self.check_games(prefix, Family::Atari, games)?;
+                for (g, game) in games.get_ref().iter().enumerate() {
+                    if !t.games.contains(game.get_ref()) {
+                        let msg = format!(
+                            "[[train]] job `{}` does not train `{}`; it trains {}",
+                            t.name,
+                            game.get_ref(),
+                            t.games.join(", ")
+                        );
+                        return Err(self.error(game.span(), key(&format!("games[{g}]")), msg));
+                    }
+                }
+                names(games)
+            }
+        };
+        let base = t.env.expect("Atari train jobs have settings");
+        let env = self.apply_overrides(prefix, base, overrides)?;
+        Ok((games, env))
+    }
+
     /// Checks a job's `games`: non-empty, no repeats, each a game of `family`.
     pub(super) fn check_games(
         &self,
         prefix: &str,
         family: Family,
-        games: &Spanned<Vec<Spanned<String>>>,
+        games: &RawGames,
     ) -> Result<(), ManifestError> {
         if games.get_ref().is_empty() {
             let msg = "the list is empty; name at least one game".to_owned();

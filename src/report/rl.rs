@@ -145,6 +145,44 @@ fn opt(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"))
 }
 
+/// The table behind one relative-reward plot, with the references it is scaled by.
+fn relative_table(rows: &[&RelativeRow], md: &mut String) {
+    *md += "| defense | lambda | n | mean return | 95% CI | relative | normalised |\n";
+    *md += "|---|---:|---:|---:|---|---:|---:|\n";
+    for r in rows {
+        let ci = match (r.ci95_low, r.ci95_high) {
+            (Some(a), Some(b)) => format!("[{a:.2}, {b:.2}]"),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.2} | {ci} | {} | {} |",
+            r.treatment.defense_label(),
+            trim(r.treatment.lambda),
+            r.n,
+            r.mean,
+            opt(r.relative_reward),
+            opt(r.normalized_reward)
+        );
+    }
+    if let Some(r) = rows.first() {
+        let _ = writeln!(
+            md,
+            "\nDense clean mean {}, random-policy mean {} ({} episodes).\n",
+            opt(r.dense_clean_mean),
+            opt(r.random_mean),
+            r.random_n
+        );
+        if let (Some(d), Some(rand)) = (r.dense_clean_mean, r.random_mean) {
+            if d <= rand {
+                *md += "The dense agent does not beat the random policy here, so the \
+                       normalised reward (mean - random) / (dense clean - random) is \
+                       meaningless and left empty.\n\n";
+            }
+        }
+    }
+}
+
 /// The relative-reward section: per job, game and attack, the plots against lambda and the
 /// table behind them. Returns whether the run has relative rewards.
 pub(super) fn relative_section(run_dir: &Path, out: &mut Report, md: &mut String) -> Result<bool> {
@@ -215,40 +253,7 @@ pub(super) fn relative_section(run_dir: &Path, out: &mut Report, md: &mut String
             links.push(format!("![{title}]({name}-{base}.png)"));
         }
         let _ = writeln!(md, "### {game} ({preset}), {attack}, job `{job}`\n");
-        *md += "| defense | lambda | n | mean return | 95% CI | relative | normalised |\n";
-        *md += "|---|---:|---:|---:|---|---:|---:|\n";
-        for r in &rows {
-            let ci = match (r.ci95_low, r.ci95_high) {
-                (Some(a), Some(b)) => format!("[{a:.2}, {b:.2}]"),
-                _ => "-".to_owned(),
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {:.2} | {ci} | {} | {} |",
-                r.treatment.defense_label(),
-                trim(r.treatment.lambda),
-                r.n,
-                r.mean,
-                opt(r.relative_reward),
-                opt(r.normalized_reward)
-            );
-        }
-        if let Some(r) = rows.first() {
-            let _ = writeln!(
-                md,
-                "\nDense clean mean {}, random-policy mean {} ({} episodes).\n",
-                opt(r.dense_clean_mean),
-                opt(r.random_mean),
-                r.random_n
-            );
-            if let (Some(d), Some(rand)) = (r.dense_clean_mean, r.random_mean) {
-                if d <= rand {
-                    *md += "The dense agent does not beat the random policy here, so the \
-                           normalised reward (mean - random) / (dense clean - random) is \
-                           meaningless and left empty.\n\n";
-                }
-            }
-        }
+        relative_table(&rows, md);
         for l in links {
             let _ = writeln!(md, "{l}\n");
         }

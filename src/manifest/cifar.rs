@@ -280,48 +280,9 @@ impl Resolver<'_> {
             "a decay",
         )?;
         let lr_decay = unit(&job.lr_decay, "lr_decay", 0.1, "a factor")?;
-        let lr_milestones = match &job.lr_milestones {
-            None => vec![iterations / 2, iterations * 3 / 4],
-            Some(m) => {
-                let mut out: Vec<u64> = Vec::new();
-                for (j, v) in m.get_ref().iter().enumerate() {
-                    let x = *v.get_ref();
-                    if x == 0 || x >= iterations || out.last().is_some_and(|&p| p >= x) {
-                        let msg = format!(
-                            "{x} is not allowed; allowed: increasing iterations in 1..{iterations}"
-                        );
-                        return Err(self.error(v.span(), key(&format!("lr_milestones[{j}]")), msg));
-                    }
-                    out.push(x);
-                }
-                out
-            }
-        };
-        let adv_fraction = unit(
-            &job.adv_fraction,
-            "adv_fraction",
-            0.2,
-            "a fraction of the batch",
-        )?;
-        let adv_lambda = self.or_in_range(
-            &job.adv_lambda,
-            key("adv_lambda"),
-            2.0,
-            0.0..255.0,
-            true,
-            "pixel units",
-        )?;
-        if !variants.contains(&Variant::Adv) {
-            for (k, given) in [
-                ("adv_fraction", job.adv_fraction.as_ref().map(Spanned::span)),
-                ("adv_lambda", job.adv_lambda.as_ref().map(Spanned::span)),
-            ] {
-                if let Some(span) = given {
-                    let msg = format!("`{k}` applies to the \"adv\" variant, which is not listed");
-                    return Err(self.error(span, key(k), msg));
-                }
-            }
-        }
+        let lr_milestones =
+            self.lr_milestones(&job.lr_milestones, key("lr_milestones"), iterations)?;
+        let adv = self.adv_settings((&job.adv_fraction, &job.adv_lambda), &variants, key)?;
         let checkpoint_every = self.or_positive(
             &job.checkpoint_every,
             key("checkpoint_every"),
@@ -337,7 +298,6 @@ impl Resolver<'_> {
             "images",
         )?;
         let workers = self.or_in_range(&job.workers, key("workers"), 2, 1..64, true, "threads")?;
-        let adv = variants.contains(&Variant::Adv);
         Ok(CifarTrainJob {
             name,
             data,
@@ -351,13 +311,78 @@ impl Resolver<'_> {
             weight_decay,
             lr_milestones,
             lr_decay,
-            adv_fraction: adv.then_some(adv_fraction),
-            adv_lambda: adv.then_some(adv_lambda),
+            adv_fraction: adv.map(|a| a.0),
+            adv_lambda: adv.map(|a| a.1),
             checkpoint_every,
             test_examples,
             workers,
             augment: job.augment.unwrap_or(true),
         })
+    }
+
+    /// `lr_milestones`: increasing iterations in 1..`iterations`; by default half and three
+    /// quarters of the way.
+    fn lr_milestones(
+        &self,
+        given: &Option<Spanned<Vec<Spanned<u64>>>>,
+        key: String,
+        iterations: u64,
+    ) -> Result<Vec<u64>, ManifestError> {
+        let Some(m) = given else {
+            return Ok(vec![iterations / 2, iterations * 3 / 4]);
+        };
+        let mut out: Vec<u64> = Vec::new();
+        for (j, v) in m.get_ref().iter().enumerate() {
+            let x = *v.get_ref();
+            if x == 0 || x >= iterations || out.last().is_some_and(|&p| p >= x) {
+                let msg = format!(
+                    "{x} is not allowed; allowed: increasing iterations in 1..{iterations}"
+                );
+                return Err(self.error(v.span(), format!("{key}[{j}]"), msg));
+            }
+            out.push(x);
+        }
+        Ok(out)
+    }
+
+    /// (fraction, lambda) of the `adv` variant's FGSM examples, `None` when the variant is not
+    /// listed (and then neither key may be given).
+    fn adv_settings(
+        &self,
+        (fraction, lambda): (&Option<Spanned<f64>>, &Option<Spanned<f64>>),
+        variants: &[Variant],
+        key: impl Fn(&str) -> String,
+    ) -> Result<Option<(f64, f64)>, ManifestError> {
+        let adv_fraction = self.or_in_range(
+            fraction,
+            key("adv_fraction"),
+            0.2,
+            0.0..1.0,
+            true,
+            "a fraction of the batch",
+        )?;
+        let adv_lambda = self.or_in_range(
+            lambda,
+            key("adv_lambda"),
+            2.0,
+            0.0..255.0,
+            true,
+            "pixel units",
+        )?;
+        if !variants.contains(&Variant::Adv) {
+            for (k, given) in [
+                ("adv_fraction", fraction.as_ref().map(Spanned::span)),
+                ("adv_lambda", lambda.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = given {
+                    let msg = format!("`{k}` applies to the \"adv\" variant, which is not listed");
+                    return Err(self.error(span, key(k), msg));
+                }
+            }
+        }
+        Ok(variants
+            .contains(&Variant::Adv)
+            .then_some((adv_fraction, adv_lambda)))
     }
 
     pub(super) fn resolve_cifar_eval(

@@ -189,6 +189,15 @@ const TRAIN_IMAGES: u32 = (crate::data::cifar::RECORDS_PER_FILE * 5) as u32;
 /// Images in the CIFAR-10 test split.
 const TEST_IMAGES: u32 = crate::data::cifar::RECORDS_PER_FILE as u32;
 
+/// The networks of a `[[cifar_eval]]` job: the training job, the checkpoint files by label,
+/// the data folder and the variants.
+type EvalNetworks = (
+    Option<String>,
+    BTreeMap<String, String>,
+    String,
+    Vec<Variant>,
+);
+
 impl Resolver<'_> {
     /// A data folder: checked to hold the CIFAR-10 binary files (when files are checked).
     fn cifar_data(&self, data: &Spanned<String>, key: String) -> Result<String, ManifestError> {
@@ -385,6 +394,96 @@ impl Resolver<'_> {
             .then_some((adv_fraction, adv_lambda)))
     }
 
+    /// The networks of `[[cifar_train]]` job `t`: its variants (or those `variants` lists)
+    /// on its data (or `data`).
+    fn trained_networks(
+        &self,
+        job: &RawCifarEval,
+        t: &Spanned<String>,
+        trains: &[CifarTrainJob],
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<EvalNetworks, ManifestError> {
+        let Some(found) = trains.iter().find(|j| j.name == *t.get_ref()) else {
+            let names: Vec<&str> = trains.iter().map(|j| j.name.as_str()).collect();
+            let allowed = if names.is_empty() {
+                "the manifest has no [[cifar_train]] job; add one or give `checkpoints`".to_owned()
+            } else {
+                format!(
+                    "allowed: {}{}",
+                    names.join(", "),
+                    super::suggestion(t.get_ref(), names.iter().copied())
+                )
+            };
+            let msg = format!(
+                "no [[cifar_train]] job is named `{}`; {allowed}",
+                t.get_ref()
+            );
+            return Err(self.error(t.span(), key("train"), msg));
+        };
+        let variants = match &job.variants {
+            None => found.variants.clone(),
+            Some(v) => {
+                let list = self.variant_list(v, key("variants"))?;
+                if let Some(missing) = list.iter().find(|x| !found.variants.contains(x)) {
+                    let msg = format!(
+                        "[[cifar_train]] job `{}` does not train `{}`; it trains {}",
+                        found.name,
+                        missing.name(),
+                        found
+                            .variants
+                            .iter()
+                            .map(|v| v.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    return Err(self.error(v.span(), key("variants"), msg));
+                }
+                list
+            }
+        };
+        let data = match &job.data {
+            None => found.data.clone(),
+            Some(d) => self.cifar_data(d, key("data"))?,
+        };
+        Ok((Some(found.name.clone()), BTreeMap::new(), data, variants))
+    }
+
+    /// The networks a `checkpoints` table names, each label a plain name and each file a
+    /// loadable checkpoint, on the `data` the job must give.
+    fn checkpoint_networks(
+        &self,
+        job: &RawCifarEval,
+        files: &Spanned<BTreeMap<String, Spanned<String>>>,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<EvalNetworks, ManifestError> {
+        if let Some(v) = &job.variants {
+            let msg = "with `checkpoints` its keys label the networks; remove `variants`";
+            return Err(self.error(v.span(), key("variants"), msg.into()));
+        }
+        let Some(data) = &job.data else {
+            let msg = "with `checkpoints`, give `data`: the CIFAR-10 binary folder";
+            return Err(self.error(files.span(), key("data"), msg.into()));
+        };
+        let data = self.cifar_data(data, key("data"))?;
+        if files.get_ref().is_empty() {
+            let msg = "the table is empty; allowed: label = \"file.safetensors\"".into();
+            return Err(self.error(files.span(), key("checkpoints"), msg));
+        }
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let mut out = BTreeMap::new();
+        for (label, file) in files.get_ref() {
+            let k = key(&format!("checkpoints.{label}"));
+            let spanned = Spanned::new(file.span(), label.clone());
+            self.plain_name(&spanned, k.clone())?;
+            let path = base.join(file.get_ref());
+            let allowed = "a ResNet-20 safetensors file, e.g. a training cell's \
+                           final.safetensors";
+            self.checkpoint_file(&path, file.span(), k, allowed)?;
+            out.insert(label.clone(), file.get_ref().clone());
+        }
+        Ok((None, out, data, Vec::new()))
+    }
+
     pub(super) fn resolve_cifar_eval(
         &self,
         i: usize,
@@ -409,80 +508,8 @@ impl Resolver<'_> {
                     .to_owned();
                 return Err(self.error(job.defenses.span(), key("train"), msg));
             }
-            (Some(t), None) => {
-                let Some(found) = trains.iter().find(|j| j.name == *t.get_ref()) else {
-                    let names: Vec<&str> = trains.iter().map(|j| j.name.as_str()).collect();
-                    let allowed = if names.is_empty() {
-                        "the manifest has no [[cifar_train]] job; add one or give `checkpoints`"
-                            .to_owned()
-                    } else {
-                        format!(
-                            "allowed: {}{}",
-                            names.join(", "),
-                            super::suggestion(t.get_ref(), names.iter().copied())
-                        )
-                    };
-                    let msg = format!(
-                        "no [[cifar_train]] job is named `{}`; {allowed}",
-                        t.get_ref()
-                    );
-                    return Err(self.error(t.span(), key("train"), msg));
-                };
-                let variants = match &job.variants {
-                    None => found.variants.clone(),
-                    Some(v) => {
-                        let list = self.variant_list(v, key("variants"))?;
-                        if let Some(missing) = list.iter().find(|x| !found.variants.contains(x)) {
-                            let msg = format!(
-                                "[[cifar_train]] job `{}` does not train `{}`; it trains {}",
-                                found.name,
-                                missing.name(),
-                                found
-                                    .variants
-                                    .iter()
-                                    .map(|v| v.name())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            );
-                            return Err(self.error(v.span(), key("variants"), msg));
-                        }
-                        list
-                    }
-                };
-                let data = match &job.data {
-                    None => found.data.clone(),
-                    Some(d) => self.cifar_data(d, key("data"))?,
-                };
-                (Some(found.name.clone()), BTreeMap::new(), data, variants)
-            }
-            (None, Some(files)) => {
-                if let Some(v) = &job.variants {
-                    let msg = "with `checkpoints` its keys label the networks; remove `variants`";
-                    return Err(self.error(v.span(), key("variants"), msg.into()));
-                }
-                let Some(data) = &job.data else {
-                    let msg = "with `checkpoints`, give `data`: the CIFAR-10 binary folder";
-                    return Err(self.error(files.span(), key("data"), msg.into()));
-                };
-                let data = self.cifar_data(data, key("data"))?;
-                if files.get_ref().is_empty() {
-                    let msg = "the table is empty; allowed: label = \"file.safetensors\"".into();
-                    return Err(self.error(files.span(), key("checkpoints"), msg));
-                }
-                let base = self.path.parent().unwrap_or(Path::new("."));
-                let mut out = BTreeMap::new();
-                for (label, file) in files.get_ref() {
-                    let k = key(&format!("checkpoints.{label}"));
-                    let spanned = Spanned::new(file.span(), label.clone());
-                    self.plain_name(&spanned, k.clone())?;
-                    let path = base.join(file.get_ref());
-                    let allowed = "a ResNet-20 safetensors file, e.g. a training cell's \
-                                   final.safetensors";
-                    self.checkpoint_file(&path, file.span(), k, allowed)?;
-                    out.insert(label.clone(), file.get_ref().clone());
-                }
-                (None, out, data, Vec::new())
-            }
+            (Some(t), None) => self.trained_networks(&job, t, trains, &key)?,
+            (None, Some(files)) => self.checkpoint_networks(&job, files, &key)?,
         };
         let examples = self.or_in_range(
             &job.examples,

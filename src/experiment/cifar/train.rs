@@ -54,6 +54,28 @@ struct EpochSums {
     secs: f64,
 }
 
+impl EpochSums {
+    /// The epoch's row at iteration `done` (test columns zero: the caller measures them).
+    fn row(&self, cell: &CifarTrainCell, epoch: u64, done: u64, lr: f64) -> CifarTrainRow {
+        CifarTrainRow {
+            job: cell.settings.name.clone(),
+            variant: cell.variant,
+            seed: cell.seed,
+            epoch,
+            iteration: done,
+            batches: self.batches,
+            lr,
+            loss: self.loss_sum / self.images as f64,
+            train_accuracy: self.correct as f64 / self.images as f64,
+            adv_examples: self.adv,
+            test_loss: 0.0,
+            test_accuracy: 0.0,
+            test_examples: 0,
+            images_per_s: self.images as f64 / self.secs.max(1e-9),
+        }
+    }
+}
+
 /// A checkpoint's description, written after its tensors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct CheckpointInfo {
@@ -267,6 +289,27 @@ fn keep_rows(path: &Path, rows: u64) -> Result<()> {
     Ok(())
 }
 
+/// The job's training images (the first `train_examples`, at least one batch) and the test
+/// images.
+fn load_data(data_dir: &Path, job: &CifarTrainJob) -> Result<(Arc<CifarSplit>, CifarSplit)> {
+    let mut train = load(data_dir, Split::Train)?;
+    let keep = (job.train_examples as usize).min(train.len());
+    train
+        .images
+        .truncate(keep * crate::data::cifar::IMAGE_BYTES);
+    train.labels.truncate(keep);
+    let batch_size = job.batch_size as usize;
+    if train.len() < batch_size {
+        bail!(
+            "{}: {} training images, fewer than one batch of {batch_size}",
+            data_dir.display(),
+            train.len()
+        );
+    }
+    let test = load(data_dir, Split::Test)?;
+    Ok((Arc::new(train), test))
+}
+
 /// Trains (or resumes) one cell under `run_dir`; data paths are relative to
 /// `manifest_dir`.
 pub fn run_cell(
@@ -280,23 +323,8 @@ pub fn run_cell(
     let ckpt_dir = dir.join("checkpoints");
     std::fs::create_dir_all(&ckpt_dir)
         .with_context(|| format!("creating {}", ckpt_dir.display()))?;
-    let data_dir = manifest_dir.join(&job.data);
-    let mut train = load(&data_dir, Split::Train)?;
-    let keep = (job.train_examples as usize).min(train.len());
-    train
-        .images
-        .truncate(keep * crate::data::cifar::IMAGE_BYTES);
-    train.labels.truncate(keep);
-    let train = Arc::new(train);
-    let test = load(&data_dir, Split::Test)?;
+    let (train, test) = load_data(&manifest_dir.join(&job.data), job)?;
     let batch_size = job.batch_size as usize;
-    if train.len() < batch_size {
-        bail!(
-            "{}: {} training images, fewer than one batch of {batch_size}",
-            data_dir.display(),
-            train.len()
-        );
-    }
     let device = Device::cuda_if_available();
     tch::manual_seed(derive(cell.seed, "cifar-init", 0) as i64);
     let model = Model::new(architecture(), device);
@@ -356,23 +384,9 @@ pub fn run_cell(
         let done = it + 1;
         progress.advance(done * batch_size as u64, done);
         if done % per_epoch == 0 || done == job.iterations {
-            let (test_loss, test_accuracy) = test_metrics(&model, &test, test_n);
-            let row = CifarTrainRow {
-                job: job.name.clone(),
-                variant: cell.variant,
-                seed: cell.seed,
-                epoch: it / per_epoch + 1,
-                iteration: done,
-                batches: sums.batches,
-                lr,
-                loss: sums.loss_sum / sums.images as f64,
-                train_accuracy: sums.correct as f64 / sums.images as f64,
-                adv_examples: sums.adv,
-                test_loss,
-                test_accuracy,
-                test_examples: test_n as u32,
-                images_per_s: sums.images as f64 / sums.secs.max(1e-9),
-            };
+            let mut row = sums.row(cell, it / per_epoch + 1, done, lr);
+            (row.test_loss, row.test_accuracy) = test_metrics(&model, &test, test_n);
+            row.test_examples = test_n as u32;
             progress.note(&format!(
                 "epoch {}: loss {:.4}, train accuracy {:.4}, test accuracy {:.4}",
                 row.epoch, row.loss, row.train_accuracy, row.test_accuracy

@@ -108,6 +108,42 @@ struct Slot<T> {
     calls: Vec<EnvCall>,
 }
 
+impl<T: Frame> Slot<T> {
+    /// Plays `action`, records the call, and returns what happened; the slot keeps the new
+    /// observation unless the episode ended.
+    fn step(
+        &mut self,
+        action: usize,
+        start_frame: Option<Vec<T>>,
+        epsilon: f64,
+        frame_len: usize,
+    ) -> Result<EnvOutcome<T>> {
+        let step = self.env.step(action);
+        self.calls.push(EnvCall::Step(action as u32));
+        if step.game_over || step.truncated {
+            // The next reset restarts the emulator: nothing before it matters.
+            self.calls.clear();
+        }
+        let stack = T::unpack(step.obs)
+            .ok_or_else(|| anyhow!("the environment returned the wrong kind of observation"))?;
+        let next_frame = newest(&stack, frame_len);
+        let ended = step.terminated || step.truncated;
+        self.obs = (!ended).then_some(stack);
+        Ok(EnvOutcome {
+            slot: self.index,
+            start_frame,
+            action: action as u8,
+            reward: step.reward as f32,
+            score: step.score,
+            terminated: step.terminated,
+            truncated: step.truncated,
+            game_over: step.game_over || step.truncated,
+            next_frame,
+            epsilon,
+        })
+    }
+}
+
 fn newest<T: Copy>(stack: &[T], frame_len: usize) -> Vec<T> {
     stack[stack.len() - frame_len..].to_vec()
 }
@@ -133,24 +169,7 @@ impl<T: Frame> ActorRun<'_, T> {
         set_torch_threads(self.threads);
         let spec = self.spec;
         let slots = self.timeline.slots as usize;
-        let mut state: Vec<Slot<T>> = (0..self.envs)
-            .map(|e| {
-                let index = self.actor * self.envs + e;
-                let env = (spec.make_env)(index)
-                    .with_context(|| format!("building the environment of slot {index}"))?;
-                match spec.resume.get(index) {
-                    None => Ok(Slot {
-                        index,
-                        env,
-                        obs: None,
-                        episodes: 0,
-                        rng: ChaCha8Rng::seed_from_u64(derive(spec.seed, "explore", index as u64)),
-                        calls: Vec::new(),
-                    }),
-                    Some(saved) => restore(index, env, saved),
-                }
-            })
-            .collect::<Result<_>>()?;
+        let mut state = self.build_slots()?;
         let mut model = Model::new(spec.arch.clone(), Device::Cpu);
         let mut held = None;
         let obs_shape = spec.arch.input_shape();
@@ -207,30 +226,12 @@ impl<T: Frame> ActorRun<'_, T> {
                 } else {
                     greedy[k] as usize
                 };
-                let step = s.env.step(action);
-                s.calls.push(EnvCall::Step(action as u32));
-                if step.game_over || step.truncated {
-                    // The next reset restarts the emulator: nothing before it matters.
-                    s.calls.clear();
-                }
-                let stack = T::unpack(step.obs).ok_or_else(|| {
-                    anyhow!("the environment returned the wrong kind of observation")
-                })?;
-                let next_frame = newest(&stack, self.frame_len);
-                let ended = step.terminated || step.truncated;
-                s.obs = (!ended).then_some(stack);
-                msg.outcomes.push(EnvOutcome {
-                    slot: s.index,
-                    start_frame: start_frames[k].take(),
-                    action: action as u8,
-                    reward: step.reward as f32,
-                    score: step.score,
-                    terminated: step.terminated,
-                    truncated: step.truncated,
-                    game_over: step.game_over || step.truncated,
-                    next_frame,
+                msg.outcomes.push(s.step(
+                    action,
+                    start_frames[k].take(),
                     epsilon,
-                });
+                    self.frame_len,
+                )?);
                 k += 1;
             }
             if !self.send(msg) {
@@ -247,6 +248,29 @@ impl<T: Frame> ActorRun<'_, T> {
             });
         }
         Ok(())
+    }
+
+    /// The actor's slots: new ones, or those `spec.resume` saved.
+    fn build_slots(&self) -> Result<Vec<Slot<T>>> {
+        let spec = self.spec;
+        (0..self.envs)
+            .map(|e| {
+                let index = self.actor * self.envs + e;
+                let env = (spec.make_env)(index)
+                    .with_context(|| format!("building the environment of slot {index}"))?;
+                match spec.resume.get(index) {
+                    None => Ok(Slot {
+                        index,
+                        env,
+                        obs: None,
+                        episodes: 0,
+                        rng: ChaCha8Rng::seed_from_u64(derive(spec.seed, "explore", index as u64)),
+                        calls: Vec::new(),
+                    }),
+                    Some(saved) => restore(index, env, saved),
+                }
+            })
+            .collect()
     }
 
     /// Sends a round, blocking while the channel is full; `false` when the run stopped.

@@ -235,18 +235,7 @@ impl Resolver<'_> {
             lambdas: job.lambdas,
         };
         let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
-        if policy == PolicyKind::Random {
-            if let Some((k, span)) = agent_keys.first_present() {
-                let msg =
-                    format!("`{k}` applies to policy = \"agent\" only; this job plays random");
-                return Err(self.error(span, key(k), msg));
-            }
-        } else if job.family != Family::Atari {
-            let msg = "agent evaluation under attack is defined for Atari games (pixel \
-                       observations, lambda in pixel units); allowed: family = \"atari\""
-                .to_owned();
-            return Err(self.error(policy_span, key("policy"), msg));
-        }
+        self.check_policy_keys(&prefix, policy, job.family, &agent_keys, &policy_span)?;
         if job.family == Family::Classic {
             self.reject_atari_keys(&prefix, &job.preset, &job.env)?;
         }
@@ -293,15 +282,14 @@ impl Resolver<'_> {
                 (games, t.preset, Some(env), Some(grid))
             }
             Some(grid::Source::Files(files)) => {
-                if let Some(g) = &job.games {
-                    let msg = "with `checkpoints` the games are its keys; remove `games`".into();
-                    return Err(self.error(g.span(), key("games"), msg));
-                }
-                let preset = job.preset.map(Spanned::into_inner).unwrap_or_default();
-                let env = self.apply_overrides(&prefix, preset.settings(), overrides)?;
-                let epsilon = DdqnSettings::defaults(Some(preset)).eval_epsilon;
-                let mut grid =
-                    self.resolve_agent_grid(&prefix, &agent_keys, epsilon, episodes, policy_span)?;
+                let (preset, env, mut grid) = self.file_agents(
+                    &prefix,
+                    (job.preset.as_ref(), job.games.as_ref()),
+                    overrides,
+                    &agent_keys,
+                    episodes,
+                    policy_span,
+                )?;
                 let games = files.keys().cloned().collect();
                 grid.checkpoints = files;
                 (games, Some(preset), Some(env), Some(grid))
@@ -318,6 +306,53 @@ impl Resolver<'_> {
             env,
             agent,
         })
+    }
+
+    /// Refuses agent keys in a random-policy job, and agent evaluation outside Atari.
+    fn check_policy_keys(
+        &self,
+        prefix: &str,
+        policy: PolicyKind,
+        family: Family,
+        agent_keys: &grid::RawAgentKeys,
+        policy_span: &Range<usize>,
+    ) -> Result<(), ManifestError> {
+        let key = |k: &str| format!("{prefix}.{k}");
+        if policy == PolicyKind::Random {
+            if let Some((k, span)) = agent_keys.first_present() {
+                let msg =
+                    format!("`{k}` applies to policy = \"agent\" only; this job plays random");
+                return Err(self.error(span, key(k), msg));
+            }
+        } else if family != Family::Atari {
+            let msg = "agent evaluation under attack is defined for Atari games (pixel \
+                       observations, lambda in pixel units); allowed: family = \"atari\""
+                .to_owned();
+            return Err(self.error(policy_span.clone(), key("policy"), msg));
+        }
+        Ok(())
+    }
+
+    /// The preset, settings and grid of an agent job over network files (`checkpoints`),
+    /// whose keys are the games (so `games` may not be given).
+    fn file_agents(
+        &self,
+        prefix: &str,
+        (preset, games): (Option<&Spanned<Preset>>, Option<&RawGames>),
+        overrides: RawEnvOverrides,
+        agent_keys: &grid::RawAgentKeys,
+        episodes: u32,
+        policy_span: Range<usize>,
+    ) -> Result<(Preset, AtariSettings, AgentEval), ManifestError> {
+        if let Some(g) = games {
+            let msg = "with `checkpoints` the games are its keys; remove `games`".into();
+            return Err(self.error(g.span(), format!("{prefix}.games"), msg));
+        }
+        let preset = preset.map(|p| *p.get_ref()).unwrap_or_default();
+        let env = self.apply_overrides(prefix, preset.settings(), overrides)?;
+        let epsilon = DdqnSettings::defaults(Some(preset)).eval_epsilon;
+        let grid = self.resolve_agent_grid(prefix, agent_keys, epsilon, episodes, policy_span)?;
+        Ok((preset, env, grid))
     }
 
     /// The games and settings of an agent job that evaluates the networks of `[[train]]`

@@ -20,9 +20,12 @@
 //! itself a valid manifest and is saved in each run directory.
 
 mod cifar;
+mod cifar_eval;
+mod ddqn;
 mod error;
 mod eval;
 mod expand;
+mod games;
 mod grid;
 mod plan;
 mod resolver;
@@ -35,7 +38,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-pub use cifar::{CifarEvalJob, CifarTrainJob, Variant, PAPER_LAMBDAS};
+pub use cifar::{CifarTrainJob, Variant, PAPER_LAMBDAS};
+pub use cifar_eval::CifarEvalJob;
+pub use ddqn::{DdqnSettings, OptimizerKind, PeriodUnit};
 pub use error::{did_you_mean, ManifestError};
 pub use eval::{Cell, EvalJob};
 pub use grid::AgentEval;
@@ -44,11 +49,12 @@ pub use plan::{
 };
 pub use resolver::MAX_MANIFEST_BYTES;
 pub use robustness::{AttackSpec, RobustnessJob, Task};
-pub use train::{default_runtime, DdqnSettings, OptimizerKind, PeriodUnit, TrainCell, TrainJob};
+pub use train::{default_runtime, TrainCell, TrainJob};
 
 use crate::env::{ClassicGame, Game};
 use error::suggestion;
-use eval::{RawEnvOverrides, RawEvalJob};
+use eval::RawEvalJob;
+use games::RawEnvOverrides;
 use resolver::{read_text, FileChecks, Finite, Resolver};
 
 /// Which environment family a job runs on.
@@ -297,7 +303,7 @@ struct RawManifest {
     #[serde(default)]
     cifar_train: Vec<cifar::RawCifarTrain>,
     #[serde(default)]
-    cifar_eval: Vec<cifar::RawCifarEval>,
+    cifar_eval: Vec<cifar_eval::RawCifarEval>,
 }
 
 impl Resolver<'_> {

@@ -234,15 +234,8 @@ impl Resolver<'_> {
                     let msg = "missing `games`: name the games to play".to_owned();
                     return Err(self.error(policy_span, key("games"), msg));
                 };
-                self.check_games(&prefix, job.family, games)?;
-                let (preset, env) = match job.family {
-                    Family::Atari => {
-                        let preset = job.preset.map(Spanned::into_inner).unwrap_or_default();
-                        let env = self.apply_overrides(&prefix, preset.settings(), overrides)?;
-                        (Some(preset), Some(env))
-                    }
-                    Family::Classic => (None, None),
-                };
+                let (preset, env) =
+                    self.played_games_env(&prefix, job.family, games, job.preset, overrides)?;
                 (names(games), preset, env, None)
             }
             Some(grid::Source::Train(t)) => {
@@ -287,6 +280,27 @@ impl Resolver<'_> {
             seeds,
             env,
             agent,
+        })
+    }
+
+    /// The preset and settings of a random-policy job over the games it lists (checked
+    /// here): an Atari preset with the job's overrides, none for classic control.
+    fn played_games_env(
+        &self,
+        prefix: &str,
+        family: Family,
+        games: &RawGames,
+        preset: Option<Spanned<Preset>>,
+        overrides: RawEnvOverrides,
+    ) -> Result<(Option<Preset>, Option<AtariSettings>), ManifestError> {
+        self.check_games(prefix, family, games)?;
+        Ok(match family {
+            Family::Atari => {
+                let preset = preset.map(Spanned::into_inner).unwrap_or_default();
+                let env = self.apply_overrides(prefix, preset.settings(), overrides)?;
+                (Some(preset), Some(env))
+            }
+            Family::Classic => (None, None),
         })
     }
 

@@ -6,6 +6,8 @@
 #
 #   scripts/compare-tables.sh              # base: HEAD (compares uncommitted changes)
 #   scripts/compare-tables.sh 48d9a84      # base: any revision
+#   SKIP_COLUMNS=step_size,random_start scripts/compare-tables.sh REV
+#                                          # also leave out columns a change adds on purpose
 #
 # Needs what `make quickstart` installs (.venv, cargo). Builds the base in a temporary git
 # worktree sharing target/ (only the crate itself is compiled again), then this tree.
@@ -36,10 +38,11 @@ for side in base new; do
         { log "the $side run failed; see below"; tail -20 "$dir/stderr.txt"; exit 1; }
 done
 
-python3 - "$WORK/base/results/quickstart/cmp" "$WORK/new/results/quickstart/cmp" <<'EOF'
+python3 - "$WORK/base/results/quickstart/cmp" "$WORK/new/results/quickstart/cmp" "${SKIP_COLUMNS:-}" <<'EOF'
 import csv, io, pathlib, sys
 
 base, new = map(pathlib.Path, sys.argv[1:3])
+skip = {c for c in sys.argv[3].split(",") if c}
 
 def tables(root):
     return sorted(p.relative_to(root) for p in root.rglob("*.csv"))
@@ -48,7 +51,7 @@ def without_rates(path):
     rows = list(csv.reader(io.StringIO(path.read_text())))
     if not rows:
         return rows
-    keep = [i for i, name in enumerate(rows[0]) if not name.endswith("_per_s")]
+    keep = [i for i, name in enumerate(rows[0]) if not name.endswith("_per_s") and name not in skip]
     return [[r[i] for i in keep if i < len(r)] for r in rows]
 
 names_base, names_new = tables(base), tables(new)
@@ -60,7 +63,8 @@ for name in sorted(set(names_base) & set(names_new)):
     if a != b:
         first = next(i for i, (x, y) in enumerate(zip(a + [None], b + [None])) if x != y)
         differ.append(f"{name}: first difference at line {first + 1}:\n  base: {a[first] if first < len(a) else '(end)'}\n  new:  {b[first] if first < len(b) else '(end)'}")
-print(f"{len(set(names_base) & set(names_new))} tables compared (rate columns left out)")
+left_out = "rate columns" + (f" and {', '.join(sorted(skip))}" if skip else "")
+print(f"{len(set(names_base) & set(names_new))} tables compared ({left_out} left out)")
 for d in differ:
     print("DIFFERS:", d)
 sys.exit(1 if differ else 0)

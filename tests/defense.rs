@@ -9,10 +9,26 @@ use sap_harness::tch::{Kind, Tensor};
 /// Runs `defense` once on a batch of `copies` identical rows of `h`: every row gets its own
 /// draws, so the rows are independent samples of the defended map.
 fn sample_rows(defense: Defense, h: &[f32], copies: i64, seed: u64) -> Vec<Vec<f32>> {
+    sample_rows_with(defense, h, copies, seed, false)
+}
+
+/// [`sample_rows`], with the draws made by the host sampler or by tensor operations (the
+/// accelerator's path, run here on CPU tensors).
+fn sample_rows_with(
+    defense: Defense,
+    h: &[f32],
+    copies: i64,
+    seed: u64,
+    tensor_ops: bool,
+) -> Vec<Vec<f32>> {
     let n = h.len() as i64;
     let batch = Tensor::from_slice(h).view([1, n]).repeat([copies, 1]);
     let mut rng = DefenseRng::seed_from_u64(seed);
-    let out = DefensePoints::new(defense, &mut rng).apply(&batch);
+    let mut points = DefensePoints::new(defense, &mut rng);
+    if tensor_ops {
+        points = points.with_tensor_ops();
+    }
+    let out = points.apply(&batch);
     let flat = Vec::<f32>::try_from(out.flatten(0, -1)).unwrap();
     flat.chunks(h.len()).map(<[f32]>::to_vec).collect()
 }
@@ -113,10 +129,22 @@ fn keep_probability_fast_agrees_with_the_libm_form() {
     assert!((sap::keep_probability_fast(1.0, 1) - 1.0).abs() < 1e-12);
 }
 
-/// Per-unit Monte-Carlo means over `copies` rows, and their standard errors from `variance`.
+/// Per-unit Monte-Carlo means over `copies` rows, and their standard errors from `variance`,
+/// for the host sampler and for the tensor-op sampler alike.
 fn check_unbiased(defense: Defense, h: &[f32], variance: impl Fn(usize) -> f64) {
+    for tensor_ops in [false, true] {
+        check_unbiased_with(defense, h, &variance, tensor_ops);
+    }
+}
+
+fn check_unbiased_with(
+    defense: Defense,
+    h: &[f32],
+    variance: &impl Fn(usize) -> f64,
+    tensor_ops: bool,
+) {
     let copies = 20_000;
-    let rows = sample_rows(defense, h, copies, 17);
+    let rows = sample_rows_with(defense, h, copies, 17, tensor_ops);
     for j in 0..h.len() {
         let mean = rows.iter().map(|r| r[j] as f64).sum::<f64>() / copies as f64;
         let se = (variance(j) / copies as f64).sqrt();
@@ -124,7 +152,7 @@ fn check_unbiased(defense: Defense, h: &[f32], variance: impl Fn(usize) -> f64) 
         // would be exceeded by chance with probability < 1e-6 per unit under a correct sampler.
         assert!(
             (mean - h[j] as f64).abs() <= 5.0 * se + 1e-6,
-            "{defense:?} unit {j}: mean {mean}, h {}, se {se}",
+            "{defense:?} (tensor ops: {tensor_ops}) unit {j}: mean {mean}, h {}, se {se}",
             h[j]
         );
     }
@@ -245,22 +273,28 @@ fn sap_with_a_large_frac_returns_the_dense_activation() {
 #[test]
 fn the_gradient_through_sap_is_the_constant_mask_and_rescaling() {
     let h: Vec<f32> = test_map();
-    let x = Tensor::from_slice(&h).view([1, 48]).set_requires_grad(true);
-    let mut rng = DefenseRng::seed_from_u64(9);
-    let out = DefensePoints::new(Defense::SAP_100, &mut rng).apply(&(&x * 1.0));
-    let grad = Tensor::run_backward(&[out.sum(Kind::Float)], &[&x], false, false).remove(0);
-    let out = Vec::<f32>::try_from(out.detach().flatten(0, -1)).unwrap();
-    let grad = Vec::<f32>::try_from(grad.flatten(0, -1)).unwrap();
-    for j in 0..48 {
-        let factor = if h[j] == 0.0 { 0.0 } else { out[j] / h[j] };
-        if h[j] != 0.0 {
-            assert!(
-                (grad[j] - factor).abs() <= 1e-6 * factor.max(1.0),
-                "unit {j}"
-            );
+    for tensor_ops in [false, true] {
+        let x = Tensor::from_slice(&h).view([1, 48]).set_requires_grad(true);
+        let mut rng = DefenseRng::seed_from_u64(9);
+        let mut points = DefensePoints::new(Defense::SAP_100, &mut rng);
+        if tensor_ops {
+            points = points.with_tensor_ops();
         }
+        let out = points.apply(&(&x * 1.0));
+        let grad = Tensor::run_backward(&[out.sum(Kind::Float)], &[&x], false, false).remove(0);
+        let out = Vec::<f32>::try_from(out.detach().flatten(0, -1)).unwrap();
+        let grad = Vec::<f32>::try_from(grad.flatten(0, -1)).unwrap();
+        for j in 0..48 {
+            let factor = if h[j] == 0.0 { 0.0 } else { out[j] / h[j] };
+            if h[j] != 0.0 {
+                assert!(
+                    (grad[j] - factor).abs() <= 1e-6 * factor.max(1.0),
+                    "unit {j} (tensor ops: {tensor_ops})"
+                );
+            }
+        }
+        assert!(grad.contains(&0.0) && grad.iter().any(|&g| g > 1.0));
     }
-    assert!(grad.contains(&0.0) && grad.iter().any(|&g| g > 1.0));
 }
 
 #[test]

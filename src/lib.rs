@@ -5,7 +5,8 @@
 //!   (presets `dopamine-v5`, `nature`), classic control through gym-rs.
 //! - [`data`]: CIFAR-10 (binary version) loader, a synthetic set in its format, and the
 //!   background batch pipeline (shuffle, crop, flip).
-//! - [`defense`]: dense, SAP (exact and independent sampling), dropout, Gaussian noise.
+//! - [`defense`]: dense, SAP (exact and independent sampling), dropout, Gaussian noise; a
+//!   host sampler and a tensor-op sampler for activations on an accelerator.
 //! - [`nn`]: Nature CNN, MLP and ResNet-20 with a defense point after every ReLU;
 //!   safetensors checkpoints named as in PyTorch, written atomically, and the checkpoint
 //!   folder of training cells; the optimisers (Adam, centered RMSProp, SGD).
@@ -17,6 +18,8 @@
 //! - [`manifest`]: TOML manifests, checked with located errors, expanded into cells.
 //! - [`experiment`]: run directories, cells in plan order, resume, summaries; the cells of
 //!   each family (DDQN training, agents, CIFAR-10 training and evaluation grids).
+//! - [`table`]: every result table's row type; the defense, attack and pass columns they
+//!   share.
 //! - [`metrics`]: accuracy, confidence, ECE, NLL and reliability bins of classifiers.
 //! - [`report`]: `sap report`: plots (PNG, SVG) and a markdown summary of a run.
 //! - [`record`]: crash-safe CSV appends and atomic table writes.

@@ -153,3 +153,100 @@ pub fn bench_defense(rounds: u32, iterations: u32) -> Vec<DefenseBench> {
     }
     out
 }
+
+/// PyTorch's timing of one network (`scripts/sap_reference.py`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReferenceTiming {
+    /// The network (`resnet20`, `nature-cnn`).
+    pub network: String,
+    /// Examples per batch.
+    pub batch: i64,
+    /// Images/s of the dense forward pass.
+    pub dense: f64,
+    /// Images/s of the forward pass with exact SAP-100 after every ReLU.
+    pub sap: f64,
+    /// Torch threads it ran with.
+    pub threads: i64,
+    /// Torch's version.
+    pub torch: String,
+}
+
+/// The Python of the project's venv: `SAP_PYTHON`, or `.venv/bin/python` in the source tree.
+pub fn venv_python() -> std::path::PathBuf {
+    std::env::var_os("SAP_PYTHON").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
+        std::path::PathBuf::from,
+    )
+}
+
+/// Runs the PyTorch reference of exact SAP-100 (`scripts/sap_reference.py`) with `threads`
+/// torch threads and the same rounds and batches as [`bench_defense`].
+pub fn pytorch_reference(
+    rounds: u32,
+    iterations: u32,
+    threads: i32,
+) -> anyhow::Result<Vec<ReferenceTiming>> {
+    use anyhow::Context;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/sap_reference.py");
+    let python = venv_python();
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .args(["--rounds", &rounds.to_string()])
+        .args(["--iterations", &iterations.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .output()
+        .with_context(|| format!("running {} {}", python.display(), script.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{} failed ({}): {}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            parse_reference_line(l)
+                .with_context(|| format!("{}: output line `{l}`", script.display()))
+        })
+        .collect()
+}
+
+/// One line of `scripts/sap_reference.py`: network, batch, dense and SAP images/s, threads,
+/// torch's version.
+fn parse_reference_line(line: &str) -> anyhow::Result<ReferenceTiming> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let [network, batch, dense, sap, threads, torch] = f.as_slice() else {
+        anyhow::bail!("expected 6 fields, found {}", f.len());
+    };
+    Ok(ReferenceTiming {
+        network: (*network).to_owned(),
+        batch: batch.parse()?,
+        dense: dense.parse()?,
+        sap: sap.parse()?,
+        threads: threads.parse()?,
+        torch: (*torch).to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_line_is_read_field_by_field_and_a_short_one_is_refused() {
+        let r = parse_reference_line("resnet20 128 2500.5 80.25 2 2.13.0+cpu").unwrap();
+        assert_eq!(
+            (r.network.as_str(), r.batch, r.threads),
+            ("resnet20", 128, 2)
+        );
+        assert_eq!(
+            (r.dense, r.sap, r.torch.as_str()),
+            (2500.5, 80.25, "2.13.0+cpu")
+        );
+        assert!(parse_reference_line("resnet20 128 2500.5").is_err());
+        assert!(parse_reference_line("resnet20 many 1 1 2 x").is_err());
+    }
+}

@@ -14,7 +14,7 @@ pub mod reproducible;
 
 pub use cifar::{bench_cifar, bench_cifar_eval, CifarBench, EvalRate};
 pub use ddqn::{bench_ddqn, DdqnBench};
-pub use defense::{bench_defense, DefenseBench};
+pub use defense::{bench_defense, pytorch_reference, DefenseBench, ReferenceTiming};
 pub use env::{bench_env, EnvBench};
 pub use jobs::{bench_jobs, JobsBench};
 pub use reproducible::{bench_reproducible, ReproducibleBench};

@@ -408,7 +408,8 @@ fn print_defense_bench(rounds: u32, iterations: u32) {
         "images/s",
         "time/dense"
     );
-    for b in crate::bench::bench_defense(rounds, iterations) {
+    let benches = crate::bench::bench_defense(rounds, iterations);
+    for b in &benches {
         for (w, ips) in &b.rows {
             let ratio = b.time_ratio(*w).map_or("-".into(), |r| format!("{r:.3}"));
             crate::outln!(
@@ -425,4 +426,53 @@ fn print_defense_bench(rounds: u32, iterations: u32) {
         "targets: SAP-100 exact forward time/dense <= 2.0; independent <= 1.5 (host sampler; \
          the tensor-op rows show the path an accelerator takes, measured here on the CPU)"
     );
+    print_reference(&benches, rounds, iterations);
+}
+
+/// PyTorch's exact SAP-100 on the same networks and batches, run right after ours, and the
+/// ratios side by side.
+fn print_reference(benches: &[crate::bench::DefenseBench], rounds: u32, iterations: u32) {
+    use crate::defense::Defense;
+    let threads = tch::get_num_threads();
+    let reference = match crate::bench::pytorch_reference(rounds, iterations, threads) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::outln!("PyTorch reference skipped: {e:#}");
+            return;
+        }
+    };
+    crate::outln!(
+        "\nPyTorch reference (scripts/sap_reference.py: torch.multinomial per example), same \
+         networks, batches and threads"
+    );
+    crate::outln!(
+        "{:<11} {:>5}  {:>14} {:>14} {:>18} {:>16}",
+        "network",
+        "batch",
+        "torch dense/s",
+        "torch sap/s",
+        "torch sap/dense",
+        "ours/torch time"
+    );
+    for r in &reference {
+        let ours = benches.iter().find(|b| b.arch.name() == r.network);
+        let ours_sap = ours.and_then(|b| {
+            b.rows
+                .iter()
+                .find(|(w, _)| *w == crate::bench::defense::Workload::Forward(Defense::SAP_100))
+                .map(|x| x.1)
+        });
+        crate::outln!(
+            "{:<11} {:>5}  {:>14.1} {:>14.1} {:>18.3} {:>16}",
+            r.network,
+            r.batch,
+            r.dense,
+            r.sap,
+            r.dense / r.sap,
+            ours_sap.map_or("-".into(), |o| format!("{:.3}", r.sap / o))
+        );
+    }
+    if let Some(r) = reference.first() {
+        crate::outln!("(torch {}, {} threads)", r.torch, r.threads);
+    }
 }

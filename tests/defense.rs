@@ -355,3 +355,22 @@ fn out_of_range_defense_parameters_are_refused_with_the_allowed_range() {
     }
     assert!(Defense::Dense.validate().is_ok());
 }
+
+#[test]
+fn with_tensor_ops_a_network_defense_point_draws_with_tensor_operations() {
+    use rand::RngCore;
+    use sap_harness::defense::tensor;
+    // The in-place path of `relu` must not take over when tensor operations are asked for.
+    let pre = Tensor::from_slice(&test_map()).view([2, 24]) - 0.5;
+    let mut rng = DefenseRng::seed_from_u64(4);
+    let out = DefensePoints::new(Defense::SAP_100, &mut rng)
+        .with_tensor_ops()
+        .relu(&pre);
+    let layer_seed = DefenseRng::seed_from_u64(4).next_u64();
+    let h = pre.relu();
+    let expected = &h * tensor::draw(Defense::SAP_100, &h, layer_seed).unwrap();
+    assert!(out.equal(&expected));
+    let mut rng = DefenseRng::seed_from_u64(4);
+    let host = DefensePoints::new(Defense::SAP_100, &mut rng).relu(&pre);
+    assert!(!host.equal(&expected), "the host sampler draws other masks");
+}

@@ -230,6 +230,14 @@ impl<'a> DefensePoints<'a> {
             Defense::Gaussian { .. } => Combine::Add,
             _ => Combine::Multiply,
         };
+        if self.tensor_ops || h.device() != Device::Cpu {
+            // On an accelerator the draws are made there, with no copy to the host.
+            let t = tensor::draw(defense, &h, layer_seed).expect("a stochastic defense");
+            return match combine {
+                Combine::Multiply => h * t,
+                Combine::Add => h + t,
+            };
+        }
         let on_host = h.device() == Device::Cpu && h.kind() == Kind::Float && h.is_contiguous();
         if owned && on_host && !h.requires_grad() {
             // SAFETY: `h` is a contiguous f32 CPU tensor of `numel` elements made by
@@ -249,14 +257,6 @@ impl<'a> DefensePoints<'a> {
                 },
             );
             return h;
-        }
-        if self.tensor_ops || h.device() != Device::Cpu {
-            // On an accelerator the draws are made there, with no copy to the host.
-            let t = tensor::draw(defense, &h, layer_seed).expect("a stochastic defense");
-            return match combine {
-                Combine::Multiply => h * t,
-                Combine::Add => h + t,
-            };
         }
         let host = if on_host {
             h.detach()

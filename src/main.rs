@@ -5,7 +5,37 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// How long torch's OpenMP workers (libgomp) spin after a parallel region before they sleep,
+/// unless the user sets `GOMP_SPINCOUNT` or `OMP_WAIT_POLICY`. The default (300,000 spins)
+/// keeps both cores busy spinning while the defenses' own threads sample between two
+/// convolutions; 10,000 took SAP-100 forward passes from 6.4-6.7 to 5.2-5.3 dense-pass times
+/// (ResNet-20) and from 4.7-5.2 to 3.2-3.3 (Nature CNN) here, dense passes unchanged
+/// (`sap bench defense`). Results do not depend on it.
+const GOMP_SPINCOUNT: &str = "10000";
+
+/// libgomp reads its settings when it is loaded, before `main`: to change them the process
+/// starts itself again with the variable set. If that fails, it runs with the defaults.
+fn set_openmp_spin() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("GOMP_SPINCOUNT").is_some() || std::env::var_os("OMP_WAIT_POLICY").is_some()
+    {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+    let err = std::process::Command::new(&exe)
+        .arg0(arg0)
+        .args(args)
+        .env("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
+        .exec();
+    tracing::debug!("could not restart with GOMP_SPINCOUNT set ({err}); keeping the defaults");
+}
+
 fn main() -> ExitCode {
+    set_openmp_spin();
     // Die quietly on a closed pipe (`sap games | head`) like other Unix tools.
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
     unsafe {

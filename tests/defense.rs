@@ -106,8 +106,11 @@ fn an_all_zero_map_stays_zero_under_every_defense_but_noise() {
         // sigma is relative to the map's mean |h|, which is 0.
         Defense::Gaussian { sigma: 1.0 },
     ] {
-        for row in sample_rows(defense, &h, 20, 1) {
-            assert!(row.iter().all(|&v| v == 0.0), "{defense:?}: {row:?}");
+        for tensor_ops in [false, true] {
+            for row in sample_rows_with(defense, &h, 20, 1, tensor_ops) {
+                let what = format!("{defense:?} (tensor ops: {tensor_ops}): {row:?}");
+                assert!(row.iter().all(|&v| v == 0.0), "{what}");
+            }
         }
     }
 }

@@ -111,7 +111,7 @@ fn sap_factor(x: &Tensor, r: i64, sampling: super::Sampling, layer_seed: u64) ->
     let (batch, n) = (x.size()[0], x.size()[1]);
     let device = x.device();
     let total = x.sum_dim_intlist([1i64].as_slice(), true, Kind::Double);
-    let has_mass = total.gt(0.0);
+    // A row without mass has p = 0 everywhere, keeps nothing and stays zero.
     let p = x / total.clamp_min(f64::MIN_POSITIVE);
     // -expm1(r log1p(-p)): the probability that a unit is drawn at least once.
     let q = -((-&p).log1p() * r as f64).expm1();
@@ -137,8 +137,7 @@ fn sap_factor(x: &Tensor, r: i64, sampling: super::Sampling, layer_seed: u64) ->
             u.lt_tensor(&q).logical_and(&x.gt(0.0))
         }
     };
-    let factor = q.reciprocal().where_self(&kept, &x.zeros_like());
-    factor * has_mass.to_kind(Kind::Double)
+    q.reciprocal().where_self(&kept, &x.zeros_like())
 }
 
 #[cfg(test)]

@@ -14,8 +14,7 @@ use crate::manifest::{Cell, GameId, PolicyKind};
 use crate::progress::Progress;
 use crate::record::CsvAppender;
 use crate::seed;
-use crate::table::rl::EpisodeKey;
-use crate::table::EpisodeRow;
+use crate::table::{EpisodeKey, EpisodeRow};
 
 /// The key under which episode `episode` of `cell` is recorded.
 pub fn row_key(cell: &Cell, episode: u32) -> EpisodeKey {

@@ -15,10 +15,10 @@
 //! [`Variant`]: crate::manifest::Variant
 
 mod classifier;
-pub mod rl;
+mod rl;
 
 pub use classifier::{CifarEvalRow, CifarTrainRow, ClassifierRow, PredictionRow, ReliabilityRow};
-pub use rl::{AgentRow, EpisodeRow, RelativeRow, SummaryRow, TrainEvalRow, TrainRow};
+pub use rl::{AgentRow, EpisodeKey, EpisodeRow, RelativeRow, SummaryRow, TrainEvalRow, TrainRow};
 
 use serde::{Deserialize, Serialize};
 

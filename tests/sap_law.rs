@@ -10,8 +10,9 @@
 //!
 //! Tolerances: a histogram passes when its chi-square statistic is below the 1 - 1e-6
 //! quantile of its law (Wilson-Hilferty), a frequency when it is within 5.5 standard errors
-//! of its probability (two-sided 4e-8 per check; well under 1e-4 over the few thousand
-//! checks here). So a correct sampler fails with negligible probability on any seed, and
+//! of its probability (two-sided 4e-8 per check, about 5e-4 over the roughly 12,000
+//! frequency checks here). So a correct sampler fails with negligible probability on any
+//! seed, and
 //! each histogram test also checks that the other variant's law is rejected: the test has
 //! the power to tell the two apart.
 

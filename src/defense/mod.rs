@@ -238,8 +238,9 @@ impl<'a> DefensePoints<'a> {
                 Combine::Add => h + t,
             };
         }
-        let on_host = h.device() == Device::Cpu && h.kind() == Kind::Float && h.is_contiguous();
-        if owned && on_host && !h.requires_grad() {
+        // From here on `h` is in host memory.
+        let contiguous_f32 = h.kind() == Kind::Float && h.is_contiguous();
+        if owned && contiguous_f32 && !h.requires_grad() {
             // SAFETY: `h` is a contiguous f32 CPU tensor of `numel` elements made by
             // `relu` for this call alone (`owned`); no other reference to its storage exists.
             let data = unsafe { std::slice::from_raw_parts_mut(h.data_ptr() as *mut f32, numel) };
@@ -258,7 +259,7 @@ impl<'a> DefensePoints<'a> {
             );
             return h;
         }
-        let host = if on_host {
+        let host = if contiguous_f32 {
             h.detach()
         } else {
             h.detach().to_kind(Kind::Float).contiguous()
@@ -276,7 +277,7 @@ impl<'a> DefensePoints<'a> {
                     example(defense, x, layer_seed, b, scratch, o);
                 });
         }
-        let t = t.to_device(h.device()).to_kind(h.kind());
+        let t = t.to_kind(h.kind());
         match combine {
             Combine::Multiply => h * t,
             Combine::Add => h + t,

@@ -1,7 +1,6 @@
 //! SAP, dropout and Gaussian noise against their definitions (DESIGN section 5).
 
 use rand::SeedableRng;
-use rand_xoshiro::Xoshiro256PlusPlus;
 use sap_harness::defense::sap::{self, Sampling};
 use sap_harness::defense::{Defense, DefenseError, DefensePoints, DefenseRng};
 use sap_harness::tch::{Kind, Tensor};
@@ -312,17 +311,31 @@ fn draws_depend_only_on_the_seed_not_on_the_batch_position_of_other_rows() {
 }
 
 #[test]
-fn sap_factors_come_only_from_the_given_generator() {
+fn sap_factors_are_a_function_of_the_stream_key_alone() {
     let h = test_map();
-    let run = |seed| {
+    let run = |key| {
         let mut s = sap::Scratch::default();
         let mut f = vec![0.0; h.len()];
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        sap::factors(&h, 48, Sampling::Exact, &mut rng, &mut s, &mut f);
+        sap::factors(&h, 48, Sampling::Exact, key, &mut s, &mut f);
         f
     };
     assert_eq!(run(1), run(1));
     assert_ne!(run(1), run(2));
+}
+
+#[test]
+fn sap_in_place_gives_the_map_times_its_factors_bit_for_bit() {
+    let h = test_map();
+    for sampling in [Sampling::Exact, Sampling::Independent] {
+        let mut s = sap::Scratch::default();
+        let mut f = vec![0.0; h.len()];
+        sap::factors(&h, 48, sampling, 5, &mut s, &mut f);
+        let mut x = h.clone();
+        sap::apply_in_place(&mut x, 48, sampling, 5, &mut s);
+        let want: Vec<f32> = h.iter().zip(&f).map(|(v, f)| v * f).collect();
+        let same = x.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{sampling:?}");
+    }
 }
 
 #[test]

@@ -20,6 +20,7 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use sap_harness::defense::sap::{self, Sampling};
 use sap_harness::defense::{tensor, Defense};
+use sap_harness::seed;
 use tch::{Device, Kind, Tensor};
 
 /// Draws per test: enough that a chi-square test separates the two laws on these maps.
@@ -28,7 +29,12 @@ const SAMPLES: usize = 20_000;
 /// Which implementation draws.
 #[derive(Clone, Copy, Debug)]
 enum Path {
+    /// The host sampler as the networks use it.
     Host,
+    /// The host sampler's exact variant with Poisson mean 0: every draw an ordinary one.
+    HostAllOrdinary,
+    /// The host sampler's exact variant with Poisson mean r: about half the attempts redrawn.
+    HostManyRedraws,
     TensorOps,
 }
 
@@ -36,14 +42,24 @@ enum Path {
 fn kept_sets(path: Path, h: &[f32], frac: f64, sampling: Sampling, seed: u64) -> Vec<bool> {
     let n = h.len();
     match path {
-        Path::Host => {
+        Path::Host | Path::HostAllOrdinary | Path::HostManyRedraws => {
             let r = sap::draws(frac, n);
-            let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+            let mean = match path {
+                Path::HostAllOrdinary => Some(0.0),
+                Path::HostManyRedraws => Some(r as f64),
+                _ => None,
+            };
             let mut scratch = sap::Scratch::default();
             let mut f = vec![0.0f32; n];
             let mut out = Vec::with_capacity(SAMPLES * n);
-            for _ in 0..SAMPLES {
-                sap::factors(h, r, sampling, &mut rng, &mut scratch, &mut f);
+            for i in 0..SAMPLES {
+                let key = seed::derive(seed, "sample", i as u64);
+                match mean {
+                    None => sap::factors(h, r, sampling, key, &mut scratch, &mut f),
+                    Some(t) => {
+                        sap::factors_with_poisson_mean(h, r, sampling, key, t, &mut scratch, &mut f)
+                    }
+                }
                 out.extend(f.iter().map(|&v| v > 0.0));
             }
             out
@@ -254,6 +270,36 @@ fn the_host_sampler_draws_the_exact_and_independent_laws_on_small_maps() {
 }
 
 #[test]
+fn the_exact_host_sampler_keeps_its_law_whatever_its_poisson_mean() {
+    // Poisson mean 0 (no Poisson counts) and r (about half the attempts redrawn): the law of
+    // the kept set must not depend on it.
+    check_small_maps(Path::HostAllOrdinary);
+    check_small_maps(Path::HostManyRedraws);
+}
+
+#[test]
+fn a_unit_holding_most_of_the_mass_leaves_the_law_exact() {
+    // With frac 16 (r = 96) the dominant unit's Poisson mean is about 80: its count comes
+    // from the sampler's general Poisson draw, and an error there would move how often the
+    // others are kept (through the redraws and the ordinary draws).
+    let h = [0.0f32, 30.0, 0.0, 1.0, 2.0, 0.5];
+    let p = probabilities(&h);
+    let frac = 16.0;
+    let r = sap::draws(frac, h.len());
+    let law = occupancy_law(&p, r as usize);
+    for path in [Path::Host, Path::HostManyRedraws, Path::TensorOps] {
+        let kept = kept_sets(path, &h, frac, Sampling::Exact, 31);
+        let what = format!("{path:?} dominant unit, r = {r}");
+        let (stat, df) = chi_square(&kept_count_histogram(&kept, h.len()), &law);
+        assert!(
+            stat < chi_square_limit(df),
+            "{what}: chi-square {stat:.1}, df {df}"
+        );
+        check_marginals_and_pairs(&kept, &p, r, Sampling::Exact, &what);
+    }
+}
+
+#[test]
 fn the_tensor_op_sampler_draws_the_exact_and_independent_laws_on_small_maps() {
     check_small_maps(Path::TensorOps);
 }
@@ -272,7 +318,7 @@ fn both_samplers_keep_units_and_pairs_with_the_right_probabilities_on_a_large_ra
         })
         .collect();
     let p = probabilities(&h);
-    for path in [Path::Host, Path::TensorOps] {
+    for path in [Path::Host, Path::HostManyRedraws, Path::TensorOps] {
         for frac in [1.0, 0.1] {
             let r = sap::draws(frac, h.len());
             for sampling in [Sampling::Exact, Sampling::Independent] {

@@ -247,6 +247,11 @@ impl<'a> DefensePoints<'a> {
             data.par_chunks_mut(n).enumerate().for_each_init(
                 sap::Scratch::default,
                 |scratch, (b, x)| {
+                    if let Defense::Sap { frac, sampling } = defense {
+                        let r = sap::draws(frac, n);
+                        let key = example_key(layer_seed, b);
+                        return sap::apply_in_place(x, r, sampling, key, scratch);
+                    }
                     let mut f = std::mem::take(&mut scratch.factor);
                     f.resize(n, 0.0);
                     example(defense, x, layer_seed, b, scratch, &mut f);
@@ -285,6 +290,11 @@ impl<'a> DefensePoints<'a> {
     }
 }
 
+/// The key of example `b`'s stream at a defense point drawn `layer_seed`.
+fn example_key(layer_seed: u64, b: usize) -> u64 {
+    seed::derive(layer_seed, "example", b as u64)
+}
+
 /// Example `b`'s factor (SAP, dropout) or noise (Gaussian) into `out`, drawn from the
 /// example's own stream `derive(layer_seed, "example", b)`.
 fn example(
@@ -295,11 +305,12 @@ fn example(
     s: &mut sap::Scratch,
     out: &mut [f32],
 ) {
-    let rng = &mut Xoshiro256PlusPlus::seed_from_u64(seed::derive(layer_seed, "example", b as u64));
+    let key = example_key(layer_seed, b);
+    let rng = &mut Xoshiro256PlusPlus::seed_from_u64(key);
     match defense {
         Defense::Dense => out.fill(1.0),
         Defense::Sap { frac, sampling } => {
-            sap::factors(h, sap::draws(frac, h.len()), sampling, rng, s, out)
+            sap::factors(h, sap::draws(frac, h.len()), sampling, key, s, out)
         }
         Defense::Dropout { p } => {
             let scale = (1.0 / (1.0 - p)) as f32;

@@ -12,8 +12,6 @@
 //! The functions here produce the per-unit factor `kept_j / (1 - (1 - p_j)^r)`; the network
 //! multiplies the activation by it, holding it constant in the backward pass.
 
-use rand::Rng;
-
 /// How the kept set is drawn.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
@@ -55,46 +53,119 @@ pub fn keep_probability(p: f64, r: u64) -> f64 {
 /// [`keep_probability`] without libm calls and without data-dependent branches on the
 /// common path, for p in [0, 1]: relative error below 1e-9 (tested against the libm form),
 /// which is below the f32 resolution of the factor it feeds.
-#[inline]
+#[inline(always)]
 pub fn keep_probability_fast(p: f64, r: u64) -> f64 {
-    let x = r as f64 * ln_1m(p);
-    // -expm1(x), x <= 0. Near 0 the series avoids the cancellation in 1 - e^x; elsewhere
-    // 1 - e^x >= 0.22 loses nothing. Both are computed so the choice compiles to a select.
-    let series = -x * estrin8(x, &INV_FACTORIAL[1..11]);
-    let direct = 1.0 - exp_nonpositive(x);
-    if x > -0.25 {
+    keep_probability_r(p, r as f64)
+}
+
+/// [`keep_probability_fast`] with `r` as a float (converted once per map, not per unit).
+#[inline(always)]
+fn keep_probability_r(p: f64, r: f64) -> f64 {
+    one_minus_exp(r * ln_1m(p))
+}
+
+/// [`keep_probability_r`] for p < [`SMALL_P`] only: the series for `ln(1 - p)` alone.
+#[inline(always)]
+fn keep_probability_small(p: f64, r: f64) -> f64 {
+    one_minus_exp(r * ln_1m_series(p))
+}
+
+/// Below this p, `ln(1 - p)` is its five-term series.
+const SMALL_P: f64 = 0.004;
+
+/// `-expm1(x) = 1 - e^x` for x <= 0, to about 1e-10 relative, without cancellation near 0:
+/// with `x = k ln 2 + f`, `|f| <= ln 2 / 2`, `e^x - 1 = 2^k (e^f - 1) + (2^k - 1)`, where
+/// `e^f - 1 = f (1 + f/2 + ... + f^9/10!)`. For k = 0 that is the series itself; for k <= -1
+/// the sum is at least 0.3 in magnitude, so nothing cancels.
+#[inline(always)]
+fn one_minus_exp(x: f64) -> f64 {
+    let (scale, f) = exp_reduce(x);
+    let em1 = f * estrin8(f, &INV_FACTORIAL[1..11]);
+    (1.0 - scale) - scale * em1
+}
+
+/// `ln(1 - p)` for p in [0, 1], without branches or libm calls (both forms are computed
+/// and one is selected, so loops over units vectorise).
+#[inline(always)]
+fn ln_1m(p: f64) -> f64 {
+    let series = ln_1m_series(p);
+    // 1 - p is exact enough here: its rounding error is below 1e-16 / p relative.
+    let direct = ln_positive((1.0 - p).max(1e-300));
+    if p < SMALL_P {
         series
     } else {
         direct
     }
 }
 
-/// `ln(1 - p)` for p in [0, 1].
-#[inline]
-fn ln_1m(p: f64) -> f64 {
-    if p < 0.004 {
-        // -(p + p^2/2 + p^3/3 + p^4/4 + p^5/5); the next term is below p^6/6 < 1e-12 p.
-        -p * (1.0 + p * (1.0 / 2.0 + p * (1.0 / 3.0 + p * (1.0 / 4.0 + p * (1.0 / 5.0)))))
-    } else {
-        // 1 - p is exact enough here: its rounding error is below 1e-16 / p relative.
-        (-p).ln_1p()
-    }
+/// `ln(1 - p)` for p < [`SMALL_P`]: `-(p + p^2/2 + p^3/3 + p^4/4 + p^5/5)`; the next term
+/// is below p^6/6 < 1e-12 p.
+#[inline(always)]
+fn ln_1m_series(p: f64) -> f64 {
+    -p * (1.0 + p * (1.0 / 2.0 + p * (1.0 / 3.0 + p * (1.0 / 4.0 + p * (1.0 / 5.0)))))
 }
 
-/// `exp(x)` for x <= 0, to about 1e-10 relative: `x = k ln 2 + f`, `|f| <= ln 2 / 2`, a
-/// degree-9 Taylor polynomial for `e^f` (truncation below 3e-11), scaled by `2^k` through the
-/// exponent bits.
-#[inline]
-pub fn exp_nonpositive(x: f64) -> f64 {
+/// `ln(x)` for finite x >= 1e-300, to about 1e-15 absolute: `x = 2^k m` with m in
+/// [sqrt(1/2), sqrt(2)), `ln m = 2 atanh(s)`, `s = (m - 1) / (m + 1)`, |s| <= 0.172, by its
+/// series to s^15 (truncation below 4e-14 relative). Integer conversions go through exponent
+/// bits, so the whole computes in vector registers on any x86-64.
+#[inline(always)]
+fn ln_positive(x: f64) -> f64 {
     const LN2_HI: f64 = 6.931_471_803_691_238e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    // Round to nearest through the 1.5 * 2^52 trick (no SSE4.1 `round` needed).
+    const TWO_52: f64 = 4_503_599_627_370_496.0;
+    let bits = x.to_bits();
+    let exponent = f64::from_bits(0x4330_0000_0000_0000 | (bits >> 52)) - TWO_52;
+    let mantissa = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    let high = mantissa > std::f64::consts::SQRT_2;
+    let m = if high { mantissa * 0.5 } else { mantissa };
+    let k = exponent - 1023.0 + if high { 1.0 } else { 0.0 };
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let series = estrin8(s2, &ATANH_SERIES) * s2 + 1.0;
+    let ln_m = 2.0 * s * series;
+    k * LN2_HI + (ln_m + k * LN2_LO)
+}
+
+/// `1/(2i + 3)` for i = 0..10: the series `atanh(s)/s - 1 = s^2/3 + s^4/5 + ...` over s^2.
+const ATANH_SERIES: [f64; 10] = [
+    1.0 / 3.0,
+    1.0 / 5.0,
+    1.0 / 7.0,
+    1.0 / 9.0,
+    1.0 / 11.0,
+    1.0 / 13.0,
+    1.0 / 15.0,
+    1.0 / 17.0,
+    1.0 / 19.0,
+    1.0 / 21.0,
+];
+
+/// `exp(x)` for x <= 0, to about 1e-10 relative: `x = k ln 2 + f`, `|f| <= ln 2 / 2`, a
+/// degree-9 Taylor polynomial for `e^f` (truncation below 3e-11), scaled by `2^k`.
+#[inline(always)]
+pub fn exp_nonpositive(x: f64) -> f64 {
+    let (scale, f) = exp_reduce(x);
+    estrin8(f, &INV_FACTORIAL[..10]) * scale
+}
+
+/// `(2^k, f)` with `x = k ln 2 + f`, `|f| <= ln 2 / 2`, for x <= 0 (clamped at -708, where
+/// e^x ~ 3e-308 is the smallest result kept normal). No integer conversion instructions:
+/// rounding goes through the 1.5 * 2^52 trick and `k` is read from the bits of that sum, so
+/// the function computes in vector registers on any x86-64.
+#[inline(always)]
+fn exp_reduce(x: f64) -> (f64, f64) {
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     const SHIFTER: f64 = 6_755_399_441_055_744.0;
-    let x = x.max(-708.0); // e^-708 ~ 3e-308: the smallest result kept normal
-    let k = (x * std::f64::consts::LOG2_E + SHIFTER) - SHIFTER;
+    let x = x.max(-708.0);
+    // The low mantissa bits of `shifted` hold k + 2^51.
+    let shifted = x * std::f64::consts::LOG2_E + SHIFTER;
+    let k = shifted - SHIFTER;
     let f = (x - k * LN2_HI) - k * LN2_LO;
-    let t = estrin8(f, &INV_FACTORIAL[..10]);
-    t * f64::from_bits(((k as i64 + 1023) as u64) << 52)
+    // (k + 2^51 + 1023) mod 2^12 = k + 1023, in [1, 1023]: the exponent field of 2^k.
+    let scale = f64::from_bits(shifted.to_bits().wrapping_add(1023) << 52);
+    (scale, f)
 }
 
 /// `1/k!` for k = 0..=10.
@@ -129,113 +200,485 @@ fn estrin8(x: f64, c: &[f64]) -> f64 {
     (p03 + p47 * x4) + p89 * x8
 }
 
+/// `1/(k+1)` for k = 0..8: the ratios of consecutive Poisson probabilities over lambda.
+const INV_NEXT: [f64; POISSON_UNROLLED as usize] = [
+    1.0,
+    1.0 / 2.0,
+    1.0 / 3.0,
+    1.0 / 4.0,
+    1.0 / 5.0,
+    1.0 / 6.0,
+    1.0 / 7.0,
+    1.0 / 8.0,
+];
+
+/// Poisson counts the vectorised inversion resolves; a unit whose count reaches it is
+/// finished by [`poisson_tail`].
+const POISSON_UNROLLED: u32 = 8;
+
+/// Units summed per block of the cumulative mass that the extra exact draws search.
+const BLOCK: usize = 16;
+
+/// Golden-ratio increment of SplitMix64.
+const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// SplitMix64's output function (Steele, Lea and Flood 2014).
+#[inline(always)]
+fn mix64(z: u64) -> u64 {
+    let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Draw `i` of the stream `key`: SplitMix64's `i`-th output from state `key`, as a uniform
+/// in [0, 1) with 52 random bits. A function of (key, i) alone, so a loop over units draws
+/// in any order, in vector lanes.
+#[inline(always)]
+fn uniform(key: u64, i: u64) -> f64 {
+    let bits = mix64(key.wrapping_add(i.wrapping_add(1).wrapping_mul(GAMMA)));
+    f64::from_bits(0x3ff0_0000_0000_0000 | (bits >> 12)) - 1.0
+}
+
+/// The key of one sub-stream of an example's stream `key`.
+fn substream(key: u64, domain: u64, index: u64) -> u64 {
+    mix64(mix64(key ^ domain).wrapping_add(index.wrapping_mul(GAMMA)))
+}
+
+/// Domains of [`substream`].
+const DOMAIN_POISSON: u64 = 0x0050_6f69_7373_6f6e;
+const DOMAIN_EXTRA: u64 = 0x0045_7874_7261_0000;
+const DOMAIN_TAIL: u64 = 0x5461_696c_0000_0000;
+
 /// Scratch buffers reused across examples (one set per worker thread).
 #[derive(Default)]
 pub struct Scratch {
-    nonzero: Vec<u32>,
-    cumulative: Vec<f64>,
-    guide: Vec<u32>,
-    kept: Vec<bool>,
+    /// Running mass at the end of each block of [`BLOCK`] units.
+    prefix: Vec<f64>,
+    /// Per unit, exact sampling: its Poisson count capped at [`POISSON_UNROLLED`], then
+    /// non-zero when kept.
+    kept: Vec<u8>,
     /// Per-example factors, for callers that multiply in place.
     pub factor: Vec<f32>,
 }
 
-/// Writes SAP's factor for one example into `factor` (same length as `h`).
+/// Writes SAP's factor for one example into `factor` (same length as `h`): `1 / q_j` for a
+/// kept unit, 0 for the others, where `q_j = 1 - (1 - p_j)^r`.
 ///
 /// `h` must be non-negative (a post-ReLU map). An all-zero map gets all-zero factors, so it
-/// stays zero. Draws come only from `rng`.
-pub fn factors<R: Rng>(
+/// stays zero. The draws are a function of `key` (the example's stream) alone.
+///
+/// # Exact sampling: Poissonization with rejection
+/// Counts `c_j ~ Poisson(t p_j)` drawn independently for every unit are the counts of
+/// `Poisson(t)` i.i.d. Categorical(p) draws. If `m = sum c_j > r` the counts are redrawn
+/// (probability about 2.3% with `t = r - 2 sqrt(r)`); otherwise `r - m` further categorical
+/// draws complete them. Given `m`, the `m` draws are i.i.d. Categorical(p) whatever `m` is, so
+/// the `r` draws are too: the kept set has exactly the law of `r` draws with replacement. The
+/// counts take one vectorised inversion per unit (no table lookup per draw); the `r - m`
+/// further draws (about `2 sqrt(r)`) search block sums of the cumulative mass.
+///
+/// # Independent sampling
+/// Unit j is kept when its own uniform falls below `q_j`.
+pub fn factors(
     h: &[f32],
     r: u64,
     sampling: Sampling,
-    rng: &mut R,
+    key: u64,
     scratch: &mut Scratch,
     factor: &mut [f32],
 ) {
-    debug_assert_eq!(h.len(), factor.len());
-    factor.fill(0.0);
-    scratch.nonzero.clear();
-    scratch.nonzero.extend(
-        h.iter()
-            .enumerate()
-            .filter(|(_, &v)| v != 0.0)
-            .map(|(j, _)| j as u32),
-    );
-    if scratch.nonzero.is_empty() || r == 0 {
-        return;
-    }
-    // Cumulative |h| over the non-zero units, in f64: zero units have empty intervals and
-    // can never be drawn, so they are left out of the search altogether.
-    scratch.cumulative.clear();
-    let mut total = 0.0f64;
-    for &j in &scratch.nonzero {
-        total += h[j as usize].abs() as f64;
-        scratch.cumulative.push(total);
-    }
-    match sampling {
-        Sampling::Exact => {
-            draw_exact(r, total, rng, scratch);
-            for (t, &j) in scratch.nonzero.iter().enumerate() {
-                if scratch.kept[t] {
-                    let j = j as usize;
-                    factor[j] = (1.0 / keep_probability_fast(h[j].abs() as f64 / total, r)) as f32;
-                }
+    factors_with_poisson_mean(h, r, sampling, key, poisson_mean(r), scratch, factor)
+}
+
+/// Multiplies `h` in place by its SAP factors ([`factors`]): the same draws and, bit for bit,
+/// the same result as `h * factors(h)` in f32, without a second buffer.
+pub fn apply_in_place(h: &mut [f32], r: u64, sampling: Sampling, key: u64, scratch: &mut Scratch) {
+    let out = Output::Product;
+    Isa::detect().kernel(h, r, sampling, key, poisson_mean(r), scratch, out);
+}
+
+/// The exact sampler's Poisson mean `t = r - 2 sqrt(r)`: about `2 sqrt(r)` ordinary draws
+/// complete the counts, and P(Poisson(t) > r) ~ 2.3% of attempts are redrawn.
+fn poisson_mean(r: u64) -> f64 {
+    (r as f64 - 2.0 * (r as f64).sqrt()).max(0.0)
+}
+
+/// [`factors`] with the Poisson mean `t` of the exact sampler given (any `t >= 0` gives the
+/// same law: `t = 0` makes every draw an ordinary categorical draw, `t = r` redraws about half
+/// the attempts). For tests of that claim.
+pub fn factors_with_poisson_mean(
+    h: &[f32],
+    r: u64,
+    sampling: Sampling,
+    key: u64,
+    poisson_mean: f64,
+    scratch: &mut Scratch,
+    factor: &mut [f32],
+) {
+    assert!(poisson_mean >= 0.0, "a Poisson mean is non-negative");
+    factor.copy_from_slice(h);
+    let out = Output::Factor;
+    Isa::detect().kernel(factor, r, sampling, key, poisson_mean, scratch, out);
+}
+
+/// What the kernel leaves in its buffer, which holds the map on entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// The factors.
+    Factor,
+    /// The map times its factors.
+    Product,
+}
+
+/// The instruction sets the host sampler is compiled for, chosen at run time. Every one
+/// computes the same IEEE operations in the same order (Rust never fuses a multiply and an
+/// add, and every sum has a fixed order), so all give bit-identical factors: only the width
+/// of the vector registers differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Baseline x86-64 (SSE2), or any other architecture.
+    Baseline,
+    /// AVX2.
+    Avx2,
+    /// AVX-512 F and DQ (64-bit integer multiplies and conversions in vector registers).
+    Avx512,
+}
+
+impl Isa {
+    /// The widest set this CPU supports.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq") {
+                return Isa::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
             }
         }
-        Sampling::Independent => {
-            for &j in &scratch.nonzero {
-                let j = j as usize;
-                let q = keep_probability_fast(h[j].abs() as f64 / total, r);
-                if rng.gen::<f64>() < q {
-                    factor[j] = (1.0 / q) as f32;
+        Isa::Baseline
+    }
+
+    /// Every set this CPU supports.
+    pub fn available() -> Vec<Isa> {
+        let best = Isa::detect();
+        [Isa::Baseline, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|&isa| isa as u8 <= best as u8)
+            .collect()
+    }
+
+    /// Runs the sampler's kernel compiled for this set.
+    ///
+    /// # Panics
+    /// If this CPU lacks the set (use [`Isa::available`]).
+    #[allow(clippy::too_many_arguments)]
+    fn kernel(
+        self,
+        x: &mut [f32],
+        r: u64,
+        sampling: Sampling,
+        key: u64,
+        poisson_mean: f64,
+        scratch: &mut Scratch,
+        out: Output,
+    ) {
+        assert!(
+            self as u8 <= Isa::detect() as u8,
+            "{self:?} is not available on this CPU"
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx2(
+                x: &mut [f32],
+                r: u64,
+                sampling: Sampling,
+                key: u64,
+                t: f64,
+                s: &mut Scratch,
+                out: Output,
+            ) {
+                factors_kernel(x, r, sampling, key, t, s, out)
+            }
+            #[target_feature(enable = "avx512f,avx512dq")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx512(
+                x: &mut [f32],
+                r: u64,
+                sampling: Sampling,
+                key: u64,
+                t: f64,
+                s: &mut Scratch,
+                out: Output,
+            ) {
+                factors_kernel(x, r, sampling, key, t, s, out)
+            }
+            match self {
+                // SAFETY: the CPU supports the set (checked above).
+                Isa::Avx512 => {
+                    return unsafe { avx512(x, r, sampling, key, poisson_mean, scratch, out) }
                 }
+                Isa::Avx2 => {
+                    return unsafe { avx2(x, r, sampling, key, poisson_mean, scratch, out) }
+                }
+                Isa::Baseline => {}
+            }
+        }
+        factors_kernel(x, r, sampling, key, poisson_mean, scratch, out)
+    }
+}
+
+/// [`factors`] under a given instruction set, for the test that all sets agree bit for bit.
+pub fn factors_on(
+    isa: Isa,
+    h: &[f32],
+    r: u64,
+    sampling: Sampling,
+    key: u64,
+    scratch: &mut Scratch,
+    factor: &mut [f32],
+) {
+    factor.copy_from_slice(h);
+    isa.kernel(
+        factor,
+        r,
+        sampling,
+        key,
+        poisson_mean(r),
+        scratch,
+        Output::Factor,
+    );
+}
+
+/// The sampler on one map `x`, which it overwrites with `out`.
+#[inline(always)]
+fn factors_kernel(
+    x: &mut [f32],
+    r: u64,
+    sampling: Sampling,
+    key: u64,
+    poisson_mean: f64,
+    s: &mut Scratch,
+    out: Output,
+) {
+    let (total, max) = block_sums(x, &mut s.prefix);
+    if total == 0.0 || r == 0 {
+        x.fill(0.0);
+        return;
+    }
+    let inv_total = 1.0 / total;
+    let rf = r as f64;
+    if sampling == Sampling::Exact {
+        draw_exact(x, r, total, key, poisson_mean, s);
+    }
+    // Every unit's share is below SMALL_P on most maps of more than a few hundred units: then
+    // ln(1 - p) is its series alone.
+    if (max as f64) * inv_total < SMALL_P {
+        finish(
+            x,
+            rf,
+            inv_total,
+            sampling,
+            key,
+            &s.kept,
+            out,
+            keep_probability_small,
+        );
+    } else {
+        finish(
+            x,
+            rf,
+            inv_total,
+            sampling,
+            key,
+            &s.kept,
+            out,
+            keep_probability_r,
+        );
+    }
+}
+
+/// The per-unit pass: keep or drop each unit (independent sampling: by its uniform; exact:
+/// as `kept` says), and write the factor or the product.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    x: &mut [f32],
+    r: f64,
+    inv_total: f64,
+    sampling: Sampling,
+    key: u64,
+    kept: &[u8],
+    out: Output,
+    keep_probability: impl Fn(f64, f64) -> f64,
+) {
+    let write = |v: &mut f32, keep: bool, q: f64| {
+        let f = if keep { (1.0 / q) as f32 } else { 0.0 };
+        *v = match out {
+            Output::Factor => f,
+            Output::Product => *v * f,
+        };
+    };
+    match sampling {
+        Sampling::Independent => {
+            for (j, v) in x.iter_mut().enumerate() {
+                let q = keep_probability(v.abs() as f64 * inv_total, r);
+                write(v, uniform(key, j as u64) < q, q);
+            }
+        }
+        Sampling::Exact => {
+            for (v, &kept) in x.iter_mut().zip(kept) {
+                let q = keep_probability(v.abs() as f64 * inv_total, r);
+                write(v, kept != 0, q);
             }
         }
     }
 }
 
-/// Marks in `scratch.kept` the non-zero units hit by `r` draws with replacement from
-/// Categorical(|h| / total), in O(n + r).
-///
-/// Inversion with a guide table (Devroye 1986, section III.2.4): bucket `k` of `2m` equal
-/// slices of [0, total) remembers the first unit whose cumulative mass passes the slice's
-/// start, so a uniform draw finds its unit after O(1) expected steps. (Measured here against
-/// the alias method, merging sorted exponential spacings, and a chain of binomials: this was
-/// the fastest per draw.)
-fn draw_exact<R: Rng>(r: u64, total: f64, rng: &mut R, s: &mut Scratch) {
-    let m = s.cumulative.len();
-    let buckets = 2 * m;
-    let per_mass = buckets as f64 / total;
-    s.guide.clear();
-    let mut j = 0usize;
-    for k in 0..buckets {
-        let start = k as f64 * (total / buckets as f64);
-        while j + 1 < m && s.cumulative[j] <= start {
-            j += 1;
+/// Fills `prefix` with the running mass |h| at the end of each block of [`BLOCK`] units (each
+/// block summed as a fixed tree, the blocks in order); returns the total and the largest |h|.
+#[inline(always)]
+fn block_sums(h: &[f32], prefix: &mut Vec<f64>) -> (f64, f32) {
+    prefix.clear();
+    let mut running = 0.0f64;
+    let mut max = [0.0f32; BLOCK];
+    for chunk in h.chunks(BLOCK) {
+        let mut v = [0.0f64; BLOCK];
+        for ((d, m), &x) in v.iter_mut().zip(max.iter_mut()).zip(chunk) {
+            *d = x.abs() as f64;
+            *m = m.max(x.abs());
         }
-        s.guide.push(j as u32);
+        let mut width = BLOCK / 2;
+        while width > 0 {
+            for i in 0..width {
+                v[i] += v[i + width];
+            }
+            width /= 2;
+        }
+        running += v[0];
+        prefix.push(running);
     }
+    (running, max.iter().fold(0.0f32, |a, &b| a.max(b)))
+}
+
+/// Marks in `s.kept` the units hit by `r` draws with replacement from Categorical(|h| / total),
+/// by Poissonization with rejection (see [`factors`]).
+#[inline(always)]
+fn draw_exact(h: &[f32], r: u64, total: f64, key: u64, poisson_mean: f64, s: &mut Scratch) {
+    let n = h.len();
     s.kept.clear();
-    s.kept.resize(m, false);
-    let last = m - 1;
-    for _ in 0..r {
-        let u = rng.gen::<f64>() * total;
-        let bucket = ((u * per_mass) as usize).min(buckets - 1);
-        let mut j = s.guide[bucket] as usize;
-        // One step without a branch covers most draws; the loop takes the rest.
-        j += (s.cumulative[j] <= u && j < last) as usize;
-        while s.cumulative[j] <= u && j < last {
-            j += 1;
+    s.kept.resize(n, 0);
+    let scale = poisson_mean / total;
+    let mut attempt = 0u64;
+    let drawn = loop {
+        let stream = substream(key, DOMAIN_POISSON, attempt);
+        let mut m = 0u64;
+        let mut unfinished = 0u32;
+        for (j, (count, &v)) in s.kept.iter_mut().zip(h).enumerate() {
+            let c = poisson_head(v.abs() as f64 * scale, uniform(stream, j as u64));
+            m += c as u64;
+            unfinished += (c == POISSON_UNROLLED) as u32;
+            *count = c as u8;
         }
-        s.kept[j] = true;
+        if unfinished > 0 && m <= r {
+            for (j, &c) in s.kept.iter().enumerate() {
+                if c as u32 == POISSON_UNROLLED {
+                    let lambda = h[j].abs() as f64 * scale;
+                    m += poisson_tail(lambda, stream, j as u64) - POISSON_UNROLLED as u64;
+                    if m > r {
+                        break;
+                    }
+                }
+            }
+        }
+        if m <= r {
+            break m;
+        }
+        attempt += 1;
+    };
+    let stream = substream(key, DOMAIN_EXTRA, 0);
+    let last = s.prefix.len() - 1;
+    for i in 0..r - drawn {
+        let x = uniform(stream, i) * total;
+        let block = s.prefix.partition_point(|&c| c <= x).min(last);
+        let start = block * BLOCK;
+        let mut running = if block == 0 { 0.0 } else { s.prefix[block - 1] };
+        let units = &h[start..(start + BLOCK).min(n)];
+        // The first unit whose running mass passes x; if rounding between the block's tree
+        // sum and this running sum leaves x past them all, the block's last unit with mass.
+        let mut hit = None;
+        for (k, &v) in units.iter().enumerate() {
+            if v != 0.0 {
+                hit = Some(k);
+                running += v.abs() as f64;
+                if running > x {
+                    break;
+                }
+            }
+        }
+        if let Some(k) = hit {
+            s.kept[start + k] = 1;
+        }
     }
+}
+
+/// A Poisson(`lambda`) count by inversion of the uniform `u`, resolved up to
+/// [`POISSON_UNROLLED`]: that value means "at least", finished by [`poisson_tail`]. No
+/// branches: the loop over units vectorises.
+#[inline(always)]
+fn poisson_head(lambda: f64, u: f64) -> u32 {
+    let mut f = exp_nonpositive(-lambda);
+    let mut cdf = f;
+    let mut c = (u >= cdf) as u32;
+    for inv in &INV_NEXT[..POISSON_UNROLLED as usize - 1] {
+        f *= lambda * inv;
+        cdf += f;
+        c += (u >= cdf) as u32;
+    }
+    c
+}
+
+/// The full Poisson(`lambda`) count of unit `j` when [`poisson_head`] reached
+/// [`POISSON_UNROLLED`]: the same inversion continued while its terms are representable
+/// (lambda <= 30), else a fresh exact draw from the unit's own stream.
+fn poisson_tail(lambda: f64, stream: u64, j: u64) -> u64 {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    if lambda > 30.0 {
+        let mut rng =
+            rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(substream(stream, DOMAIN_TAIL, j));
+        let poisson = rand_distr::Poisson::new(lambda).expect("a positive finite mean");
+        return poisson.sample(&mut rng) as u64;
+    }
+    let u = uniform(stream, j);
+    let mut f = exp_nonpositive(-lambda);
+    let mut cdf = f;
+    let mut c = 0u64;
+    for inv in &INV_NEXT[..POISSON_UNROLLED as usize - 1] {
+        c += (u >= cdf) as u64;
+        f *= lambda * inv;
+        cdf += f;
+    }
+    c += (u >= cdf) as u64;
+    debug_assert_eq!(c, POISSON_UNROLLED as u64);
+    // Continue the inversion from count c; stop where the terms no longer move the
+    // cumulative mass (u within 1e-16 of 1).
+    loop {
+        f *= lambda / c as f64;
+        let next = cdf + f;
+        if next == cdf || u < next {
+            break;
+        }
+        cdf = next;
+        c += 1;
+    }
+    c
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
-    use rand_xoshiro::Xoshiro256PlusPlus;
 
     #[test]
     fn keep_probability_is_accurate_for_tiny_probabilities() {
@@ -249,15 +692,98 @@ mod tests {
     #[test]
     fn exact_draws_hit_only_units_with_mass() {
         let h = [0.0, 2.0, 0.0, 0.0, 1.0, 0.0];
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
         let mut s = Scratch::default();
         let mut f = [0.0; 6];
-        for _ in 0..200 {
-            factors(&h, 6, Sampling::Exact, &mut rng, &mut s, &mut f);
+        for key in 0..200 {
+            factors(&h, 6, Sampling::Exact, key, &mut s, &mut f);
             for j in [0, 2, 3, 5] {
                 assert_eq!(f[j], 0.0);
             }
             assert!(f[1] > 0.0 || f[4] > 0.0);
+        }
+    }
+
+    #[test]
+    fn poisson_counts_follow_the_poisson_law_past_the_unrolled_inversion() {
+        // Mean and variance of the full count for means on both sides of the tail's switch.
+        for lambda in [0.3, 2.0, 7.5, 29.0, 45.0, 900.0] {
+            let draws = 40_000u64;
+            let stream = substream(11, DOMAIN_POISSON, 0);
+            let counts: Vec<f64> = (0..draws)
+                .map(|j| {
+                    let c = poisson_head(lambda, uniform(stream, j));
+                    if c == POISSON_UNROLLED {
+                        poisson_tail(lambda, stream, j) as f64
+                    } else {
+                        c as f64
+                    }
+                })
+                .collect();
+            let mean = counts.iter().sum::<f64>() / draws as f64;
+            let var = counts.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / draws as f64;
+            // Standard error of the mean sqrt(lambda / draws); 6 of them.
+            let se = (lambda / draws as f64).sqrt();
+            assert!(
+                (mean - lambda).abs() < 6.0 * se,
+                "lambda {lambda}: mean {mean}"
+            );
+            // The variance's standard error is about lambda sqrt(2 / draws) (plus the
+            // fourth cumulant lambda / draws); 6 of them.
+            let var_se = (2.0 * lambda * lambda / draws as f64 + lambda / draws as f64).sqrt();
+            assert!(
+                (var - lambda).abs() < 6.0 * var_se,
+                "lambda {lambda}: var {var}"
+            );
+        }
+    }
+
+    #[test]
+    fn ln_and_exp_agree_with_libm() {
+        for e in 0..=600 {
+            let x = 10f64.powf(-(e as f64) / 2.0);
+            let want = x.ln();
+            assert!(
+                (ln_positive(x) - want).abs() <= 1e-14 * want.abs().max(1.0),
+                "{x}"
+            );
+        }
+        for i in 0..=7080 {
+            let x = -(i as f64) / 10.0;
+            let want = x.exp();
+            assert!(((exp_nonpositive(x) - want) / want).abs() < 1e-9, "{x}");
+        }
+    }
+
+    #[test]
+    fn every_instruction_set_gives_the_same_factors_bit_for_bit() {
+        let mut gen = 7u64;
+        let h: Vec<f32> = (0..5000)
+            .map(|j| {
+                gen = mix64(gen.wrapping_add(GAMMA));
+                let v = (gen >> 40) as f32 / (1u64 << 24) as f32;
+                if j % 3 == 0 {
+                    0.0
+                } else {
+                    v * v * 4.0
+                }
+            })
+            .collect();
+        let isas = Isa::available();
+        for sampling in [Sampling::Exact, Sampling::Independent] {
+            for r in [50u64, 5000, 80_000] {
+                let mut s = Scratch::default();
+                let mut want = vec![0.0f32; h.len()];
+                factors_on(Isa::Baseline, &h, r, sampling, 3, &mut s, &mut want);
+                for &isa in &isas {
+                    let mut got = vec![0.0f32; h.len()];
+                    factors_on(isa, &h, r, sampling, 3, &mut s, &mut got);
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{isa:?} {sampling:?} r = {r}");
+                }
+            }
         }
     }
 }

@@ -9,7 +9,10 @@ use rand::SeedableRng;
 use tch::{Kind, Tensor};
 
 use crate::attack::{Attack, AttackError};
-use crate::defense::{Defense, DefenseError, DefensePoints, DefenseRng};
+use crate::defense::{
+    pass_groups, pass_keys, stack_rows, Defense, DefenseError, DefensePoints, DefenseRng,
+    DEFAULT_MAX_BATCH,
+};
 use crate::nn::Model;
 
 /// A wrapper setting out of range.
@@ -44,6 +47,7 @@ pub struct PolicyWrapper {
     attack: Option<Attack>,
     samples: u32,
     rng: DefenseRng,
+    max_batch: usize,
 }
 
 impl PolicyWrapper {
@@ -68,7 +72,21 @@ impl PolicyWrapper {
             attack,
             samples,
             rng: DefenseRng::seed_from_u64(seed),
+            max_batch: DEFAULT_MAX_BATCH,
         })
+    }
+
+    /// Stacks a prediction's `samples` passes and a gradient's `gradient_samples` passes
+    /// along the batch, up to `max_batch` rows per forward pass (default
+    /// [`DEFAULT_MAX_BATCH`]). The masks are the same for every bound (each pass's rows keep
+    /// their streams, [`crate::defense::pass_keys`]); a larger bound trades memory for speed.
+    ///
+    /// # Panics
+    /// If `max_batch` is 0 (manifests refuse it at validation).
+    pub fn with_max_batch(mut self, max_batch: usize) -> Self {
+        assert!(max_batch > 0, "max_batch >= 1");
+        self.max_batch = max_batch;
+        self
     }
 
     /// Restarts the generator from `seed`, so that a part of the work (a batch, an episode)
@@ -107,18 +125,27 @@ impl PolicyWrapper {
         }
     }
 
-    /// The mean over `samples` defended passes of `map(outputs)`, without gradients.
+    /// The mean over `samples` defended passes of `map(outputs)`, without gradients. Passes
+    /// are stacked up to `max_batch` rows per forward and added in pass order.
     fn average(&mut self, x: &Tensor, map: impl Fn(Tensor) -> Tensor) -> Tensor {
-        let n = self.effective_samples();
+        let n = self.effective_samples() as usize;
+        let batch = x.size()[0];
+        let keys = pass_keys(self.defense, &mut self.rng, n, batch as usize);
         tch::no_grad(|| {
             let mut sum: Option<Tensor> = None;
-            for _ in 0..n {
-                let mut points = DefensePoints::new(self.defense, &mut self.rng);
-                let out = map(self.model.forward(x, false, &mut points));
-                sum = Some(match sum {
-                    None => out,
-                    Some(s) => s + out,
-                });
+            for group in pass_groups(n, batch as usize, self.max_batch) {
+                let copies = group.len();
+                let mut points = DefensePoints::with_row_keys(self.defense, keys[group].concat());
+                let out = map(self
+                    .model
+                    .forward(&stack_rows(x, copies), false, &mut points));
+                for s in 0..copies {
+                    let pass = out.narrow(0, s as i64 * batch, batch);
+                    sum = Some(match sum {
+                        None => pass,
+                        Some(sum) => sum + pass,
+                    });
+                }
             }
             sum.expect("at least one pass") / n as f64
         })
@@ -143,7 +170,14 @@ impl PolicyWrapper {
     /// The attack's output for `x` against `labels` (the clean input without an attack).
     pub fn perturb(&mut self, x: &Tensor, labels: &Tensor) -> Tensor {
         match self.attack {
-            Some(attack) => attack.perturb(&self.model, self.defense, &mut self.rng, x, labels),
+            Some(attack) => attack.perturb(
+                &self.model,
+                self.defense,
+                &mut self.rng,
+                x,
+                labels,
+                self.max_batch,
+            ),
             None => crate::nn::as_float(&x.detach()),
         }
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rand::SeedableRng;
 use sap_harness::attack::{input_gradient, Attack, AttackError, AttackKind};
-use sap_harness::defense::{Defense, DefensePoints, DefenseRng};
+use sap_harness::defense::{Defense, DefensePoints, DefenseRng, DEFAULT_MAX_BATCH};
 use sap_harness::nn::{checkpoint, Architecture, MlpConfig, Model};
 use sap_harness::policy::{PolicyError, PolicyWrapper};
 use sap_harness::tch::{self, Device, Kind, Tensor};
@@ -56,7 +56,14 @@ fn fgsm_on_a_linear_network_is_the_analytic_sign_gradient_step() {
         gradient_samples: 1,
     };
     let mut rng = DefenseRng::seed_from_u64(0);
-    let adv = attack.perturb(&model, Defense::Dense, &mut rng, &x, &label);
+    let adv = attack.perturb(
+        &model,
+        Defense::Dense,
+        &mut rng,
+        &x,
+        &label,
+        DEFAULT_MAX_BATCH,
+    );
     let adv = Vec::<f32>::try_from(adv.flatten(0, -1)).unwrap();
     assert_eq!(
         adv,
@@ -92,7 +99,7 @@ fn fgsm_and_pgd_stay_inside_the_lambda_ball_and_the_pixel_range() {
                     gradient_samples: 3,
                 };
                 let mut rng = DefenseRng::seed_from_u64(5);
-                let adv = attack.perturb(&model, defense, &mut rng, &x, &labels);
+                let adv = attack.perturb(&model, defense, &mut rng, &x, &labels, DEFAULT_MAX_BATCH);
                 let dist = (&adv - &x).abs().max().double_value(&[]);
                 assert!(dist <= lambda + 1e-4, "{kind:?} {lambda}: moved {dist}");
                 assert!(adv.min().double_value(&[]) >= 0.0);
@@ -120,7 +127,14 @@ fn pgd_increases_the_loss_over_fgsm_on_a_dense_network() {
         lambda: 8.0,
         gradient_samples: 1,
     }
-    .perturb(&model, Defense::Dense, &mut rng, &x, &labels);
+    .perturb(
+        &model,
+        Defense::Dense,
+        &mut rng,
+        &x,
+        &labels,
+        DEFAULT_MAX_BATCH,
+    );
     let pgd = Attack {
         kind: AttackKind::Pgd {
             steps: 10,
@@ -130,7 +144,14 @@ fn pgd_increases_the_loss_over_fgsm_on_a_dense_network() {
         lambda: 8.0,
         gradient_samples: 1,
     }
-    .perturb(&model, Defense::Dense, &mut rng, &x, &labels);
+    .perturb(
+        &model,
+        Defense::Dense,
+        &mut rng,
+        &x,
+        &labels,
+        DEFAULT_MAX_BATCH,
+    );
     assert!(loss(&fgsm) > loss(&x));
     assert!(loss(&pgd) >= loss(&fgsm) - 1e-6);
 }
@@ -145,7 +166,15 @@ fn check_gradient_by_finite_differences(
     model.vs.double();
     let x = x.to_kind(Kind::Double);
     let mut rng = DefenseRng::seed_from_u64(0);
-    let g = input_gradient(&model, Defense::Dense, &mut rng, &x, &labels, 1);
+    let g = input_gradient(
+        &model,
+        Defense::Dense,
+        &mut rng,
+        &x,
+        &labels,
+        1,
+        DEFAULT_MAX_BATCH,
+    );
     let g = g.flatten(0, -1);
     let loss = |x: &Tensor| {
         tch::no_grad(|| {
@@ -272,4 +301,84 @@ fn the_wrapper_gives_the_same_outputs_for_the_same_seed_whatever_runs_beside_it(
         wrapper_outputs(&ckpt, 78).0,
         "another seed draws other masks"
     );
+}
+
+/// Softmax probabilities and the FGSM input of a SAP-100 ResNet-20 wrapper (samples 3,
+/// gradient samples 4) on a batch of 2, with passes stacked up to `max_batch` rows.
+fn stacked_outputs(max_batch: usize) -> (Tensor, Tensor) {
+    tch::manual_seed(12);
+    let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
+    let x = (Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)) * 255.0).round();
+    let labels = Tensor::from_slice(&[3i64, 8]);
+    let attack = Attack {
+        kind: AttackKind::Fgsm,
+        lambda: 8.0,
+        gradient_samples: 4,
+    };
+    let mut wrapper = PolicyWrapper::new(model, Defense::SAP_100, Some(attack), 3, 21)
+        .unwrap()
+        .with_max_batch(max_batch);
+    let c = wrapper.classify(&x, &labels);
+    (c.probabilities, c.inputs)
+}
+
+#[test]
+fn stacking_the_stochastic_passes_along_the_batch_leaves_the_draws_as_they_are() {
+    // max_batch 2: one pass per forward (the unbatched path); 5: two passes per forward and
+    // a rest; 1024: all passes in one forward. Every pass keeps its masks, so predictions
+    // agree up to the float rounding of batch-size-dependent kernels, and the FGSM inputs,
+    // signs of the same gradient, agree exactly but for a gradient component near zero.
+    let (p1, x1) = stacked_outputs(2);
+    for max_batch in [5, 1024] {
+        let (p, x) = stacked_outputs(max_batch);
+        let diff = (&p - &p1).abs().max().double_value(&[]);
+        assert!(
+            diff < 1e-5,
+            "max_batch {max_batch}: probabilities differ by {diff}"
+        );
+        let moved = (&x - &x1).abs().gt(0.0).sum(Kind::Int64).int64_value(&[]);
+        assert!(
+            moved <= 3,
+            "max_batch {max_batch}: {moved} of 6144 pixels moved otherwise"
+        );
+    }
+    // Another wrapper seed draws other masks: the comparison above can fail.
+    tch::manual_seed(12);
+    let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
+    let x = (Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)) * 255.0).round();
+    let mut other = PolicyWrapper::new(model, Defense::SAP_100, None, 3, 22).unwrap();
+    let p = other.probabilities(&x);
+    let no_attack = {
+        tch::manual_seed(12);
+        let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
+        let mut w = PolicyWrapper::new(model, Defense::SAP_100, None, 3, 21).unwrap();
+        w.probabilities(&x)
+    };
+    assert!((&p - &no_attack).abs().max().double_value(&[]) > 1e-4);
+}
+
+#[test]
+fn a_row_draws_the_same_masks_alone_or_anywhere_in_a_batch() {
+    let pre = (Tensor::rand([3, 40], (Kind::Float, Device::Cpu)) - 0.3) * 4.0;
+    for tensor_ops in [false, true] {
+        let run = |rows: &Tensor, keys: Vec<u64>| {
+            let mut points = DefensePoints::with_row_keys(Defense::SAP_100, keys);
+            if tensor_ops {
+                points = points.with_tensor_ops();
+            }
+            // Two defense points: the second draws from the row's stream at point 1.
+            let h = points.relu(rows);
+            points.relu(&(h - 0.2))
+        };
+        let all = run(&pre, vec![5, 6, 7]);
+        let alone = run(&pre.narrow(0, 1, 1), vec![6]);
+        assert!(alone.equal(&all.narrow(0, 1, 1)), "tensor ops {tensor_ops}");
+        let reordered = run(&pre.flip([0i64]), vec![7, 6, 5]);
+        assert!(
+            reordered.equal(&all.flip([0i64])),
+            "tensor ops {tensor_ops}"
+        );
+        let other = run(&pre, vec![8, 9, 10]);
+        assert!(!other.equal(&all), "tensor ops {tensor_ops}");
+    }
 }

@@ -384,7 +384,8 @@ fn with_tensor_ops_a_network_defense_point_draws_with_tensor_operations() {
         .relu(&pre);
     let layer_seed = DefenseRng::seed_from_u64(4).next_u64();
     let h = pre.relu();
-    let expected = &h * tensor::draw(Defense::SAP_100, &h, layer_seed).unwrap();
+    let keys = sap_harness::defense::example_keys(layer_seed, 2);
+    let expected = &h * tensor::draw(Defense::SAP_100, &h, &keys).unwrap();
     assert!(out.equal(&expected));
     let mut rng = DefenseRng::seed_from_u64(4);
     let host = DefensePoints::new(Defense::SAP_100, &mut rng).relu(&pre);

@@ -202,6 +202,11 @@ fn out_of_range_defense_and_attack_parameters_name_their_key_and_the_allowed_val
             "key `robustness[0].samples`: 0 is not allowed; allowed: an integer >= 1",
         ),
         (
+            robustness(dense, fgsm, "max_batch = 0"),
+            "key `robustness[0].max_batch`: 0 is not allowed; allowed: an integer >= 1 (rows per \
+             forward pass)",
+        ),
+        (
             robustness(dense, r#"{ kind = "fgsm", gradient_samples = 0 }"#, ""),
             "key `robustness[0].attack.gradient_samples`: 0 is not allowed",
         ),
@@ -339,6 +344,23 @@ fn an_agent_grid_expands_into_cells_after_their_training_and_round_trips() {
     assert_eq!(grid.epsilon, 0.001, "the preset's evaluation epsilon");
     assert_eq!(grid.random_episodes, 2);
     assert_eq!(parse(&m.to_toml()).unwrap(), m);
+}
+
+#[test]
+fn an_agent_grid_refuses_a_max_batch_of_zero_naming_the_key() {
+    let m = parse(&agent_grid(GRID)).unwrap();
+    assert_eq!(
+        m.eval[0].agent.as_ref().unwrap().max_batch,
+        1024,
+        "the default"
+    );
+    let m = parse(&agent_grid(&format!("{GRID}max_batch = 40\n"))).unwrap();
+    assert_eq!(m.eval[0].agent.as_ref().unwrap().max_batch, 40);
+    let msg = error(&agent_grid(&format!("{GRID}max_batch = 0\n")));
+    assert!(
+        msg.contains("key `eval[0].max_batch`: 0 is not allowed; allowed: an integer >= 1"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use sap_harness::defense::sap::{self, Sampling};
-use sap_harness::defense::{tensor, Defense};
+use sap_harness::defense::{example_keys, tensor, Defense};
 use sap_harness::seed;
 use tch::{Device, Kind, Tensor};
 
@@ -69,7 +69,8 @@ fn kept_sets(path: Path, h: &[f32], frac: f64, sampling: Sampling, seed: u64) ->
                 .view([1, n as i64])
                 .expand([SAMPLES as i64, n as i64], false)
                 .contiguous();
-            let f = tensor::draw(Defense::Sap { frac, sampling }, &x, seed).expect("stochastic");
+            let keys = example_keys(seed, SAMPLES);
+            let f = tensor::draw(Defense::Sap { frac, sampling }, &x, &keys).expect("stochastic");
             let kept = f.gt(0.0).to_kind(Kind::Uint8).flatten(0, -1);
             Vec::<u8>::try_from(&kept)
                 .expect("bytes")
@@ -345,20 +346,22 @@ fn the_tensor_op_sampler_repeats_itself_bit_for_bit_whatever_the_batch_around_an
         Defense::Dropout { p: 0.5 },
         Defense::Gaussian { sigma: 0.5 },
     ] {
-        let a = tensor::draw(defense, &h, 9).unwrap();
-        let b = tensor::draw(defense, &h, 9).unwrap();
+        let a = tensor::draw(defense, &h, &[9, 10]).unwrap();
+        let b = tensor::draw(defense, &h, &[9, 10]).unwrap();
         assert!(
             a.equal(&b),
-            "{defense:?}: the same seed gives the same draws"
+            "{defense:?}: the same keys give the same draws"
         );
-        // The first example alone, and with three more rows after it: the same values.
-        let first = tensor::draw(defense, &h.narrow(0, 0, 1), 9).unwrap();
+        // The first row alone, and the rows again in another order after others: a row's
+        // values follow its key and its activations, not its position.
+        let first = tensor::draw(defense, &h.narrow(0, 0, 1), &[9]).unwrap();
         assert!(first.equal(&a.narrow(0, 0, 1)), "{defense:?}");
-        let bigger = Tensor::cat(&[&h, &h.flip([0i64])], 0);
-        let c = tensor::draw(defense, &bigger, 9).unwrap();
-        assert!(c.narrow(0, 0, 2).equal(&a), "{defense:?}");
-        let other = tensor::draw(defense, &h, 10).unwrap();
-        assert!(!other.equal(&a), "{defense:?}: another seed, other draws");
+        let bigger = Tensor::cat(&[&h.flip([0i64]), &h], 0);
+        let c = tensor::draw(defense, &bigger, &[10, 9, 9, 10]).unwrap();
+        assert!(c.narrow(0, 2, 2).equal(&a), "{defense:?}");
+        assert!(c.narrow(0, 0, 2).equal(&a.flip([0i64])), "{defense:?}");
+        let other = tensor::draw(defense, &h, &[11, 12]).unwrap();
+        assert!(!other.equal(&a), "{defense:?}: other keys, other draws");
         assert_eq!(a.device(), Device::Cpu);
     }
 }

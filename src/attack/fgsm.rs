@@ -6,7 +6,19 @@ use super::{input_gradient, PIXEL_MAX, PIXEL_MIN};
 use crate::defense::{Defense, DefenseRng};
 use crate::nn::Model;
 
-/// One signed step of size `lambda` along the Monte-Carlo gradient over `k` passes.
+/// FGSM's parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct FgsmParams {
+    /// Step size and L-infinity radius, pixel units.
+    pub lambda: f64,
+    /// Passes per gradient estimate.
+    pub gradient_samples: u32,
+    /// Rows per forward pass when the gradient's passes are stacked.
+    pub max_batch: usize,
+}
+
+/// One signed step of size `lambda` along the Monte-Carlo gradient over `gradient_samples`
+/// passes.
 ///
 /// # Shapes
 /// `x`: `[batch, ...]` pixel units; `labels`: `[batch]` -> same shape as `x` (float).
@@ -16,13 +28,13 @@ pub fn fgsm(
     rng: &mut DefenseRng,
     x: &Tensor,
     labels: &Tensor,
-    lambda: f64,
-    k: u32,
+    params: FgsmParams,
 ) -> Tensor {
     let x = crate::nn::as_float(&x.detach());
-    if lambda == 0.0 {
+    if params.lambda == 0.0 {
         return x;
     }
-    let g = input_gradient(model, defense, rng, &x, labels, k);
-    (x + g.sign() * lambda).clamp(PIXEL_MIN, PIXEL_MAX)
+    let (k, max_batch) = (params.gradient_samples, params.max_batch);
+    let g = input_gradient(model, defense, rng, &x, labels, k, max_batch);
+    (x + g.sign() * params.lambda).clamp(PIXEL_MIN, PIXEL_MAX)
 }

@@ -4,12 +4,14 @@
 
 use tch::{Reduction, Tensor};
 
-use crate::defense::{Defense, DefensePoints, DefenseRng};
+use crate::defense::{pass_groups, pass_keys, stack_rows, Defense, DefensePoints, DefenseRng};
 use crate::nn::Model;
 
 /// The mean over `k` defended passes of the gradient of the summed cross-entropy with respect
 /// to the input (never the parameters). Summing over the batch keeps each example's gradient
-/// independent of the batch size.
+/// independent of the batch size. Passes are stacked along the batch, up to `max_batch` rows
+/// per forward; each pass's masks come from [`pass_keys`], so the stacking leaves them as
+/// they are, and the pass gradients are added in pass order.
 ///
 /// # Shapes
 /// `x`: `[batch, ...]` float; `labels`: `[batch]` int64 -> same shape as `x`.
@@ -20,17 +22,24 @@ pub fn input_gradient(
     x: &Tensor,
     labels: &Tensor,
     k: u32,
+    max_batch: usize,
 ) -> Tensor {
     assert!(k > 0, "at least one gradient sample");
     let x = crate::nn::as_float(&x.detach());
+    let batch = x.size()[0];
+    let keys = pass_keys(defense, rng, k as usize, batch as usize);
     let mut sum = x.zeros_like();
-    for _ in 0..k {
-        let xi = x.shallow_clone().set_requires_grad(true);
-        let mut points = DefensePoints::new(defense, rng);
+    for group in pass_groups(k as usize, batch as usize, max_batch) {
+        let copies = group.len();
+        let xi = stack_rows(&x, copies).set_requires_grad(true);
+        let rows = stack_rows(labels, copies);
+        let mut points = DefensePoints::with_row_keys(defense, keys[group].concat());
         let outputs = model.forward(&xi, false, &mut points);
-        let loss = outputs.cross_entropy_loss::<Tensor>(labels, None, Reduction::Sum, -100, 0.0);
+        let loss = outputs.cross_entropy_loss::<Tensor>(&rows, None, Reduction::Sum, -100, 0.0);
         let grads = Tensor::run_backward(&[loss], &[&xi], false, false);
-        sum += &grads[0];
+        for s in 0..copies {
+            sum += grads[0].narrow(0, s as i64 * batch, batch);
+        }
     }
     sum / k as f64
 }

@@ -160,7 +160,8 @@ impl Attack {
     }
 
     /// Perturbs `x` against `model` under `defense`, maximising the cross-entropy on
-    /// `labels`. Draws (defense masks, random start) come from `rng`.
+    /// `labels`. Draws (defense masks, random start) come from `rng`; a gradient's passes are
+    /// stacked up to `max_batch` rows per forward ([`input_gradient`]).
     ///
     /// # Shapes
     /// `x`: `[batch, ...]` pixel units; `labels`: `[batch]` int64 -> same shape as `x`.
@@ -171,10 +172,18 @@ impl Attack {
         rng: &mut DefenseRng,
         x: &Tensor,
         labels: &Tensor,
+        max_batch: usize,
     ) -> Tensor {
         let k = self.effective_gradient_samples(&defense);
         match self.kind.iterative() {
-            None => fgsm::fgsm(model, defense, rng, x, labels, self.lambda, k),
+            None => {
+                let params = fgsm::FgsmParams {
+                    lambda: self.lambda,
+                    gradient_samples: k,
+                    max_batch,
+                };
+                fgsm::fgsm(model, defense, rng, x, labels, params)
+            }
             Some((steps, _, random_start)) => {
                 let params = pgd::PgdParams {
                     lambda: self.lambda,
@@ -182,6 +191,7 @@ impl Attack {
                     step_size: self.step_size().expect("pgd has a step size"),
                     random_start,
                     gradient_samples: k,
+                    max_batch,
                 };
                 pgd::pgd(model, defense, rng, x, labels, params)
             }

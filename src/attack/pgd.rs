@@ -27,6 +27,8 @@ pub struct PgdParams {
     pub random_start: bool,
     /// Passes per gradient estimate.
     pub gradient_samples: u32,
+    /// Rows per forward pass when the gradient's passes are stacked.
+    pub max_batch: usize,
 }
 
 /// Runs the iteration; the random start is drawn from `rng`.
@@ -59,7 +61,15 @@ pub fn pgd(
         x.shallow_clone()
     };
     for _ in 0..params.steps {
-        let g = input_gradient(model, defense, rng, &adv, labels, params.gradient_samples);
+        let g = input_gradient(
+            model,
+            defense,
+            rng,
+            &adv,
+            labels,
+            params.gradient_samples,
+            params.max_batch,
+        );
         let step = &adv + g.sign() * params.step_size;
         // Projection onto the ball intersected with [0, 255] is a per-pixel clamp.
         adv = step.maximum(&lower).minimum(&upper);

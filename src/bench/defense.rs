@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
 use crate::attack::{Attack, AttackKind};
-use crate::defense::{Defense, DefensePoints, DefenseRng, Sampling};
+use crate::defense::{Defense, DefensePoints, DefenseRng, Sampling, DEFAULT_MAX_BATCH};
 use crate::nn::{Architecture, Model};
 
 /// What one row measures.
@@ -93,7 +93,7 @@ fn run_once(model: &Model, x: &Tensor, labels: &Tensor, w: Workload, rng: &mut D
                 lambda: 8.0,
                 gradient_samples: k,
             };
-            let adv = attack.perturb(model, defense, rng, x, labels);
+            let adv = attack.perturb(model, defense, rng, x, labels, DEFAULT_MAX_BATCH);
             let _ = adv.sum(Kind::Float).double_value(&[]);
         }
     }

@@ -2,12 +2,17 @@
 //! Pruning, dropout and Gaussian activation noise (DESIGN section 5).
 //!
 //! A network's `forward` calls [`DefensePoints::relu`] for each ReLU (the ReLU, then the
-//! defense) and nowhere else. All randomness comes from the generator the caller lends
-//! ([`crate::policy::PolicyWrapper`] owns it), never from torch's process-global RNG: each
-//! call takes one 64-bit seed from that generator, and example `b` of the batch draws from
-//! its own stream `derive(seed, "example", b)`. Results therefore depend only on the
-//! generator's seed and the inputs, not on the number of worker threads or on what else runs
-//! in the process.
+//! defense) and nowhere else. Randomness never comes from torch's process-global RNG: at
+//! each defense point every row of the batch draws from its own stream, keyed either
+//!
+//! - by the row's own key, [`DefensePoints::with_row_keys`]: `derive(key_b, "point", i)` at
+//!   point i, so a row's draws are the same whatever batch it is part of and wherever it sits
+//!   in it (batched passes, batched episodes); or
+//! - by a generator the caller lends, [`DefensePoints::new`]: each point takes one 64-bit seed
+//!   from it, and row `b` draws from `derive(seed, "example", b)`.
+//!
+//! Results therefore depend only on the keys or the generator's seed and the inputs, not on
+//! the number of worker threads or on what else runs in the process.
 
 pub mod sap;
 pub mod tensor;
@@ -146,11 +151,22 @@ enum Combine {
     Add,
 }
 
-/// The defense points of one forward pass: the defense, the generator it draws from, and
-/// the number of points visited so far.
+/// Where the rows' streams come from.
+enum Streams<'a> {
+    /// None: a deterministic pass.
+    None,
+    /// One seed per defense point from the generator; row b's key is `derive(seed,
+    /// "example", b)`.
+    Generator(&'a mut DefenseRng),
+    /// One key per row; row b's key at point i is `derive(keys[b], "point", i)`.
+    Rows(Vec<u64>),
+}
+
+/// The defense points of one forward pass: the defense, where its draws come from, and the
+/// number of points visited so far.
 pub struct DefensePoints<'a> {
     defense: Defense,
-    rng: Option<&'a mut DefenseRng>,
+    streams: Streams<'a>,
     visited: usize,
     /// Draw with tensor operations ([`tensor`]) even for activations in host memory.
     tensor_ops: bool,
@@ -161,7 +177,21 @@ impl DefensePoints<'static> {
     pub fn dense() -> Self {
         DefensePoints {
             defense: Defense::Dense,
-            rng: None,
+            streams: Streams::None,
+            visited: 0,
+            tensor_ops: false,
+        }
+    }
+
+    /// Points applying `defense`, row b of every batch drawing from its own stream `keys[b]`
+    /// (see the module's documentation): a row's draws do not depend on the other rows.
+    ///
+    /// # Panics
+    /// In [`DefensePoints::relu`], if a batch has not one row per key.
+    pub fn with_row_keys(defense: Defense, keys: Vec<u64>) -> Self {
+        DefensePoints {
+            defense,
+            streams: Streams::Rows(keys),
             visited: 0,
             tensor_ops: false,
         }
@@ -169,11 +199,11 @@ impl DefensePoints<'static> {
 }
 
 impl<'a> DefensePoints<'a> {
-    /// Points applying `defense`, drawing from `rng`.
+    /// Points applying `defense`, drawing one seed per point from `rng`.
     pub fn new(defense: Defense, rng: &'a mut DefenseRng) -> Self {
         DefensePoints {
             defense,
-            rng: Some(rng),
+            streams: Streams::Generator(rng),
             visited: 0,
             tensor_ops: false,
         }
@@ -214,25 +244,36 @@ impl<'a> DefensePoints<'a> {
     /// The defense on `h`; `owned` says that no other tensor shares `h`'s storage, which
     /// then may be overwritten.
     fn defend(&mut self, h: Tensor, owned: bool) -> Tensor {
+        let point = self.visited as u64;
         self.visited += 1;
-        let (defense, rng) = match (&self.defense, self.rng.as_deref_mut()) {
-            (d, Some(rng)) if d.is_stochastic() => (*d, rng),
-            _ => return h,
-        };
-        let layer_seed = rng.next_u64();
+        let defense = self.defense;
+        if !defense.is_stochastic() {
+            return h;
+        }
         let size = h.size();
+        let batch = size[0] as usize;
+        let keys: Vec<u64> = match &mut self.streams {
+            Streams::None => return h,
+            Streams::Generator(rng) => example_keys(rng.next_u64(), batch),
+            Streams::Rows(rows) => {
+                assert_eq!(rows.len(), batch, "one stream key per row of the batch");
+                rows.iter()
+                    .map(|&k| seed::derive(k, "point", point))
+                    .collect()
+            }
+        };
         let numel = h.numel();
         if numel == 0 {
             return h;
         }
-        let n = numel / size[0] as usize;
+        let n = numel / batch;
         let combine = match defense {
             Defense::Gaussian { .. } => Combine::Add,
             _ => Combine::Multiply,
         };
         if self.tensor_ops || h.device() != Device::Cpu {
             // On an accelerator the draws are made there, with no copy to the host.
-            let t = tensor::draw(defense, &h, layer_seed).expect("a stochastic defense");
+            let t = tensor::draw(defense, &h, &keys).expect("a stochastic defense");
             return match combine {
                 Combine::Multiply => h * t,
                 Combine::Add => h + t,
@@ -249,12 +290,11 @@ impl<'a> DefensePoints<'a> {
                 |scratch, (b, x)| {
                     if let Defense::Sap { frac, sampling } = defense {
                         let r = sap::draws(frac, n);
-                        let key = example_key(layer_seed, b);
-                        return sap::apply_in_place(x, r, sampling, key, scratch);
+                        return sap::apply_in_place(x, r, sampling, keys[b], scratch);
                     }
                     let mut f = std::mem::take(&mut scratch.factor);
                     f.resize(n, 0.0);
-                    example(defense, x, layer_seed, b, scratch, &mut f);
+                    example(defense, x, keys[b], scratch, &mut f);
                     match combine {
                         Combine::Multiply => x.iter_mut().zip(&f).for_each(|(v, f)| *v *= f),
                         Combine::Add => x.iter_mut().zip(&f).for_each(|(v, f)| *v += f),
@@ -279,7 +319,7 @@ impl<'a> DefensePoints<'a> {
                 .zip(x.par_chunks(n))
                 .enumerate()
                 .for_each_init(sap::Scratch::default, |scratch, (b, (o, x))| {
-                    example(defense, x, layer_seed, b, scratch, o);
+                    example(defense, x, keys[b], scratch, o);
                 });
         }
         let t = t.to_kind(h.kind());
@@ -290,22 +330,67 @@ impl<'a> DefensePoints<'a> {
     }
 }
 
-/// The key of example `b`'s stream at a defense point drawn `layer_seed`.
-fn example_key(layer_seed: u64, b: usize) -> u64 {
-    seed::derive(layer_seed, "example", b as u64)
+/// The stream keys of rows `0..batch` at a defense point seeded `layer_seed` by a generator:
+/// `derive(layer_seed, "example", b)`.
+pub fn example_keys(layer_seed: u64, batch: usize) -> Vec<u64> {
+    (0..batch as u64)
+        .map(|b| seed::derive(layer_seed, "example", b))
+        .collect()
 }
 
-/// Example `b`'s factor (SAP, dropout) or noise (Gaussian) into `out`, drawn from the
-/// example's own stream `derive(layer_seed, "example", b)`.
-fn example(
+/// The rows' stream keys of `passes` stochastic passes over a batch of `batch` rows: one seed
+/// per pass from `rng`, then pass s row b has key `derive(seed_s, "row", b)`. The passes draw
+/// the same masks whether they run one by one or stacked along the batch
+/// ([`pass_groups`], [`DefensePoints::with_row_keys`]). A deterministic defense draws nothing.
+pub fn pass_keys(
     defense: Defense,
-    h: &[f32],
-    layer_seed: u64,
-    b: usize,
-    s: &mut sap::Scratch,
-    out: &mut [f32],
-) {
-    let key = example_key(layer_seed, b);
+    rng: &mut DefenseRng,
+    passes: usize,
+    batch: usize,
+) -> Vec<Vec<u64>> {
+    (0..passes)
+        .map(|_| {
+            let seed = if defense.is_stochastic() {
+                rng.next_u64()
+            } else {
+                0
+            };
+            (0..batch as u64)
+                .map(|b| seed::derive(seed, "row", b))
+                .collect()
+        })
+        .collect()
+}
+
+/// Passes `0..passes` over `batch` rows in consecutive groups stacked into one forward pass
+/// of at most `max_batch` rows (at least one pass per group).
+pub fn pass_groups(
+    passes: usize,
+    batch: usize,
+    max_batch: usize,
+) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let per_group = (max_batch / batch.max(1)).max(1);
+    (0..passes)
+        .step_by(per_group)
+        .map(move |start| start..(start + per_group).min(passes))
+}
+
+/// `x` (`[batch, ...]`) stacked `copies` times along the batch: `[copies * batch, ...]`.
+pub fn stack_rows(x: &Tensor, copies: usize) -> Tensor {
+    if copies == 1 {
+        return x.shallow_clone();
+    }
+    let mut reps = vec![1i64; x.dim()];
+    reps[0] = copies as i64;
+    x.repeat(reps.as_slice())
+}
+
+/// The default bound on the rows of a forward pass that stacks stochastic passes.
+pub const DEFAULT_MAX_BATCH: usize = 1024;
+
+/// One row's factor (SAP, dropout) or noise (Gaussian) into `out`, drawn from the row's
+/// stream `key`.
+fn example(defense: Defense, h: &[f32], key: u64, s: &mut sap::Scratch, out: &mut [f32]) {
     let rng = &mut Xoshiro256PlusPlus::seed_from_u64(key);
     match defense {
         Defense::Dense => out.fill(1.0),

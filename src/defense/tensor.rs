@@ -2,10 +2,10 @@
 //! activations on an accelerator, where the host sampler would copy every map to the host
 //! and back.
 //!
-//! Randomness comes from a counter-based hash of (layer seed, example index, draw index)
-//! computed in integer tensor operations, so a result is a function of the wrapper's seed
-//! and the inputs only: no generator state, the same numbers on every device and thread
-//! count. The laws are DESIGN section 5's, drawn differently from the host sampler
+//! Randomness comes from a counter-based hash of (row's stream key, draw index) computed in
+//! integer tensor operations, so a result is a function of the rows' keys and the inputs
+//! only: no generator state, the same numbers on every device, thread count and batch
+//! composition. The laws are DESIGN section 5's, drawn differently from the host sampler
 //! ([`super::sap`]), so the two paths give different (equally distributed) masks.
 //!
 //! - SAP exact: `r` uniforms per example, each inverted through the cumulative `|h|`
@@ -32,27 +32,24 @@ fn mix32(x: &Tensor) -> Tensor {
     x.bitwise_xor_tensor(&x.bitwise_right_shift_tensor_scalar(16))
 }
 
-/// The stream keys of a layer: the seed's two 32-bit halves.
-fn keys(layer_seed: u64) -> (i64, i64) {
-    ((layer_seed & 0xffff_ffff) as i64, (layer_seed >> 32) as i64)
-}
-
-/// Uniforms in [0, 1) with 53 random bits, of shape `[batch, count]`: entry (b, k) is a
-/// function of (`layer_seed`, `domain`, b, k) alone.
-fn uniforms(layer_seed: u64, domain: i64, batch: i64, count: i64, device: tch::Device) -> Tensor {
-    let (k1, k2) = keys(layer_seed);
-    let opts = (Kind::Int64, device);
-    let example = Tensor::arange(batch, opts).view([batch, 1]);
-    // Per example: a key that depends on the layer, the domain and the example index.
-    let e = mix32(
-        &mix32(&example.bitwise_xor(k1))
-            .bitwise_xor(domain)
-            .bitwise_and(MASK32),
-    );
-    let k = Tensor::arange(count, opts).view([1, count]);
+/// Uniforms in [0, 1) with 53 random bits, of shape `[keys.len(), count]`: entry (b, k) is a
+/// function of (`keys[b]`, `domain`, k) alone.
+fn uniforms(keys: &[u64], domain: i64, count: i64, device: tch::Device) -> Tensor {
+    let batch = keys.len() as i64;
+    let half = |shift: u32| {
+        let v: Vec<i64> = keys
+            .iter()
+            .map(|&k| ((k >> shift) & 0xffff_ffff) as i64)
+            .collect();
+        Tensor::from_slice(&v).view([batch, 1]).to_device(device)
+    };
+    let (k1, k2) = (half(0), half(32));
+    // Per row: a key that depends on the row's stream and the domain.
+    let e = mix32(&mix32(&k1).bitwise_xor(domain).bitwise_and(MASK32));
+    let k = Tensor::arange(count, (Kind::Int64, device)).view([1, count]);
     let word = |half: i64| {
         let x = (&k * 2 + half).bitwise_xor_tensor(&e);
-        mix32(&mix32(&x.bitwise_and(MASK32)).bitwise_xor(k2))
+        mix32(&mix32(&x.bitwise_and(MASK32)).bitwise_xor_tensor(&k2))
     };
     let hi = word(0).bitwise_right_shift_tensor_scalar(6); // 26 bits
     let lo = word(1).bitwise_right_shift_tensor_scalar(5); // 27 bits
@@ -65,13 +62,17 @@ const DOMAIN_UNITS: i64 = 0x0b17;
 const DOMAIN_NORMAL: i64 = 0x2e71;
 
 /// The defense's per-unit factor (SAP, dropout) or additive noise (Gaussian) for `h`
-/// (`[batch, ...]`, non-negative for SAP), in `h`'s kind, on `h`'s device; example `b`'s
-/// values depend only on (`layer_seed`, b) and its own activations. `None` for a
+/// (`[batch, ...]`, non-negative for SAP), in `h`'s kind, on `h`'s device; row `b`'s
+/// values depend only on its stream `keys[b]` and its own activations. `None` for a
 /// deterministic defense.
-pub fn draw(defense: Defense, h: &Tensor, layer_seed: u64) -> Option<Tensor> {
+///
+/// # Panics
+/// If `keys` does not hold one key per row of `h`.
+pub fn draw(defense: Defense, h: &Tensor, keys: &[u64]) -> Option<Tensor> {
     let h = h.detach();
     let size = h.size();
     let batch = size[0];
+    assert_eq!(keys.len() as i64, batch, "one stream key per row");
     let x = h.to_kind(Kind::Double).reshape([batch, -1]);
     let n = x.size()[1];
     let device = h.device();
@@ -79,20 +80,20 @@ pub fn draw(defense: Defense, h: &Tensor, layer_seed: u64) -> Option<Tensor> {
         Defense::Dense => return None,
         Defense::Sap { frac, sampling } => {
             let r = super::sap::draws(frac, n as usize) as i64;
-            sap_factor(&x, r, sampling, layer_seed)
+            sap_factor(&x, r, sampling, keys)
         }
         Defense::Dropout { p } => {
             if p <= 0.0 {
                 return None;
             }
-            let u = uniforms(layer_seed, DOMAIN_UNITS, batch, n, device);
+            let u = uniforms(keys, DOMAIN_UNITS, n, device);
             u.ge(p).to_kind(Kind::Double) * (1.0 / (1.0 - p))
         }
         Defense::Gaussian { sigma } => {
             if sigma <= 0.0 {
                 return None;
             }
-            let u = uniforms(layer_seed, DOMAIN_NORMAL, batch, 2 * n, device);
+            let u = uniforms(keys, DOMAIN_NORMAL, 2 * n, device);
             let u1 = u.narrow(1, 0, n);
             let u2 = u.narrow(1, n, n);
             // 1 - u1 lies in (0, 1]: the logarithm is finite.
@@ -107,8 +108,8 @@ pub fn draw(defense: Defense, h: &Tensor, layer_seed: u64) -> Option<Tensor> {
 
 /// SAP's factor `kept_j / (1 - (1 - p_j)^r)` for each row of `x` (`[batch, n]`, f64,
 /// non-negative); an all-zero row gets all-zero factors.
-fn sap_factor(x: &Tensor, r: i64, sampling: super::Sampling, layer_seed: u64) -> Tensor {
-    let (batch, n) = (x.size()[0], x.size()[1]);
+fn sap_factor(x: &Tensor, r: i64, sampling: super::Sampling, keys: &[u64]) -> Tensor {
+    let n = x.size()[1];
     let device = x.device();
     let total = x.sum_dim_intlist([1i64].as_slice(), true, Kind::Double);
     // A row without mass has p = 0 everywhere, keeps nothing and stays zero.
@@ -121,7 +122,7 @@ fn sap_factor(x: &Tensor, r: i64, sampling: super::Sampling, layer_seed: u64) ->
                 return x.zeros_like();
             }
             let cumulative = x.cumsum(1, Kind::Double);
-            let u = uniforms(layer_seed, DOMAIN_DRAWS, batch, r, device) * &total;
+            let u = uniforms(keys, DOMAIN_DRAWS, r, device) * &total;
             // The unit j with cumulative[j-1] <= u < cumulative[j]: zero units have empty
             // intervals and are never hit.
             let hit = u
@@ -133,7 +134,7 @@ fn sap_factor(x: &Tensor, r: i64, sampling: super::Sampling, layer_seed: u64) ->
                 .logical_and(&x.gt(0.0))
         }
         super::Sampling::Independent => {
-            let u = uniforms(layer_seed, DOMAIN_UNITS, batch, n, device);
+            let u = uniforms(keys, DOMAIN_UNITS, n, device);
             u.lt_tensor(&q).logical_and(&x.gt(0.0))
         }
     };
@@ -146,20 +147,21 @@ mod tests {
     use tch::Device;
 
     #[test]
-    fn uniforms_lie_in_the_unit_interval_and_depend_on_seed_example_and_index() {
-        let u = uniforms(7, DOMAIN_DRAWS, 3, 1000, Device::Cpu);
+    fn uniforms_lie_in_the_unit_interval_and_depend_on_the_row_key_and_index() {
+        let u = uniforms(&[7, 8, 9], DOMAIN_DRAWS, 1000, Device::Cpu);
         let min = u.min().double_value(&[]);
         let max = u.max().double_value(&[]);
         assert!((0.0..1.0).contains(&min) && max < 1.0, "{min} {max}");
         let mean = u.mean(Kind::Double).double_value(&[]);
         assert!((mean - 0.5).abs() < 0.02, "{mean}");
-        let v = uniforms(8, DOMAIN_DRAWS, 3, 1000, Device::Cpu);
-        assert!(!u.equal(&v), "another seed, other numbers");
-        assert!(!u.get(0).equal(&u.get(1)), "another example, other numbers");
-        let w = uniforms(7, DOMAIN_DRAWS, 5, 1000, Device::Cpu);
+        assert!(!u.get(0).equal(&u.get(1)), "another key, other numbers");
+        let v = uniforms(&[1, 9, 7], DOMAIN_DRAWS, 1000, Device::Cpu);
         assert!(
-            w.narrow(0, 0, 3).equal(&u),
-            "a larger batch leaves the first rows as they were"
+            v.get(2).equal(&u.get(0)),
+            "a row's numbers follow its key, not its row"
         );
+        assert!(v.get(1).equal(&u.get(2)));
+        let w = uniforms(&[7, 8, 9], DOMAIN_UNITS, 1000, Device::Cpu);
+        assert!(!w.equal(&u), "another domain, other numbers");
     }
 }

@@ -124,7 +124,8 @@ pub fn run_cell(
             attack,
             cell.samples,
             derive(episode_seed, "defense", 0),
-        )?;
+        )?
+        .with_max_batch(cell.max_batch as usize);
         let row_template = template(cell, &checkpoint_name, &wrapper);
         let mut policy = EpsilonGreedy {
             rng: ChaCha8Rng::seed_from_u64(derive(episode_seed, "explore", 0)),

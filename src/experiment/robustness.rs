@@ -149,7 +149,8 @@ pub fn run_cell(
             let wrapper_seed =
                 seed::derive(seed, "robustness-eval", (d * job.lambdas.len() + l) as u64);
             let mut policy =
-                PolicyWrapper::new(model, *defense, Some(attack), job.samples, wrapper_seed)?;
+                PolicyWrapper::new(model, *defense, Some(attack), job.samples, wrapper_seed)?
+                    .with_max_batch(job.max_batch as usize);
             let c = policy.classify(&x, &labels_dev);
             let probs: Vec<f32> = Vec::try_from(
                 c.probabilities

@@ -35,6 +35,9 @@ pub struct CifarEvalJob {
     pub batch_size: u32,
     /// Softmax passes averaged per prediction (stochastic defenses).
     pub samples: u32,
+    /// Rows per forward pass when a prediction's `samples` passes and a gradient's
+    /// `gradient_samples` passes are stacked along the batch (the draws do not depend on it).
+    pub max_batch: u32,
     /// Defenses, each evaluated under every attack and lambda.
     pub defenses: Vec<Defense>,
     /// Attacks without their radius.
@@ -56,6 +59,7 @@ pub(super) struct RawCifarEval {
     examples: Option<Spanned<u32>>,
     batch_size: Option<Spanned<u32>>,
     samples: Option<Spanned<u32>>,
+    max_batch: Option<Spanned<u32>>,
     defenses: Spanned<Vec<Spanned<RawDefense>>>,
     attacks: Option<Spanned<Vec<Spanned<RawAttack>>>>,
     lambdas: Option<Spanned<Vec<Spanned<f64>>>>,
@@ -206,6 +210,7 @@ impl Resolver<'_> {
             "images",
         )?;
         let samples = self.or_positive(&job.samples, key("samples"), 1, "an integer >= 1")?;
+        let max_batch = self.max_batch(&job.max_batch, key("max_batch"))?;
         let defenses = self.resolve_defenses(
             &prefix,
             &job.defenses,
@@ -232,6 +237,7 @@ impl Resolver<'_> {
             examples,
             batch_size,
             samples,
+            max_batch,
             defenses,
             attacks,
             lambdas,

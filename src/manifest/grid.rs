@@ -9,6 +9,7 @@
 //! # checkpoints = { Pong = "models/pong.safetensors" }   # or networks from files
 //! episodes = 10               # per cell
 //! samples = 10                # Q-value passes averaged per action (stochastic defenses)
+//! max_batch = 1024            # rows per forward pass when passes are stacked
 //! defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0 }]
 //! attacks = [{ kind = "fgsm", gradient_samples = 10 }]
 //! lambdas = [0, 1, 2, 4, 8, 16, 32, 64]   # pixel units
@@ -36,6 +37,9 @@ pub struct AgentEval {
     pub checkpoints: BTreeMap<String, String>,
     /// Q-value passes averaged per action (stochastic defenses).
     pub samples: u32,
+    /// Rows per forward pass when a prediction's `samples` passes and a gradient's
+    /// `gradient_samples` passes are stacked along the batch (the draws do not depend on it).
+    pub max_batch: u32,
     /// Probability of a uniformly random action at each step (the preset's evaluation
     /// epsilon by default).
     pub epsilon: f64,
@@ -74,6 +78,7 @@ pub(super) struct RawAgentKeys {
     pub train: Option<Spanned<String>>,
     pub checkpoints: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub samples: Option<Spanned<u32>>,
+    pub max_batch: Option<Spanned<u32>>,
     pub epsilon: Option<Spanned<f64>>,
     pub random_episodes: Option<Spanned<u32>>,
     pub defenses: Option<Spanned<Vec<Spanned<RawDefense>>>>,
@@ -88,6 +93,7 @@ impl RawAgentKeys {
             ("train", self.train.as_ref().map(Spanned::span)),
             ("checkpoints", self.checkpoints.as_ref().map(Spanned::span)),
             ("samples", self.samples.as_ref().map(Spanned::span)),
+            ("max_batch", self.max_batch.as_ref().map(Spanned::span)),
             ("epsilon", self.epsilon.as_ref().map(Spanned::span)),
             (
                 "random_episodes",
@@ -223,6 +229,7 @@ impl Resolver<'_> {
             Some(l) => self.resolve_lambdas(prefix, l)?,
         };
         let samples = self.or_positive(&keys.samples, key("samples"), 1, "an integer >= 1")?;
+        let max_batch = self.max_batch(&keys.max_batch, key("max_batch"))?;
         let epsilon = self.or_in_range(
             &keys.epsilon,
             key("epsilon"),
@@ -241,6 +248,7 @@ impl Resolver<'_> {
             train: keys.train.as_ref().map(|t| t.get_ref().clone()),
             checkpoints: BTreeMap::new(),
             samples,
+            max_batch,
             epsilon,
             random_episodes,
             defenses,

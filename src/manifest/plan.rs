@@ -82,6 +82,9 @@ pub struct AgentCell {
     pub attack: Option<Attack>,
     /// Q-value passes averaged per action.
     pub samples: u32,
+    /// Rows per forward pass when a prediction's `samples` passes and a gradient's
+    /// `gradient_samples` passes are stacked along the batch (the draws do not depend on it).
+    pub max_batch: u32,
     /// Probability of a random action per step.
     pub epsilon: f64,
     /// Episodes to play.
@@ -137,6 +140,9 @@ pub struct CifarEvalCell {
     pub batch_size: u32,
     /// Softmax passes averaged per prediction.
     pub samples: u32,
+    /// Rows per forward pass when a prediction's `samples` passes and a gradient's
+    /// `gradient_samples` passes are stacked along the batch (the draws do not depend on it).
+    pub max_batch: u32,
     /// Evaluation seed: defense draws and random starts.
     pub seed: u64,
     /// The defense.

@@ -266,6 +266,22 @@ impl Resolver<'_> {
     }
 
     /// An optional number that must be > 0: `default` when the key is absent.
+    /// A `max_batch` key: rows per forward pass when stochastic passes are stacked
+    /// ([`crate::defense::DEFAULT_MAX_BATCH`] by default), an integer >= 1.
+    pub(super) fn max_batch(
+        &self,
+        value: &Option<Spanned<u32>>,
+        key: String,
+    ) -> Result<u32, ManifestError> {
+        let default = crate::defense::DEFAULT_MAX_BATCH as u32;
+        self.or_positive(
+            value,
+            key,
+            default,
+            "an integer >= 1 (rows per forward pass)",
+        )
+    }
+
     pub(super) fn or_positive<T: PartialOrd + Default + Copy + std::fmt::Display + Finite>(
         &self,
         value: &Option<Spanned<T>>,

@@ -8,6 +8,7 @@
 //! train_steps = 400
 //! examples = 1000            # test examples
 //! samples = 10               # softmax passes averaged per prediction
+//! max_batch = 1024           # rows per forward pass when passes are stacked
 //! defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0, sampling = "exact" }]
 //! attack = { kind = "fgsm", gradient_samples = 10 }
 //! lambdas = [0, 2, 4, 8, 16]
@@ -53,6 +54,9 @@ pub struct RobustnessJob {
     pub examples: u32,
     /// Softmax passes averaged per prediction.
     pub samples: u32,
+    /// Rows per forward pass when a prediction's `samples` passes and a gradient's
+    /// `gradient_samples` passes are stacked along the batch (the draws do not depend on it).
+    pub max_batch: u32,
     /// Defenses, each evaluated at every lambda.
     pub defenses: Vec<Defense>,
     /// The attack (its radius comes from `lambdas`).
@@ -95,6 +99,7 @@ pub(super) struct RawRobustnessJob {
     train_steps: Option<Spanned<u32>>,
     examples: Option<Spanned<u32>>,
     samples: Option<Spanned<u32>>,
+    max_batch: Option<Spanned<u32>>,
     defenses: Spanned<Vec<Spanned<RawDefense>>>,
     attack: Spanned<RawAttack>,
     lambdas: Spanned<Vec<Spanned<f64>>>,
@@ -181,6 +186,7 @@ impl Resolver<'_> {
         let train_steps = count(&job.train_steps, "train_steps", 400)?;
         let examples = count(&job.examples, "examples", 1000)?;
         let samples = count(&job.samples, "samples", 1)?;
+        let max_batch = self.max_batch(&job.max_batch, key("max_batch"))?;
         let smallest = SmallestMap {
             units: hidden.iter().copied().min().unwrap_or(1) as u64,
             what: "the narrowest hidden layer of the MLP",
@@ -196,6 +202,7 @@ impl Resolver<'_> {
             train_steps,
             examples,
             samples,
+            max_batch,
             defenses,
             attack: AttackSpec {
                 kind: attack,

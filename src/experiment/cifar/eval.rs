@@ -108,7 +108,8 @@ pub fn run_cell(
     let (path, name) = cell.network.file(run_dir, manifest_dir);
     let model = load_network(&path, device)?;
     let mut wrapper = PolicyWrapper::new(model, cell.defense, cell.attack, cell.samples, cell.seed)
-        .context("the cell's defense and attack")?;
+        .context("the cell's defense and attack")?
+        .with_max_batch(cell.max_batch as usize);
     let data_dir = manifest_dir.join(&cell.data);
     let test = load(&data_dir, Split::Test)?;
     let n = cell.examples as usize;

@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::attack::fgsm::fgsm;
+use crate::attack::fgsm::{fgsm, FgsmParams};
 use crate::data::cifar::{load, CifarSplit, Split, CLASSES};
 use crate::data::pipeline::{Pipeline, PipelineConfig, TrainBatch};
 use crate::defense::{Defense, DefensePoints, DefenseRng};
@@ -129,8 +129,11 @@ pub fn adversarial_batch(
         &mut rng,
         &x.narrow(0, 0, k),
         &y.narrow(0, 0, k),
-        lambda,
-        1,
+        FgsmParams {
+            lambda,
+            gradient_samples: 1,
+            max_batch: crate::defense::DEFAULT_MAX_BATCH,
+        },
     );
     (Tensor::cat(&[head, x.narrow(0, k, b - k)], 0), k)
 }

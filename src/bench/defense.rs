@@ -1,5 +1,6 @@
 //! `sap bench defense`: images/s of defended forward passes and of an FGSM attack with a
-//! Monte-Carlo gradient, on ResNet-20 (batch 128) and the Nature CNN (batch 32), measured
+//! Monte-Carlo gradient (its passes stacked along the batch, and one per forward), on
+//! ResNet-20 (batch 128) and the Nature CNN (batch 32, and batch 1 as an agent acts), measured
 //! side by side in one run. Targets: SAP-100 exact forward <= 2.0 x dense time, independent
 //! <= 1.5 x. The tensor-op rows run the draws an accelerator makes ([`crate::defense::tensor`])
 //! on the same device, so the faster path can be chosen for the CPU.
@@ -22,8 +23,12 @@ pub enum Workload {
     /// The same with the defense's draws made by tensor operations (the accelerator's
     /// path) rather than by the host sampler.
     ForwardTensorOps(Defense),
-    /// FGSM under a defense with `gradient_samples` passes per gradient.
+    /// FGSM under a defense with `gradient_samples` passes per gradient, the passes stacked
+    /// along the batch (up to [`DEFAULT_MAX_BATCH`] rows per forward).
     Fgsm(Defense, u32),
+    /// The same with one pass per forward (`max_batch` = the batch size): what stacking
+    /// gains.
+    FgsmUnstacked(Defense, u32),
 }
 
 impl Workload {
@@ -33,6 +38,7 @@ impl Workload {
             Workload::Forward(d) => format!("forward {}", d.label()),
             Workload::ForwardTensorOps(d) => format!("forward {} (tensor ops)", d.label()),
             Workload::Fgsm(d, k) => format!("fgsm k={k} {}", d.label()),
+            Workload::FgsmUnstacked(d, k) => format!("fgsm k={k} {} (one pass/forward)", d.label()),
         }
     }
 }
@@ -73,6 +79,7 @@ pub fn workloads() -> Vec<Workload> {
         Workload::ForwardTensorOps(Defense::SAP_100),
         Workload::ForwardTensorOps(independent),
         Workload::Fgsm(Defense::SAP_100, 10),
+        Workload::FgsmUnstacked(Defense::SAP_100, 10),
     ]
 }
 
@@ -87,13 +94,17 @@ fn run_once(model: &Model, x: &Tensor, labels: &Tensor, w: Workload, rng: &mut D
             // Forces the computation on asynchronous devices.
             let _ = out.sum(Kind::Float).double_value(&[]);
         }),
-        Workload::Fgsm(defense, k) => {
+        Workload::Fgsm(defense, k) | Workload::FgsmUnstacked(defense, k) => {
             let attack = Attack {
                 kind: AttackKind::Fgsm,
                 lambda: 8.0,
                 gradient_samples: k,
             };
-            let adv = attack.perturb(model, defense, rng, x, labels, DEFAULT_MAX_BATCH);
+            let max_batch = match w {
+                Workload::Fgsm(..) => DEFAULT_MAX_BATCH,
+                _ => x.size()[0] as usize,
+            };
+            let adv = attack.perturb(model, defense, rng, x, labels, max_batch);
             let _ = adv.sum(Kind::Float).double_value(&[]);
         }
     }
@@ -107,6 +118,8 @@ pub fn bench_defense(rounds: u32, iterations: u32) -> Vec<DefenseBench> {
     let nets = [
         (Architecture::ResNet20 { classes: 10 }, 128),
         (Architecture::NatureCnn { actions: 6 }, 32),
+        // An agent acting on one observation: what stacking the passes gains there.
+        (Architecture::NatureCnn { actions: 6 }, 1),
     ];
     let mut out = Vec::new();
     for (arch, batch) in nets {
@@ -137,11 +150,13 @@ pub fn bench_defense(rounds: u32, iterations: u32) -> Vec<DefenseBench> {
         }
         for _ in 0..rounds {
             for (i, w) in work.iter().enumerate() {
+                // Small batches repeat more, for a measurable time per round.
+                let repeats = iterations as i64 * (32 / batch).max(1);
                 let start = Instant::now();
-                for _ in 0..iterations {
+                for _ in 0..repeats {
                     run_once(&model, &x, &labels, *w, &mut rng);
                 }
-                let ips = (batch * iterations as i64) as f64 / start.elapsed().as_secs_f64();
+                let ips = (batch * repeats) as f64 / start.elapsed().as_secs_f64();
                 best[i] = best[i].max(ips);
             }
         }

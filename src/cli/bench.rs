@@ -16,7 +16,8 @@ pub enum BenchTarget {
     /// Bare ALE `act()` loop against the full preprocessing pipeline.
     Env,
     /// Dense, SAP-100 exact and independent forward passes, and FGSM with 10 gradient
-    /// samples, on ResNet-20 (batch 128) and the Nature CNN (batch 32).
+    /// samples stacked and one per forward, on ResNet-20 (batch 128) and the Nature CNN
+    /// (batch 32, and batch 1 as an agent acts).
     Defense,
     /// Double DQN on Pong: learner-only updates/s, actors-only and end-to-end agent
     /// steps/s, and batched inference against local network copies.
@@ -455,7 +456,9 @@ fn print_reference(benches: &[crate::bench::DefenseBench], rounds: u32, iteratio
         "ours/torch time"
     );
     for r in &reference {
-        let ours = benches.iter().find(|b| b.arch.name() == r.network);
+        let ours = benches
+            .iter()
+            .find(|b| b.arch.name() == r.network && b.batch == r.batch);
         let ours_sap = ours.and_then(|b| {
             b.rows
                 .iter()

@@ -12,7 +12,7 @@
 //! [[cifar_eval]]
 //! train = "resnet20"                   # or checkpoints = { dense = "resnet20.safetensors" }
 //! samples = 10                         # softmax passes averaged per prediction
-//! max_batch = 1024                     # rows per forward pass when passes are stacked
+//! max_batch = 128                      # rows per forward pass when passes are stacked
 //! defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0 }]
 //! attacks = [{ kind = "fgsm", gradient_samples = 10 }, { kind = "eot-pgd" }]
 //! lambdas = [0, 1, 2, 4, 8, 16, 32, 64]   # pixel units

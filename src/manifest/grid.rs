@@ -9,7 +9,7 @@
 //! # checkpoints = { Pong = "models/pong.safetensors" }   # or networks from files
 //! episodes = 10               # per cell
 //! samples = 10                # Q-value passes averaged per action (stochastic defenses)
-//! max_batch = 1024            # rows per forward pass when passes are stacked
+//! max_batch = 128             # rows per forward pass when passes are stacked
 //! defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0 }]
 //! attacks = [{ kind = "fgsm", gradient_samples = 10 }]
 //! lambdas = [0, 1, 2, 4, 8, 16, 32, 64]   # pixel units

@@ -8,7 +8,7 @@
 //! train_steps = 400
 //! examples = 1000            # test examples
 //! samples = 10               # softmax passes averaged per prediction
-//! max_batch = 1024           # rows per forward pass when passes are stacked
+//! max_batch = 128            # rows per forward pass when passes are stacked
 //! defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0, sampling = "exact" }]
 //! attack = { kind = "fgsm", gradient_samples = 10 }
 //! lambdas = [0, 2, 4, 8, 16]

@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use crate::attack::{Attack, AttackError};
 use crate::defense::{
-    pass_groups, pass_keys, stack_rows, Defense, DefenseError, DefensePoints, DefenseRng,
+    pass_groups, stack_rows, Defense, DefenseError, DefensePoints, DefenseRng, Draws,
     DEFAULT_MAX_BATCH,
 };
 use crate::nn::Model;
@@ -42,11 +42,17 @@ pub struct Classification {
 
 /// Network + defense + attack + samples, with its own generator.
 pub struct PolicyWrapper {
+    net: Defended,
+    rng: DefenseRng,
+}
+
+/// Network + defense + attack + samples: predictions and attacks drawing from the `Draws`
+/// they are given.
+struct Defended {
     model: Model,
     defense: Defense,
     attack: Option<Attack>,
     samples: u32,
-    rng: DefenseRng,
     max_batch: usize,
 }
 
@@ -67,25 +73,27 @@ impl PolicyWrapper {
             return Err(PolicyError::Samples);
         }
         Ok(PolicyWrapper {
-            model,
-            defense,
-            attack,
-            samples,
+            net: Defended {
+                model,
+                defense,
+                attack,
+                samples,
+                max_batch: DEFAULT_MAX_BATCH,
+            },
             rng: DefenseRng::seed_from_u64(seed),
-            max_batch: DEFAULT_MAX_BATCH,
         })
     }
 
     /// Stacks a prediction's `samples` passes and a gradient's `gradient_samples` passes
     /// along the batch, up to `max_batch` rows per forward pass (default
     /// [`DEFAULT_MAX_BATCH`]). The masks are the same for every bound (each pass's rows keep
-    /// their streams, [`crate::defense::pass_keys`]); a larger bound trades memory for speed.
+    /// their streams, [`Draws::pass_keys`]); a larger bound trades memory for speed.
     ///
     /// # Panics
     /// If `max_batch` is 0 (manifests refuse it at validation).
     pub fn with_max_batch(mut self, max_batch: usize) -> Self {
         assert!(max_batch > 0, "max_batch >= 1");
-        self.max_batch = max_batch;
+        self.net.max_batch = max_batch;
         self
     }
 
@@ -97,58 +105,28 @@ impl PolicyWrapper {
 
     /// The wrapped network.
     pub fn model(&self) -> &Model {
-        &self.model
+        &self.net.model
     }
 
     /// Gives the network back, e.g. to wrap it with another defense.
     pub fn into_model(self) -> Model {
-        self.model
+        self.net.model
     }
 
     /// The defense.
     pub fn defense(&self) -> Defense {
-        self.defense
+        self.net.defense
     }
 
     /// The attack, if any.
     pub fn attack(&self) -> Option<Attack> {
-        self.attack
+        self.net.attack
     }
 
     /// Passes averaged per prediction: `samples`, or 1 for a deterministic defense (all
     /// passes would agree).
     pub fn effective_samples(&self) -> u32 {
-        if self.defense.is_stochastic() {
-            self.samples
-        } else {
-            1
-        }
-    }
-
-    /// The mean over `samples` defended passes of `map(outputs)`, without gradients. Passes
-    /// are stacked up to `max_batch` rows per forward and added in pass order.
-    fn average(&mut self, x: &Tensor, map: impl Fn(Tensor) -> Tensor) -> Tensor {
-        let n = self.effective_samples() as usize;
-        let batch = x.size()[0];
-        let keys = pass_keys(self.defense, &mut self.rng, n, batch as usize);
-        tch::no_grad(|| {
-            let mut sum: Option<Tensor> = None;
-            for group in pass_groups(n, batch as usize, self.max_batch) {
-                let copies = group.len();
-                let mut points = DefensePoints::with_row_keys(self.defense, keys[group].concat());
-                let out = map(self
-                    .model
-                    .forward(&stack_rows(x, copies), false, &mut points));
-                for s in 0..copies {
-                    let pass = out.narrow(0, s as i64 * batch, batch);
-                    sum = Some(match sum {
-                        None => pass,
-                        Some(sum) => sum + pass,
-                    });
-                }
-            }
-            sum.expect("at least one pass") / n as f64
-        })
+        self.net.effective_samples()
     }
 
     /// Softmax probabilities averaged over `samples` defended passes.
@@ -156,7 +134,9 @@ impl PolicyWrapper {
     /// # Shapes
     /// `x`: `[batch, ...]` pixel units -> `[batch, classes]`.
     pub fn probabilities(&mut self, x: &Tensor) -> Tensor {
-        self.average(x, |logits| logits.softmax(-1, Kind::Float))
+        let draws = &mut Draws::Shared(&mut self.rng);
+        self.net
+            .average(draws, x, |logits| logits.softmax(-1, Kind::Float))
     }
 
     /// Q-values averaged over `samples` defended passes.
@@ -164,22 +144,14 @@ impl PolicyWrapper {
     /// # Shapes
     /// `x`: `[batch, ...]` pixel units -> `[batch, actions]`.
     pub fn q_values(&mut self, x: &Tensor) -> Tensor {
-        self.average(x, |q| q)
+        self.net
+            .average(&mut Draws::Shared(&mut self.rng), x, |q| q)
     }
 
     /// The attack's output for `x` against `labels` (the clean input without an attack).
     pub fn perturb(&mut self, x: &Tensor, labels: &Tensor) -> Tensor {
-        match self.attack {
-            Some(attack) => attack.perturb(
-                &self.model,
-                self.defense,
-                &mut self.rng,
-                x,
-                labels,
-                self.max_batch,
-            ),
-            None => crate::nn::as_float(&x.detach()),
-        }
+        self.net
+            .perturb(&mut Draws::Shared(&mut self.rng), x, labels)
     }
 
     /// Attacks `x` (if configured) against the true `labels`, then predicts.
@@ -202,14 +174,73 @@ impl PolicyWrapper {
     /// # Shapes
     /// `obs`: `[batch, ...]` pixel units (uint8 or float) -> `batch` actions.
     pub fn act(&mut self, obs: &Tensor) -> Vec<i64> {
+        self.net.act(&mut Draws::Shared(&mut self.rng), obs)
+    }
+
+    /// [`PolicyWrapper::act`] for rows that each draw from their own generator (`rngs[b]`
+    /// for row b; the wrapper's own is not used): row b's action is the one a wrapper with
+    /// generator `rngs[b]` would choose for that observation alone, whatever the other rows.
+    ///
+    /// # Panics
+    /// If `rngs` does not hold one generator per row of `obs`.
+    pub fn act_rows(&self, obs: &Tensor, rngs: &mut [DefenseRng]) -> Vec<i64> {
+        self.net.act(&mut Draws::PerRow(rngs), obs)
+    }
+}
+
+impl Defended {
+    fn effective_samples(&self) -> u32 {
+        if self.defense.is_stochastic() {
+            self.samples
+        } else {
+            1
+        }
+    }
+
+    /// The mean over `samples` defended passes of `map(outputs)`, without gradients. Passes
+    /// are stacked up to `max_batch` rows per forward and added in pass order.
+    fn average(&self, draws: &mut Draws, x: &Tensor, map: impl Fn(Tensor) -> Tensor) -> Tensor {
+        let n = self.effective_samples() as usize;
+        let batch = x.size()[0];
+        let keys = draws.pass_keys(self.defense, n, batch as usize);
+        tch::no_grad(|| {
+            let mut sum: Option<Tensor> = None;
+            for group in pass_groups(n, batch as usize, self.max_batch) {
+                let copies = group.len();
+                let mut points = DefensePoints::with_row_keys(self.defense, keys[group].concat());
+                let out = map(self
+                    .model
+                    .forward(&stack_rows(x, copies), false, &mut points));
+                for s in 0..copies {
+                    let pass = out.narrow(0, s as i64 * batch, batch);
+                    sum = Some(match sum {
+                        None => pass,
+                        Some(sum) => sum + pass,
+                    });
+                }
+            }
+            sum.expect("at least one pass") / n as f64
+        })
+    }
+
+    fn perturb(&self, draws: &mut Draws, x: &Tensor, labels: &Tensor) -> Tensor {
+        match self.attack {
+            Some(attack) => {
+                attack.perturb(&self.model, self.defense, draws, x, labels, self.max_batch)
+            }
+            None => crate::nn::as_float(&x.detach()),
+        }
+    }
+
+    fn act(&self, draws: &mut Draws, obs: &Tensor) -> Vec<i64> {
         let x = obs.to_kind(Kind::Float).to_device(self.model.device());
         let seen = if self.attack.is_some() {
-            let clean = self.q_values(&x).argmax(-1, false);
-            self.perturb(&x, &clean)
+            let clean = self.average(draws, &x, |q| q).argmax(-1, false);
+            self.perturb(draws, &x, &clean)
         } else {
             x
         };
-        let actions = self.q_values(&seen).argmax(-1, false);
+        let actions = self.average(draws, &seen, |q| q).argmax(-1, false);
         Vec::<i64>::try_from(actions.to_device(tch::Device::Cpu)).expect("int64 actions")
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rand::SeedableRng;
 use sap_harness::attack::{input_gradient, Attack, AttackError, AttackKind};
-use sap_harness::defense::{Defense, DefensePoints, DefenseRng, DEFAULT_MAX_BATCH};
+use sap_harness::defense::{Defense, DefensePoints, DefenseRng, Draws, DEFAULT_MAX_BATCH};
 use sap_harness::nn::{checkpoint, Architecture, MlpConfig, Model};
 use sap_harness::policy::{PolicyError, PolicyWrapper};
 use sap_harness::tch::{self, Device, Kind, Tensor};
@@ -59,7 +59,7 @@ fn fgsm_on_a_linear_network_is_the_analytic_sign_gradient_step() {
     let adv = attack.perturb(
         &model,
         Defense::Dense,
-        &mut rng,
+        &mut Draws::Shared(&mut rng),
         &x,
         &label,
         DEFAULT_MAX_BATCH,
@@ -99,7 +99,14 @@ fn fgsm_and_pgd_stay_inside_the_lambda_ball_and_the_pixel_range() {
                     gradient_samples: 3,
                 };
                 let mut rng = DefenseRng::seed_from_u64(5);
-                let adv = attack.perturb(&model, defense, &mut rng, &x, &labels, DEFAULT_MAX_BATCH);
+                let adv = attack.perturb(
+                    &model,
+                    defense,
+                    &mut Draws::Shared(&mut rng),
+                    &x,
+                    &labels,
+                    DEFAULT_MAX_BATCH,
+                );
                 let dist = (&adv - &x).abs().max().double_value(&[]);
                 assert!(dist <= lambda + 1e-4, "{kind:?} {lambda}: moved {dist}");
                 assert!(adv.min().double_value(&[]) >= 0.0);
@@ -130,7 +137,7 @@ fn pgd_increases_the_loss_over_fgsm_on_a_dense_network() {
     .perturb(
         &model,
         Defense::Dense,
-        &mut rng,
+        &mut Draws::Shared(&mut rng),
         &x,
         &labels,
         DEFAULT_MAX_BATCH,
@@ -147,7 +154,7 @@ fn pgd_increases_the_loss_over_fgsm_on_a_dense_network() {
     .perturb(
         &model,
         Defense::Dense,
-        &mut rng,
+        &mut Draws::Shared(&mut rng),
         &x,
         &labels,
         DEFAULT_MAX_BATCH,
@@ -169,7 +176,7 @@ fn check_gradient_by_finite_differences(
     let g = input_gradient(
         &model,
         Defense::Dense,
-        &mut rng,
+        &mut Draws::Shared(&mut rng),
         &x,
         &labels,
         1,
@@ -381,4 +388,72 @@ fn a_row_draws_the_same_masks_alone_or_anywhere_in_a_batch() {
         let other = run(&pre, vec![8, 9, 10]);
         assert!(!other.equal(&all), "tensor ops {tensor_ops}");
     }
+}
+
+#[test]
+fn rows_acting_with_their_own_generators_choose_what_each_would_choose_alone() {
+    // A Nature CNN under SAP-100 and PGD with a random start: each row of a batch, drawing
+    // from its own generator, acts as a wrapper with that generator acts on the row alone.
+    tch::manual_seed(13);
+    let model = Model::new(Architecture::NatureCnn { actions: 6 }, Device::Cpu);
+    let obs = (Tensor::rand([3, 4, 84, 84], (Kind::Float, Device::Cpu)) * 255.0).round();
+    let attack = Attack {
+        kind: AttackKind::Pgd {
+            steps: 2,
+            step_size: Some(2.0),
+            random_start: true,
+        },
+        lambda: 4.0,
+        gradient_samples: 3,
+    };
+    let batched = PolicyWrapper::new(model, Defense::SAP_100, Some(attack), 2, 0).unwrap();
+    let seeds = [31u64, 32, 33];
+    let mut rngs: Vec<DefenseRng> = seeds
+        .iter()
+        .map(|&s| DefenseRng::seed_from_u64(s))
+        .collect();
+    // Three steps, so that each generator's position after a step matters.
+    let mut together = Vec::new();
+    for _ in 0..3 {
+        together.push(batched.act_rows(&obs, &mut rngs));
+    }
+    let model = batched.into_model();
+    let mut alone = PolicyWrapper::new(model, Defense::SAP_100, Some(attack), 2, 0).unwrap();
+    for (b, &seed) in seeds.iter().enumerate() {
+        alone.reseed(seed);
+        for (step, actions) in together.iter().enumerate() {
+            let own = alone.act(&obs.narrow(0, b as i64, 1));
+            assert_eq!(own[0], actions[b], "row {b}, step {step}");
+        }
+    }
+}
+
+#[test]
+fn per_row_generators_give_each_row_the_keys_and_noise_of_a_batch_of_its_own() {
+    let seeds = [41u64, 42, 43];
+    let mut rngs: Vec<DefenseRng> = seeds
+        .iter()
+        .map(|&s| DefenseRng::seed_from_u64(s))
+        .collect();
+    let mut draws = Draws::PerRow(&mut rngs);
+    let keys = draws.pass_keys(Defense::SAP_100, 4, 3);
+    let noise = draws.uniform_noise(3 * 5, 3, 2.0);
+    for (b, &seed) in seeds.iter().enumerate() {
+        let mut rng = DefenseRng::seed_from_u64(seed);
+        let mut alone = Draws::Shared(&mut rng);
+        let own = alone.pass_keys(Defense::SAP_100, 4, 1);
+        for pass in 0..4 {
+            assert_eq!(keys[pass][b], own[pass][0], "row {b}, pass {pass}");
+        }
+        assert_eq!(noise[5 * b..5 * b + 5], alone.uniform_noise(5, 1, 2.0)[..]);
+    }
+    assert_ne!(keys[0][0], keys[0][1], "rows draw apart");
+    assert_ne!(keys[0][0], keys[1][0], "passes draw apart");
+    // A deterministic defense draws nothing from the generators.
+    let mut rng = DefenseRng::seed_from_u64(1);
+    let _ = Draws::Shared(&mut rng).pass_keys(Defense::Dense, 4, 2);
+    assert_eq!(
+        rand::RngCore::next_u64(&mut rng),
+        rand::RngCore::next_u64(&mut DefenseRng::seed_from_u64(1))
+    );
 }

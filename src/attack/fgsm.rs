@@ -3,7 +3,7 @@
 use tch::Tensor;
 
 use super::{input_gradient, PIXEL_MAX, PIXEL_MIN};
-use crate::defense::{Defense, DefenseRng};
+use crate::defense::{Defense, Draws};
 use crate::nn::Model;
 
 /// FGSM's parameters.
@@ -25,7 +25,7 @@ pub struct FgsmParams {
 pub fn fgsm(
     model: &Model,
     defense: Defense,
-    rng: &mut DefenseRng,
+    draws: &mut Draws,
     x: &Tensor,
     labels: &Tensor,
     params: FgsmParams,
@@ -35,6 +35,6 @@ pub fn fgsm(
         return x;
     }
     let (k, max_batch) = (params.gradient_samples, params.max_batch);
-    let g = input_gradient(model, defense, rng, &x, labels, k, max_batch);
+    let g = input_gradient(model, defense, draws, &x, labels, k, max_batch);
     (x + g.sign() * params.lambda).clamp(PIXEL_MIN, PIXEL_MAX)
 }

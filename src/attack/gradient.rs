@@ -4,13 +4,13 @@
 
 use tch::{Reduction, Tensor};
 
-use crate::defense::{pass_groups, pass_keys, stack_rows, Defense, DefensePoints, DefenseRng};
+use crate::defense::{pass_groups, stack_rows, Defense, DefensePoints, Draws};
 use crate::nn::Model;
 
 /// The mean over `k` defended passes of the gradient of the summed cross-entropy with respect
 /// to the input (never the parameters). Summing over the batch keeps each example's gradient
 /// independent of the batch size. Passes are stacked along the batch, up to `max_batch` rows
-/// per forward; each pass's masks come from [`pass_keys`], so the stacking leaves them as
+/// per forward; each pass's masks come from [`Draws::pass_keys`], so the stacking leaves them as
 /// they are, and the pass gradients are added in pass order.
 ///
 /// # Shapes
@@ -18,7 +18,7 @@ use crate::nn::Model;
 pub fn input_gradient(
     model: &Model,
     defense: Defense,
-    rng: &mut DefenseRng,
+    draws: &mut Draws,
     x: &Tensor,
     labels: &Tensor,
     k: u32,
@@ -27,7 +27,7 @@ pub fn input_gradient(
     assert!(k > 0, "at least one gradient sample");
     let x = crate::nn::as_float(&x.detach());
     let batch = x.size()[0];
-    let keys = pass_keys(defense, rng, k as usize, batch as usize);
+    let keys = draws.pass_keys(defense, k as usize, batch as usize);
     let mut sum = x.zeros_like();
     for group in pass_groups(k as usize, batch as usize, max_batch) {
         let copies = group.len();

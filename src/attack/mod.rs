@@ -15,7 +15,7 @@ use tch::Tensor;
 
 pub use gradient::input_gradient;
 
-use crate::defense::{Defense, DefenseRng};
+use crate::defense::{Defense, Draws};
 use crate::nn::Model;
 
 /// Lowest pixel value.
@@ -160,7 +160,7 @@ impl Attack {
     }
 
     /// Perturbs `x` against `model` under `defense`, maximising the cross-entropy on
-    /// `labels`. Draws (defense masks, random start) come from `rng`; a gradient's passes are
+    /// `labels`. Draws (defense masks, random start) come from `draws`; a gradient's passes are
     /// stacked up to `max_batch` rows per forward ([`input_gradient`]).
     ///
     /// # Shapes
@@ -169,7 +169,7 @@ impl Attack {
         &self,
         model: &Model,
         defense: Defense,
-        rng: &mut DefenseRng,
+        draws: &mut Draws,
         x: &Tensor,
         labels: &Tensor,
         max_batch: usize,
@@ -182,7 +182,7 @@ impl Attack {
                     gradient_samples: k,
                     max_batch,
                 };
-                fgsm::fgsm(model, defense, rng, x, labels, params)
+                fgsm::fgsm(model, defense, draws, x, labels, params)
             }
             Some((steps, _, random_start)) => {
                 let params = pgd::PgdParams {
@@ -193,7 +193,7 @@ impl Attack {
                     gradient_samples: k,
                     max_batch,
                 };
-                pgd::pgd(model, defense, rng, x, labels, params)
+                pgd::pgd(model, defense, draws, x, labels, params)
             }
         }
     }

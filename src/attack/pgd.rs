@@ -7,11 +7,10 @@
 //!
 //! where `g` is the Monte-Carlo gradient of the defended network at `x_t`.
 
-use rand::Rng;
 use tch::Tensor;
 
 use super::{input_gradient, PIXEL_MAX, PIXEL_MIN};
-use crate::defense::{Defense, DefenseRng};
+use crate::defense::{Defense, Draws};
 use crate::nn::Model;
 
 /// PGD's parameters, after defaults are resolved.
@@ -31,14 +30,14 @@ pub struct PgdParams {
     pub max_batch: usize,
 }
 
-/// Runs the iteration; the random start is drawn from `rng`.
+/// Runs the iteration; the random start is drawn from `draws`.
 ///
 /// # Shapes
 /// `x`: `[batch, ...]` pixel units; `labels`: `[batch]` -> same shape as `x` (float).
 pub fn pgd(
     model: &Model,
     defense: Defense,
-    rng: &mut DefenseRng,
+    draws: &mut Draws,
     x: &Tensor,
     labels: &Tensor,
     params: PgdParams,
@@ -50,9 +49,8 @@ pub fn pgd(
     let lower = (&x - params.lambda).clamp_min(PIXEL_MIN);
     let upper = (&x + params.lambda).clamp_max(PIXEL_MAX);
     let mut adv = if params.random_start {
-        let noise: Vec<f32> = (0..x.numel())
-            .map(|_| rng.gen_range(-params.lambda..=params.lambda) as f32)
-            .collect();
+        let batch = x.size()[0] as usize;
+        let noise = draws.uniform_noise(x.numel(), batch, params.lambda);
         let noise = Tensor::from_slice(&noise)
             .view(x.size().as_slice())
             .to_device(x.device());
@@ -64,7 +62,7 @@ pub fn pgd(
         let g = input_gradient(
             model,
             defense,
-            rng,
+            draws,
             &adv,
             labels,
             params.gradient_samples,

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
 use crate::attack::{Attack, AttackKind};
-use crate::defense::{Defense, DefensePoints, DefenseRng, Sampling, DEFAULT_MAX_BATCH};
+use crate::defense::{Defense, DefensePoints, DefenseRng, Draws, Sampling, DEFAULT_MAX_BATCH};
 use crate::nn::{Architecture, Model};
 
 /// What one row measures.
@@ -104,7 +104,8 @@ fn run_once(model: &Model, x: &Tensor, labels: &Tensor, w: Workload, rng: &mut D
                 Workload::Fgsm(..) => DEFAULT_MAX_BATCH,
                 _ => x.size()[0] as usize,
             };
-            let adv = attack.perturb(model, defense, rng, x, labels, max_batch);
+            let draws = &mut Draws::Shared(rng);
+            let adv = attack.perturb(model, defense, draws, x, labels, max_batch);
             let _ = adv.sum(Kind::Float).double_value(&[]);
         }
     }

@@ -338,28 +338,72 @@ pub fn example_keys(layer_seed: u64, batch: usize) -> Vec<u64> {
         .collect()
 }
 
-/// The rows' stream keys of `passes` stochastic passes over a batch of `batch` rows: one seed
-/// per pass from `rng`, then pass s row b has key `derive(seed_s, "row", b)`. The passes draw
-/// the same masks whether they run one by one or stacked along the batch
-/// ([`pass_groups`], [`DefensePoints::with_row_keys`]). A deterministic defense draws nothing.
-pub fn pass_keys(
-    defense: Defense,
-    rng: &mut DefenseRng,
-    passes: usize,
-    batch: usize,
-) -> Vec<Vec<u64>> {
-    (0..passes)
-        .map(|_| {
-            let seed = if defense.is_stochastic() {
-                rng.next_u64()
-            } else {
-                0
-            };
-            (0..batch as u64)
-                .map(|b| seed::derive(seed, "row", b))
-                .collect()
-        })
-        .collect()
+/// Where a batch's stochastic passes (and an attack's random start) take their seeds.
+pub enum Draws<'a> {
+    /// One generator for the whole batch (a classifier's batch of images).
+    Shared(&'a mut DefenseRng),
+    /// One generator per row (episodes played in lockstep): each row draws what it would
+    /// draw in a batch of its own from [`Draws::Shared`].
+    PerRow(&'a mut [DefenseRng]),
+}
+
+impl Draws<'_> {
+    /// The rows' stream keys of `passes` stochastic passes over a batch of `batch` rows.
+    /// Shared: one seed per pass from the generator, then pass s row b has key
+    /// `derive(seed_s, "row", b)`; per row: row b's seed of pass s from its own generator,
+    /// and key `derive(seed, "row", 0)`. The passes draw the same masks whether they run one
+    /// by one or stacked along the batch ([`pass_groups`], [`DefensePoints::with_row_keys`]).
+    /// A deterministic defense draws nothing.
+    ///
+    /// # Panics
+    /// Per row, if there is not one generator per row.
+    pub fn pass_keys(&mut self, defense: Defense, passes: usize, batch: usize) -> Vec<Vec<u64>> {
+        if !defense.is_stochastic() {
+            return vec![vec![0; batch]; passes];
+        }
+        match self {
+            Draws::Shared(rng) => (0..passes)
+                .map(|_| {
+                    let seed = rng.next_u64();
+                    (0..batch as u64)
+                        .map(|b| seed::derive(seed, "row", b))
+                        .collect()
+                })
+                .collect(),
+            Draws::PerRow(rngs) => {
+                assert_eq!(rngs.len(), batch, "one generator per row");
+                (0..passes)
+                    .map(|_| {
+                        rngs.iter_mut()
+                            .map(|rng| seed::derive(rng.next_u64(), "row", 0))
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// `numel` values uniform in `[-radius, radius]` for a batch of `batch` rows in row-major
+    /// order: shared, all from the generator in order; per row, each row's from its own.
+    ///
+    /// # Panics
+    /// Per row, if there is not one generator per row.
+    pub fn uniform_noise(&mut self, numel: usize, batch: usize, radius: f64) -> Vec<f32> {
+        let draw = |rng: &mut DefenseRng, count: usize, out: &mut Vec<f32>| {
+            out.extend((0..count).map(|_| rng.gen_range(-radius..=radius) as f32))
+        };
+        let mut out = Vec::with_capacity(numel);
+        match self {
+            Draws::Shared(rng) => draw(rng, numel, &mut out),
+            Draws::PerRow(rngs) => {
+                assert_eq!(rngs.len(), batch, "one generator per row");
+                for rng in rngs.iter_mut() {
+                    draw(rng, numel / batch, &mut out);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Passes `0..passes` over `batch` rows in consecutive groups stacked into one forward pass

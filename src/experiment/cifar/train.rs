@@ -21,7 +21,7 @@ use tch::{Device, Kind, Tensor};
 use crate::attack::fgsm::{fgsm, FgsmParams};
 use crate::data::cifar::{load, CifarSplit, Split, CLASSES};
 use crate::data::pipeline::{Pipeline, PipelineConfig, TrainBatch};
-use crate::defense::{Defense, DefensePoints, DefenseRng};
+use crate::defense::{Defense, DefensePoints, DefenseRng, Draws};
 use crate::manifest::{CifarTrainCell, CifarTrainJob, Variant};
 use crate::nn::checkpoint::CheckpointFolder;
 use crate::nn::optim::{Optimizer, OptimizerConfig};
@@ -126,7 +126,7 @@ pub fn adversarial_batch(
     let head = fgsm(
         model,
         Defense::Dense,
-        &mut rng,
+        &mut Draws::Shared(&mut rng),
         &x.narrow(0, 0, k),
         &y.narrow(0, 0, k),
         FgsmParams {

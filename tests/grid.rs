@@ -187,9 +187,82 @@ fn a_grid_after_training_writes_one_row_per_episode_and_relative_rewards_per_cel
 }
 
 #[test]
+fn agent_rows_are_the_same_for_any_number_of_episodes_in_lockstep() {
+    // Nine Breakout episodes of at most 1000 frames under SAP-100 and FGSM, with exploration
+    // (epsilon 0.2) so that greedy and exploring episodes mix within a step. Breakout ends
+    // when the lives are gone, so an episode's frames and score follow its actions.
+    let tmp = tempfile::tempdir().unwrap();
+    mask_sensitive_network(&tmp.path().join("breakout.safetensors"));
+    let mut files = Vec::new();
+    for parallel in [1, 3, 8] {
+        let text = format!(
+            r#"name = "lockstep"
+seed = 9
+
+[[eval]]
+policy = "agent"
+family = "atari"
+checkpoints = {{ Breakout = "breakout.safetensors" }}
+episodes = 9
+samples = 2
+epsilon = 0.2
+random_episodes = 1
+parallel_episodes = {parallel}
+defenses = [{{ kind = "sap", frac = 1.0 }}]
+attacks = [{{ kind = "fgsm", gradient_samples = 2 }}]
+lambdas = [8]
+
+[eval.env]
+max_episode_frames = 1000
+"#
+        );
+        let manifest = format!("p{parallel}.toml");
+        std::fs::write(tmp.path().join(&manifest), text).unwrap();
+        let id = format!("p{parallel}");
+        ok(&["run", &manifest, "--run-id", &id], tmp.path());
+        files.push(text_of_rows(&tmp.path().join("results/lockstep").join(&id)));
+    }
+    let rows: Vec<AgentRow> =
+        read_rows(&tmp.path().join("results/lockstep/p1/rl_eval.csv")).unwrap();
+    assert_eq!(
+        rows.len(),
+        2 * 9,
+        "the SAP cell and the dense clean reference"
+    );
+    // The episodes differ (they depend on their actions), or the comparison would be empty.
+    let lengths: std::collections::BTreeSet<u64> = rows.iter().map(|r| r.frames).collect();
+    assert!(lengths.len() > 3, "episode lengths {lengths:?}");
+    assert_eq!(files[0], files[1], "parallel_episodes 1 and 3");
+    assert_eq!(files[0], files[2], "parallel_episodes 1 and 8");
+}
+
+/// A random Nature CNN (4 actions) without output biases, so that its greedy action follows
+/// the features, and with them the SAP masks, rather than the largest bias.
+fn mask_sensitive_network(path: &Path) {
+    use sap_harness::nn::{checkpoint, Architecture, Model};
+    use sap_harness::tch::{self, Device};
+    tch::manual_seed(3);
+    let model = Model::new(Architecture::NatureCnn { actions: 4 }, Device::Cpu);
+    tch::no_grad(|| {
+        let _ = model.vs.variables()["fc2.bias"].shallow_clone().zero_();
+    });
+    checkpoint::save(&model, path).unwrap();
+}
+
+/// `rl_eval.csv` and `relative_reward.csv` of a run.
+fn text_of_rows(run: &Path) -> (String, String) {
+    (
+        text(&run.join("rl_eval.csv")),
+        text(&run.join("relative_reward.csv")),
+    )
+}
+
+#[test]
 fn killing_the_run_mid_evaluation_and_resuming_gives_the_rows_of_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
-    file_grid(tmp.path(), "");
+    // Two episodes in lockstep: a cell's third episode runs after the first two are
+    // written, so a kill can land mid-cell.
+    file_grid(tmp.path(), "parallel_episodes = 2");
     ok(
         &["run", "grid.toml", "--jobs", "2", "--run-id", "whole"],
         tmp.path(),

@@ -364,6 +364,43 @@ fn an_agent_grid_refuses_a_max_batch_of_zero_naming_the_key() {
 }
 
 #[test]
+fn parallel_episodes_defaults_to_8_is_capped_at_the_episodes_and_refuses_0_and_absurd_values() {
+    let m = parse(&agent_grid(GRID)).unwrap();
+    assert_eq!(m.eval[0].agent.as_ref().unwrap().parallel_episodes, 8);
+    let agent_cells = |m: &sap_harness::manifest::Manifest| -> Vec<u32> {
+        m.plan()
+            .iter()
+            .filter_map(|c| match &c.kind {
+                sap_harness::manifest::CellKind::Agent(a) => Some(a.parallel_episodes),
+                _ => None,
+            })
+            .collect()
+    };
+    // The grid's cells play 2 episodes: 8 in lockstep is 2.
+    assert!(
+        agent_cells(&m).iter().all(|&p| p == 2),
+        "{:?}",
+        agent_cells(&m)
+    );
+    let m = parse(&agent_grid(&format!("{GRID}parallel_episodes = 1\n"))).unwrap();
+    assert!(agent_cells(&m).iter().all(|&p| p == 1));
+    for bad in ["0", "1025", "-1"] {
+        let msg = error(&agent_grid(&format!("{GRID}parallel_episodes = {bad}\n")));
+        assert!(msg.contains("key `eval[0].parallel_episodes`"), "{msg}");
+    }
+    let msg = error(&agent_grid(&format!("{GRID}parallel_episodes = 0\n")));
+    assert!(
+        msg.contains("0 is out of range; allowed: episodes in lockstep in [1, 1024]"),
+        "{msg}"
+    );
+    // Only agent evaluation plays episodes in lockstep.
+    let random = "name = \"r\"\nseed = 1\n[[eval]]\npolicy = \"random\"\nfamily = \"atari\"\n\
+                  games = [\"Pong\"]\nepisodes = 2\nparallel_episodes = 2\n";
+    let msg = error(random);
+    assert!(msg.contains("parallel_episodes"), "{msg}");
+}
+
+#[test]
 fn an_agent_grid_naming_a_missing_train_job_lists_the_train_jobs() {
     let msg = error(&agent_grid(&GRID.replace("\"ddqn\"\n", "\"dqn\"\n")));
     assert!(

@@ -164,6 +164,7 @@ impl Plan {
                         attack: None,
                         samples: grid.samples,
                         max_batch: grid.max_batch,
+                        parallel_episodes: grid.parallel_episodes.min(job.episodes),
                         epsilon: grid.epsilon,
                         episodes: job.episodes,
                         baseline,

@@ -10,6 +10,7 @@
 //! episodes = 10               # per cell
 //! samples = 10                # Q-value passes averaged per action (stochastic defenses)
 //! max_batch = 128             # rows per forward pass when passes are stacked
+//! parallel_episodes = 8       # episodes played in lockstep (capped at `episodes`)
 //! defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0 }]
 //! attacks = [{ kind = "fgsm", gradient_samples = 10 }]
 //! lambdas = [0, 1, 2, 4, 8, 16, 32, 64]   # pixel units
@@ -26,6 +27,12 @@ use super::{AttackSpec, ManifestError, Resolver, TrainJob};
 use crate::attack::Attack;
 use crate::defense::Defense;
 
+/// Episodes an agent cell plays in lockstep unless the manifest says otherwise.
+pub const DEFAULT_PARALLEL_EPISODES: u32 = 8;
+
+/// The largest `parallel_episodes`: each running episode holds an emulator.
+pub const MAX_PARALLEL_EPISODES: u32 = 1024;
+
 /// What an agent evaluation job evaluates and how.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AgentEval {
@@ -40,6 +47,9 @@ pub struct AgentEval {
     /// Rows per forward pass when a prediction's `samples` passes and a gradient's
     /// `gradient_samples` passes are stacked along the batch (the draws do not depend on it).
     pub max_batch: u32,
+    /// Episodes played in lockstep by an agent cell (one batched forward per step over the
+    /// episodes still running); a cell with fewer episodes plays them all at once.
+    pub parallel_episodes: u32,
     /// Probability of a uniformly random action at each step (the preset's evaluation
     /// epsilon by default).
     pub epsilon: f64,
@@ -79,6 +89,7 @@ pub(super) struct RawAgentKeys {
     pub checkpoints: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub samples: Option<Spanned<u32>>,
     pub max_batch: Option<Spanned<u32>>,
+    pub parallel_episodes: Option<Spanned<u32>>,
     pub epsilon: Option<Spanned<f64>>,
     pub random_episodes: Option<Spanned<u32>>,
     pub defenses: Option<Spanned<Vec<Spanned<RawDefense>>>>,
@@ -94,6 +105,10 @@ impl RawAgentKeys {
             ("checkpoints", self.checkpoints.as_ref().map(Spanned::span)),
             ("samples", self.samples.as_ref().map(Spanned::span)),
             ("max_batch", self.max_batch.as_ref().map(Spanned::span)),
+            (
+                "parallel_episodes",
+                self.parallel_episodes.as_ref().map(Spanned::span),
+            ),
             ("epsilon", self.epsilon.as_ref().map(Spanned::span)),
             (
                 "random_episodes",
@@ -230,6 +245,14 @@ impl Resolver<'_> {
         };
         let samples = self.or_positive(&keys.samples, key("samples"), 1, "an integer >= 1")?;
         let max_batch = self.max_batch(&keys.max_batch, key("max_batch"))?;
+        let parallel_episodes = self.or_in_range(
+            &keys.parallel_episodes,
+            key("parallel_episodes"),
+            DEFAULT_PARALLEL_EPISODES,
+            1..MAX_PARALLEL_EPISODES,
+            true,
+            "episodes in lockstep",
+        )?;
         let epsilon = self.or_in_range(
             &keys.epsilon,
             key("epsilon"),
@@ -249,6 +272,7 @@ impl Resolver<'_> {
             checkpoints: BTreeMap::new(),
             samples,
             max_batch,
+            parallel_episodes,
             epsilon,
             random_episodes,
             defenses,

@@ -85,6 +85,8 @@ pub struct AgentCell {
     /// Rows per forward pass when a prediction's `samples` passes and a gradient's
     /// `gradient_samples` passes are stacked along the batch (the draws do not depend on it).
     pub max_batch: u32,
+    /// Episodes played in lockstep: the job's `parallel_episodes`, at most `episodes`.
+    pub parallel_episodes: u32,
     /// Probability of a random action per step.
     pub epsilon: f64,
     /// Episodes to play.
@@ -373,8 +375,10 @@ impl PlanCell {
                     format!(", gradient_samples {}", x.gradient_samples)
                 });
                 format!(
-                    "{} episodes, {net}, {} (samples {}), {} lambda {}{gs}, epsilon {}",
+                    "{} episodes ({} in lockstep), {net}, {} (samples {}), {} lambda {}{gs}, \
+                     epsilon {}",
                     a.episodes,
+                    a.parallel_episodes,
                     a.defense.label(),
                     a.samples,
                     a.attack_name(),

@@ -1,6 +1,7 @@
 //! Throughput measurements printed as ratios measured side by side in one run, never as
 //! timed tests: `sap bench env` (emulator and preprocessing), `sap bench defense`
 //! (defended forward passes and attacks), `sap bench ddqn` (actor-learner throughput) and
+//! `sap bench grid` (an agent cell's steps/s with 1 and 16 episodes in lockstep),
 //! `sap bench jobs` (cells per hour with one and with N local jobs) and `sap bench cifar`
 //! (ResNet-20 training with the batch pipeline against batches made beforehand) and
 //! `sap bench reproducible` (the cost of the reproducible mode).
@@ -9,6 +10,7 @@ pub mod cifar;
 pub mod ddqn;
 pub mod defense;
 pub mod env;
+pub mod grid;
 pub mod jobs;
 pub mod reproducible;
 
@@ -16,5 +18,6 @@ pub use cifar::{bench_cifar, bench_cifar_eval, CifarBench, EvalRate};
 pub use ddqn::{bench_ddqn, DdqnBench};
 pub use defense::{bench_defense, pytorch_reference, DefenseBench, ReferenceTiming};
 pub use env::{bench_env, EnvBench};
+pub use grid::{bench_grid, GridBench};
 pub use jobs::{bench_jobs, JobsBench};
 pub use reproducible::{bench_reproducible, ReproducibleBench};

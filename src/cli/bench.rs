@@ -25,6 +25,10 @@ pub enum BenchTarget {
     /// Multi-game scaling of `sap run`: cells per hour of a fixed tiny grid with --jobs 1
     /// and --jobs N.
     Jobs,
+    /// One agent cell (Pong, SAP-100, FGSM with 10 gradient samples, one torch thread):
+    /// agent steps/s with batch-1 passes, with the passes stacked, and with 16 episodes in
+    /// lockstep (`--cap` frames per episode).
+    Grid,
     /// ResNet-20 training steps (batch 128) on a synthetic CIFAR-10: images/s with the
     /// background batch pipeline against batches made beforehand (--iterations steps).
     Cifar,
@@ -65,7 +69,7 @@ pub struct BenchArgs {
     /// Cells at once, compared with 1 (`jobs`).
     #[arg(long, default_value_t = 2, value_parser = at_least_one)]
     pub jobs: u32,
-    /// Episode cap in emulator frames of the grid's cells (`jobs`).
+    /// Episode cap in emulator frames of the grid's cells (`jobs`, `grid`).
     #[arg(long, default_value_t = 2_000)]
     pub cap: u64,
     /// Background batch threads (`cifar`).
@@ -86,6 +90,7 @@ pub(super) fn run(args: BenchArgs) -> Result<ExitCode> {
         BenchTarget::Env => env(args)?,
         BenchTarget::Ddqn => ddqn(args)?,
         BenchTarget::Jobs => jobs(args)?,
+        BenchTarget::Grid => grid(args)?,
         BenchTarget::Cifar => cifar(args)?,
         BenchTarget::Reproducible => reproducible(args)?,
         BenchTarget::Defense => defense(args)?,
@@ -199,6 +204,47 @@ fn jobs(args: BenchArgs) -> Result<()> {
         "cells/hour with --jobs {} / with --jobs 1 = {:.3}",
         many.jobs,
         many.cells_per_hour() / one.cells_per_hour()
+    );
+    Ok(())
+}
+
+/// One agent cell with batch-1 passes, stacked passes, and 16 episodes in lockstep.
+fn grid(args: BenchArgs) -> Result<()> {
+    let BenchArgs { rounds, cap, .. } = args;
+    if rounds == 0 || cap < 100 {
+        anyhow::bail!("--rounds must be at least 1 and --cap at least 100 frames");
+    }
+    let rows = crate::bench::bench_grid(rounds, cap)?;
+    crate::outln!(
+        "agent cell: Pong, random Nature CNN, SAP-100, FGSM lambda 8 with gradient_samples 10, \
+         samples 1; 16 episodes of <= {cap} frames; 1 torch thread; best of {rounds} rounds"
+    );
+    crate::outln!(
+        "{:<18} {:>10} {:>12} {:>10} {:>14} {:>12}",
+        "parallel_episodes",
+        "max_batch",
+        "agent steps",
+        "seconds",
+        "agent steps/s",
+        "vs first"
+    );
+    let first = rows[0].steps_per_second();
+    for b in &rows {
+        crate::outln!(
+            "{:<18} {:>10} {:>12} {:>10.1} {:>14.1} {:>12.3}",
+            b.parallel_episodes,
+            b.max_batch,
+            b.agent_steps,
+            b.seconds,
+            b.steps_per_second(),
+            b.steps_per_second() / first
+        );
+    }
+    crate::outln!(
+        "agent steps/s with parallel_episodes 16 / with 1 (both max_batch {}) = {:.3} (target \
+         >= 4 against batch-1 passes, the first row)",
+        rows[2].max_batch,
+        rows[2].steps_per_second() / rows[1].steps_per_second()
     );
     Ok(())
 }

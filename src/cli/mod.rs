@@ -78,6 +78,7 @@ pub enum Command {
                             sap bench defense --rounds 3 --iterations 5\n  \
                             sap bench ddqn --steps 2000 --actors 1 --envs-per-actor 4\n  \
                             sap bench jobs --jobs 2 --rounds 1\n  \
+                            sap bench grid --rounds 2 --cap 400\n  \
                             sap bench cifar --iterations 10 --rounds 2 --workers 2 --eval-images 100"
     )]
     Bench(BenchArgs),

@@ -351,7 +351,7 @@ fn an_agent_grid_refuses_a_max_batch_of_zero_naming_the_key() {
     let m = parse(&agent_grid(GRID)).unwrap();
     assert_eq!(
         m.eval[0].agent.as_ref().unwrap().max_batch,
-        1024,
+        128,
         "the default"
     );
     let m = parse(&agent_grid(&format!("{GRID}max_batch = 40\n"))).unwrap();

@@ -129,36 +129,28 @@ fn pgd_increases_the_loss_over_fgsm_on_a_dense_network() {
         logits.cross_entropy_for_logits(&labels).double_value(&[])
     };
     let mut rng = DefenseRng::seed_from_u64(0);
-    let fgsm = Attack {
-        kind: AttackKind::Fgsm,
-        lambda: 8.0,
-        gradient_samples: 1,
-    }
-    .perturb(
-        &model,
-        Defense::Dense,
-        &mut Draws::Shared(&mut rng),
-        &x,
-        &labels,
-        DEFAULT_MAX_BATCH,
-    );
-    let pgd = Attack {
-        kind: AttackKind::Pgd {
-            steps: 10,
-            step_size: Some(2.0),
-            random_start: false,
-        },
-        lambda: 8.0,
-        gradient_samples: 1,
-    }
-    .perturb(
-        &model,
-        Defense::Dense,
-        &mut Draws::Shared(&mut rng),
-        &x,
-        &labels,
-        DEFAULT_MAX_BATCH,
-    );
+    let mut on_dense = |kind| {
+        let attack = Attack {
+            kind,
+            lambda: 8.0,
+            gradient_samples: 1,
+        };
+        let draws = &mut Draws::Shared(&mut rng);
+        attack.perturb(
+            &model,
+            Defense::Dense,
+            draws,
+            &x,
+            &labels,
+            DEFAULT_MAX_BATCH,
+        )
+    };
+    let fgsm = on_dense(AttackKind::Fgsm);
+    let pgd = on_dense(AttackKind::Pgd {
+        steps: 10,
+        step_size: Some(2.0),
+        random_start: false,
+    });
     assert!(loss(&fgsm) > loss(&x));
     assert!(loss(&pgd) >= loss(&fgsm) - 1e-6);
 }

@@ -292,8 +292,8 @@ pub fn factors(
 /// Multiplies `h` in place by its SAP factors ([`factors`]): the same draws and, bit for bit,
 /// the same result as `h * factors(h)` in f32, without a second buffer.
 pub fn apply_in_place(h: &mut [f32], r: u64, sampling: Sampling, key: u64, scratch: &mut Scratch) {
-    let out = Output::Product;
-    Isa::detect().kernel(h, r, sampling, key, poisson_mean(r), scratch, out);
+    let t = poisson_mean(r);
+    Isa::detect().kernel(Job::new(h, r, sampling, key, t, Output::Product), scratch);
 }
 
 /// The exact sampler's Poisson mean `t = r - 2 sqrt(r)`: about `2 sqrt(r)` ordinary draws
@@ -316,8 +316,33 @@ pub fn factors_with_poisson_mean(
 ) {
     assert!(poisson_mean >= 0.0, "a Poisson mean is non-negative");
     factor.copy_from_slice(h);
-    let out = Output::Factor;
-    Isa::detect().kernel(factor, r, sampling, key, poisson_mean, scratch, out);
+    let job = Job::new(factor, r, sampling, key, poisson_mean, Output::Factor);
+    Isa::detect().kernel(job, scratch);
+}
+
+/// One map for the kernel: the buffer (the map on entry, `out` on return) and its draws.
+struct Job<'a> {
+    x: &'a mut [f32],
+    r: u64,
+    sampling: Sampling,
+    /// The map's stream.
+    key: u64,
+    /// The exact sampler's Poisson mean.
+    t: f64,
+    out: Output,
+}
+
+impl<'a> Job<'a> {
+    fn new(x: &'a mut [f32], r: u64, sampling: Sampling, key: u64, t: f64, out: Output) -> Self {
+        Job {
+            x,
+            r,
+            sampling,
+            key,
+            t,
+            out,
+        }
+    }
 }
 
 /// What the kernel leaves in its buffer, which holds the map on entry.
@@ -371,17 +396,7 @@ impl Isa {
     ///
     /// # Panics
     /// If this CPU lacks the set (use [`Isa::available`]).
-    #[allow(clippy::too_many_arguments)]
-    fn kernel(
-        self,
-        x: &mut [f32],
-        r: u64,
-        sampling: Sampling,
-        key: u64,
-        poisson_mean: f64,
-        scratch: &mut Scratch,
-        out: Output,
-    ) {
+    fn kernel(self, job: Job, scratch: &mut Scratch) {
         assert!(
             self as u8 <= Isa::detect() as u8,
             "{self:?} is not available on this CPU"
@@ -389,43 +404,21 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx2(
-                x: &mut [f32],
-                r: u64,
-                sampling: Sampling,
-                key: u64,
-                t: f64,
-                s: &mut Scratch,
-                out: Output,
-            ) {
-                factors_kernel(x, r, sampling, key, t, s, out)
+            unsafe fn avx2(job: Job, scratch: &mut Scratch) {
+                factors_kernel(job, scratch)
             }
             #[target_feature(enable = "avx512f,avx512dq")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx512(
-                x: &mut [f32],
-                r: u64,
-                sampling: Sampling,
-                key: u64,
-                t: f64,
-                s: &mut Scratch,
-                out: Output,
-            ) {
-                factors_kernel(x, r, sampling, key, t, s, out)
+            unsafe fn avx512(job: Job, scratch: &mut Scratch) {
+                factors_kernel(job, scratch)
             }
             match self {
                 // SAFETY: the CPU supports the set (checked above).
-                Isa::Avx512 => {
-                    return unsafe { avx512(x, r, sampling, key, poisson_mean, scratch, out) }
-                }
-                Isa::Avx2 => {
-                    return unsafe { avx2(x, r, sampling, key, poisson_mean, scratch, out) }
-                }
+                Isa::Avx512 => return unsafe { avx512(job, scratch) },
+                Isa::Avx2 => return unsafe { avx2(job, scratch) },
                 Isa::Baseline => {}
             }
         }
-        factors_kernel(x, r, sampling, key, poisson_mean, scratch, out)
+        factors_kernel(job, scratch)
     }
 }
 
@@ -440,79 +433,70 @@ pub fn factors_on(
     factor: &mut [f32],
 ) {
     factor.copy_from_slice(h);
+    let t = poisson_mean(r);
     isa.kernel(
-        factor,
-        r,
-        sampling,
-        key,
-        poisson_mean(r),
+        Job::new(factor, r, sampling, key, t, Output::Factor),
         scratch,
-        Output::Factor,
     );
 }
 
-/// The sampler on one map `x`, which it overwrites with `out`.
+/// The sampler on one map, whose buffer it overwrites with the job's `out`.
 #[inline(always)]
-fn factors_kernel(
-    x: &mut [f32],
-    r: u64,
-    sampling: Sampling,
-    key: u64,
-    poisson_mean: f64,
-    s: &mut Scratch,
-    out: Output,
-) {
+fn factors_kernel(job: Job, s: &mut Scratch) {
+    let Job {
+        x,
+        r,
+        sampling,
+        key,
+        t,
+        out,
+    } = job;
     let (total, max) = block_sums(x, &mut s.prefix);
     if total == 0.0 || r == 0 {
         x.fill(0.0);
         return;
     }
     let inv_total = 1.0 / total;
-    let rf = r as f64;
     if sampling == Sampling::Exact {
-        draw_exact(x, r, total, key, poisson_mean, s);
+        draw_exact(x, r, total, key, t, s);
     }
+    let pass = Pass {
+        r: r as f64,
+        inv_total,
+        sampling,
+        key,
+        out,
+    };
     // Every unit's share is below SMALL_P on most maps of more than a few hundred units: then
     // ln(1 - p) is its series alone.
     if (max as f64) * inv_total < SMALL_P {
-        finish(
-            x,
-            rf,
-            inv_total,
-            sampling,
-            key,
-            &s.kept,
-            out,
-            keep_probability_small,
-        );
+        finish(x, &s.kept, pass, keep_probability_small);
     } else {
-        finish(
-            x,
-            rf,
-            inv_total,
-            sampling,
-            key,
-            &s.kept,
-            out,
-            keep_probability_r,
-        );
+        finish(x, &s.kept, pass, keep_probability_r);
     }
+}
+
+/// The per-unit pass's parameters.
+#[derive(Clone, Copy)]
+struct Pass {
+    r: f64,
+    inv_total: f64,
+    sampling: Sampling,
+    key: u64,
+    out: Output,
 }
 
 /// The per-unit pass: keep or drop each unit (independent sampling: by its uniform; exact:
 /// as `kept` says), and write the factor or the product.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    x: &mut [f32],
-    r: f64,
-    inv_total: f64,
-    sampling: Sampling,
-    key: u64,
-    kept: &[u8],
-    out: Output,
-    keep_probability: impl Fn(f64, f64) -> f64,
-) {
+fn finish(x: &mut [f32], kept: &[u8], pass: Pass, keep_probability: impl Fn(f64, f64) -> f64) {
+    let Pass {
+        r,
+        inv_total,
+        sampling,
+        key,
+        out,
+    } = pass;
     let write = |v: &mut f32, keep: bool, q: f64| {
         let f = if keep { (1.0 / q) as f32 } else { 0.0 };
         *v = match out {

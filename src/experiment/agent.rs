@@ -7,18 +7,17 @@
 //! interrupted cell resumes at the first missing episode with the same rows, and cells of
 //! one grid share their episode starts (common random numbers across defenses and radii).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tch::{Device, Tensor};
+use tch::Device;
 
-use super::episode::pixels;
+use super::episode::{batch_of, explore, fill, play_lockstep, Finished, Lane, Lockstep};
 use crate::defense::DefenseRng;
-use crate::env::{ale::action_counts, ActionSet, AtariEnv, Environment, Mode, Observation};
+use crate::env::{ale::action_counts, ActionSet, AtariEnv, Environment, Mode, Step};
 use crate::manifest::{AgentCell, NetworkSource};
 use crate::nn::{checkpoint, Architecture, Model};
 use crate::policy::PolicyWrapper;
@@ -83,17 +82,84 @@ fn load_network(run_dir: &Path, manifest_dir: &Path, cell: &AgentCell) -> Result
     Ok((model, name))
 }
 
-/// One episode in play.
-struct Slot {
-    episode: u32,
-    obs: Observation,
+/// An agent's per-episode generators.
+struct Draws {
     /// Exploration draws: the probability first, then the action when exploring.
     explore: ChaCha8Rng,
     /// The defense's and the attack's draws.
     defense: DefenseRng,
-    score: f64,
-    agent_steps: u64,
-    start: Instant,
+}
+
+/// The defended, attacked agent of a cell and where its rows go.
+struct AgentPlay<'a> {
+    cell: &'a AgentCell,
+    wrapper: PolicyWrapper,
+    template: AgentRow,
+    path: &'a Path,
+    sink: Option<CsvAppender<AgentRow>>,
+    progress: &'a mut Progress,
+    what: String,
+}
+
+impl Lockstep for AgentPlay<'_> {
+    type State = Draws;
+
+    fn start(&mut self, episode: u32) -> (u64, Draws) {
+        self.progress
+            .running(&format!("{} episode {episode}", self.what));
+        let episode_seed = derive(self.cell.seed, "episode", episode as u64);
+        let draws = Draws {
+            explore: ChaCha8Rng::seed_from_u64(derive(episode_seed, "explore", 0)),
+            defense: DefenseRng::seed_from_u64(derive(episode_seed, "defense", 0)),
+        };
+        (derive(episode_seed, "env", 0), draws)
+    }
+
+    /// Epsilon-greedy; the greedy actions from one batched [`PolicyWrapper::act_rows`], each
+    /// row drawing from its episode's defense generator.
+    fn actions(&mut self, lanes: &mut [Lane<Draws>], actions: usize) -> Result<Vec<usize>> {
+        let (chosen, greedy) = explore(lanes, self.cell.epsilon, actions, |d| &mut d.explore);
+        if greedy.is_empty() {
+            return Ok(fill(chosen, []));
+        }
+        let x = batch_of(lanes, &greedy, &[4, 84, 84])?;
+        let mut rngs: Vec<DefenseRng> = greedy
+            .iter()
+            .map(|&i| lanes[i].state.defense.clone())
+            .collect();
+        let acts = self.wrapper.act_rows(&x, &mut rngs);
+        for (&i, rng) in greedy.iter().zip(rngs) {
+            lanes[i].state.defense = rng;
+        }
+        Ok(fill(chosen, acts.into_iter().map(|a| a as usize)))
+    }
+
+    fn step(&mut self, step: &Step) {
+        self.progress.frames(step.frames as u64);
+    }
+
+    fn finished(&mut self, done: Finished<Draws>) -> Result<()> {
+        let ep = done.result;
+        let row = AgentRow {
+            episode: done.episode,
+            episode_return: ep.score,
+            frames: ep.frames,
+            agent_steps: ep.agent_steps,
+            truncated: ep.truncated,
+            ..self.template.clone()
+        };
+        self.progress.episode_done(
+            &format!("{} episode {}", self.what, done.episode),
+            ep.score,
+            ep.frames,
+            done.seconds,
+        );
+        if self.sink.is_none() {
+            self.sink = Some(CsvAppender::open(self.path, &row)?);
+        }
+        self.sink.as_mut().expect("opened above").append(&row)?;
+        Ok(())
+    }
 }
 
 /// Plays the episodes of `cell` that `path` lacks, appending one row each in episode order;
@@ -121,134 +187,35 @@ pub fn run_cell(
     let (model, checkpoint_name) = load_network(run_dir, manifest_dir, cell)?;
     let lanes = (cell.parallel_episodes as usize).clamp(1, todo.len());
     let mut envs = (0..lanes)
-        .map(|_| {
-            AtariEnv::new(
+        .map(|_| -> Result<Box<dyn Environment>> {
+            Ok(Box::new(AtariEnv::new(
                 cell.game,
                 cell.settings,
                 Mode::Eval,
                 derive(cell.seed, "ale", 0),
-            )
+            )?))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let actions = envs[0].num_actions();
+        .collect::<Result<Vec<_>>>()?;
     // At lambda = 0 every attack returns its input: skip the gradient passes.
     let attack = cell.attack.filter(|a| a.lambda > 0.0);
     // The wrapper's own generator is not used: every episode draws from its own.
     let wrapper = PolicyWrapper::new(model, cell.defense, attack, cell.samples, 0)?
         .with_max_batch(cell.max_batch as usize);
-    let row_template = template(cell, &checkpoint_name, &wrapper);
-    let what = format!(
-        "{} {} {} lambda {}",
-        cell.game.name(),
-        cell.defense.label(),
-        cell.attack_name(),
-        cell.lambda()
-    );
-    let mut sink: Option<CsvAppender<AgentRow>> = None;
-    let mut queue = todo.iter().copied();
-    let mut slots: Vec<Option<Slot>> = (0..lanes).map(|_| None).collect();
-    let mut finished: BTreeMap<u32, AgentRow> = BTreeMap::new();
-    let mut written = 0usize;
-    loop {
-        for (slot, env) in slots.iter_mut().zip(envs.iter_mut()) {
-            if slot.is_none() {
-                if let Some(episode) = queue.next() {
-                    progress.running(&format!("{what} episode {episode}"));
-                    *slot = Some(start_episode(cell.seed, episode, env)?);
-                }
-            }
-        }
-        if slots.iter().all(Option::is_none) {
-            break;
-        }
-        let chosen = choose_actions(&wrapper, &mut slots, cell.epsilon, actions)?;
-        for ((slot, env), action) in slots.iter_mut().zip(envs.iter_mut()).zip(chosen) {
-            let Some(s) = slot.as_mut() else { continue };
-            let step = env.step(action.expect("an action for every episode in play"));
-            s.score += step.score;
-            s.agent_steps += 1;
-            progress.frames(step.frames as u64);
-            if !(step.game_over || step.truncated) {
-                s.obs = step.obs;
-                continue;
-            }
-            let frames = env.episode_frames();
-            let row = AgentRow {
-                episode: s.episode,
-                episode_return: s.score,
-                frames,
-                agent_steps: s.agent_steps,
-                truncated: step.truncated,
-                ..row_template.clone()
-            };
-            progress.episode_done(
-                &format!("{what} episode {}", s.episode),
-                s.score,
-                frames,
-                s.start.elapsed().as_secs_f64(),
-            );
-            finished.insert(s.episode, row);
-            *slot = None;
-        }
-        while let Some(row) = todo.get(written).and_then(|e| finished.remove(e)) {
-            if sink.is_none() {
-                sink = Some(CsvAppender::open(path, &row)?);
-            }
-            sink.as_mut().expect("opened above").append(&row)?;
-            written += 1;
-        }
-    }
+    let mut play = AgentPlay {
+        cell,
+        template: template(cell, &checkpoint_name, &wrapper),
+        wrapper,
+        path,
+        sink: None,
+        progress,
+        what: format!(
+            "{} {} {} lambda {}",
+            cell.game.name(),
+            cell.defense.label(),
+            cell.attack_name(),
+            cell.lambda()
+        ),
+    };
+    play_lockstep(&mut envs, &todo, &mut play)?;
     Ok(todo.len() as u64)
-}
-
-/// Starts `episode` of a cell seeded `cell_seed` on `env`.
-fn start_episode(cell_seed: u64, episode: u32, env: &mut AtariEnv) -> Result<Slot> {
-    let episode_seed = derive(cell_seed, "episode", episode as u64);
-    let obs = env.reset(derive(episode_seed, "env", 0))?;
-    Ok(Slot {
-        episode,
-        obs,
-        explore: ChaCha8Rng::seed_from_u64(derive(episode_seed, "explore", 0)),
-        defense: DefenseRng::seed_from_u64(derive(episode_seed, "defense", 0)),
-        score: 0.0,
-        agent_steps: 0,
-        start: Instant::now(),
-    })
-}
-
-/// Each episode in play's action (epsilon-greedy, as [`super::episode::EpsilonGreedy`]
-/// draws): the greedy ones from one batched [`PolicyWrapper::act_rows`].
-fn choose_actions(
-    wrapper: &PolicyWrapper,
-    slots: &mut [Option<Slot>],
-    epsilon: f64,
-    actions: usize,
-) -> Result<Vec<Option<usize>>> {
-    let mut chosen: Vec<Option<usize>> = vec![None; slots.len()];
-    let mut greedy = Vec::new();
-    for (i, s) in slots.iter_mut().enumerate() {
-        let Some(s) = s else { continue };
-        if s.explore.gen::<f64>() < epsilon {
-            chosen[i] = Some(s.explore.gen_range(0..actions));
-        } else {
-            greedy.push(i);
-        }
-    }
-    if greedy.is_empty() {
-        return Ok(chosen);
-    }
-    let mut pixels_all = Vec::with_capacity(greedy.len() * 4 * 84 * 84);
-    let mut rngs = Vec::with_capacity(greedy.len());
-    for &i in &greedy {
-        let s = slots[i].as_ref().expect("a greedy episode is in play");
-        pixels_all.extend_from_slice(pixels(&s.obs)?);
-        rngs.push(s.defense.clone());
-    }
-    let x = Tensor::from_slice(&pixels_all).view([greedy.len() as i64, 4, 84, 84]);
-    let acts = wrapper.act_rows(&x, &mut rngs);
-    for ((&i, rng), a) in greedy.iter().zip(rngs).zip(acts) {
-        slots[i].as_mut().expect("in play").defense = rng;
-        chosen[i] = Some(a as usize);
-    }
-    Ok(chosen)
 }

@@ -2,13 +2,12 @@
 //! `(mean - random) / (dense_clean - random)` (DESIGN section 7).
 
 use std::collections::HashSet;
-use std::time::Instant;
 
-use anyhow::Result;
-use rand::SeedableRng;
+use anyhow::{bail, Result};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::episode::{play, Episode, RandomPolicy};
+use super::episode::{play_lockstep, Finished, Lane, Lockstep};
 use crate::env::{AtariEnv, ClassicEnv, Environment, Mode};
 use crate::manifest::{Cell, GameId, PolicyKind};
 use crate::progress::Progress;
@@ -38,24 +37,61 @@ pub fn make_env(cell: &Cell) -> Result<Box<dyn Environment>> {
     })
 }
 
-/// Plays one episode of a random policy. The episode depends only on the environment's
-/// settings and `episode_seed`.
-pub fn play_random_episode(env: &mut dyn Environment, episode_seed: u64) -> Result<Episode> {
-    let mut policy = RandomPolicy(ChaCha8Rng::seed_from_u64(seed::derive(
-        episode_seed,
-        "policy",
-        0,
-    )));
-    play(
-        env,
-        seed::derive(episode_seed, "env", 0),
-        &mut policy,
-        |_| {},
-    )
+/// Uniformly random actions, each episode from its own generator, and where the rows go.
+struct RandomPlay<'a> {
+    cell: &'a Cell,
+    job: &'a str,
+    sink: &'a mut CsvAppender<EpisodeRow>,
+    progress: &'a mut Progress,
+    what: String,
+}
+
+impl Lockstep for RandomPlay<'_> {
+    type State = ChaCha8Rng;
+
+    /// The episode depends only on the environment's settings and the cell's seed.
+    fn start(&mut self, episode: u32) -> (u64, ChaCha8Rng) {
+        self.progress
+            .running(&format!("{} episode {episode}", self.what));
+        let episode_seed = seed::derive(self.cell.seed, "episode", episode as u64);
+        let policy = ChaCha8Rng::seed_from_u64(seed::derive(episode_seed, "policy", 0));
+        (seed::derive(episode_seed, "env", 0), policy)
+    }
+
+    fn actions(&mut self, lanes: &mut [Lane<ChaCha8Rng>], actions: usize) -> Result<Vec<usize>> {
+        Ok(lanes
+            .iter_mut()
+            .map(|lane| lane.state.gen_range(0..actions))
+            .collect())
+    }
+
+    fn finished(&mut self, done: Finished<ChaCha8Rng>) -> Result<()> {
+        let (cell, ep) = (self.cell, done.result);
+        self.sink.append(&EpisodeRow {
+            job: self.job.to_owned(),
+            family: cell.game.family(),
+            game: cell.game.name().to_owned(),
+            preset: cell.preset_name().to_owned(),
+            seed: cell.seed,
+            policy: cell.policy,
+            episode: done.episode,
+            episode_return: ep.score,
+            frames: ep.frames,
+            truncated: ep.truncated,
+        })?;
+        self.progress.episode_done(
+            &format!("{} episode {}", self.what, done.episode),
+            ep.score,
+            ep.frames,
+            done.seconds,
+        );
+        Ok(())
+    }
 }
 
 /// Plays the cell's episodes that are not in `done`, appending one row each (labelled with
-/// `job`); returns how many it played.
+/// `job`); returns how many it played. One environment suffices: random actions need no
+/// batched forward.
 pub fn run_cell(
     cell: &Cell,
     job: &str,
@@ -63,40 +99,23 @@ pub fn run_cell(
     sink: &mut CsvAppender<EpisodeRow>,
     progress: &mut Progress,
 ) -> Result<u64> {
+    if cell.policy != PolicyKind::Random {
+        bail!("agent episodes run in agent cells");
+    }
     let todo: Vec<u32> = (0..cell.episodes)
         .filter(|&e| !done.contains(&row_key(cell, e)))
         .collect();
     if todo.is_empty() {
         return Ok(0);
     }
-    let mut env = make_env(cell)?;
-    let what = format!("{} {} s{}", cell.game.name(), cell.preset_name(), cell.seed);
-    for &episode in &todo {
-        progress.running(&format!("{what} episode {episode}"));
-        let start = Instant::now();
-        let episode_seed = seed::derive(cell.seed, "episode", episode as u64);
-        let ep = match cell.policy {
-            PolicyKind::Random => play_random_episode(env.as_mut(), episode_seed)?,
-            PolicyKind::Agent => anyhow::bail!("agent episodes run in agent cells"),
-        };
-        sink.append(&EpisodeRow {
-            job: job.to_owned(),
-            family: cell.game.family(),
-            game: cell.game.name().to_owned(),
-            preset: cell.preset_name().to_owned(),
-            seed: cell.seed,
-            policy: cell.policy,
-            episode,
-            episode_return: ep.score,
-            frames: ep.frames,
-            truncated: ep.truncated,
-        })?;
-        progress.episode_done(
-            &format!("{what} episode {episode}"),
-            ep.score,
-            ep.frames,
-            start.elapsed().as_secs_f64(),
-        );
-    }
+    let mut envs = vec![make_env(cell)?];
+    let mut play = RandomPlay {
+        cell,
+        job,
+        sink,
+        progress,
+        what: format!("{} {} s{}", cell.game.name(), cell.preset_name(), cell.seed),
+    };
+    play_lockstep(&mut envs, &todo, &mut play)?;
     Ok(todo.len() as u64)
 }

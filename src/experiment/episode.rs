@@ -1,5 +1,14 @@
-//! The one episode loop: whole games played by a [`Policy`], for random baselines, agents
-//! under attack and the evaluation phases of training.
+//! The one episode loop: whole games played in lockstep by a [`Lockstep`] policy, for random
+//! baselines, agents under attack and the evaluation phases of training.
+//!
+//! Up to one episode per environment is in play at a time; at every step the policy chooses
+//! the actions of all of them at once (one batched forward for a network). Each episode owns
+//! its state (its generators), made from its index alone by [`Lockstep::start`], so what it
+//! does is the same whatever ran beside it, and finished episodes are handed back in episode
+//! order whatever order they ended in.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 use anyhow::{bail, Result};
 use rand::Rng;
@@ -8,56 +17,18 @@ use tch::Tensor;
 
 use crate::env::{Environment, Observation, Step};
 
-/// Chooses an action for each observation of an episode.
-pub trait Policy {
-    /// The index of the action to take on `obs`, among `actions`.
-    fn action(&mut self, obs: &Observation, actions: usize) -> Result<usize>;
-}
-
-/// Uniformly random actions from its own generator.
-pub struct RandomPolicy(pub ChaCha8Rng);
-
-impl Policy for RandomPolicy {
-    fn action(&mut self, _obs: &Observation, actions: usize) -> Result<usize> {
-        Ok(self.0.gen_range(0..actions))
-    }
-}
-
-/// With probability `epsilon` a uniformly random action, else the `greedy` rule's; both
-/// draws come from `rng` (the probability first, then the action when exploring).
-pub struct EpsilonGreedy<G> {
-    /// The exploration generator.
-    pub rng: ChaCha8Rng,
-    /// Probability of a random action.
-    pub epsilon: f64,
-    /// The greedy action of an observation.
-    pub greedy: G,
-}
-
-impl<G: FnMut(&Observation) -> Result<usize>> Policy for EpsilonGreedy<G> {
-    fn action(&mut self, obs: &Observation, actions: usize) -> Result<usize> {
-        if self.rng.gen::<f64>() < self.epsilon {
-            Ok(self.rng.gen_range(0..actions))
-        } else {
-            (self.greedy)(obs)
-        }
-    }
-}
-
-/// An observation as a batch of one, shaped `shape` (its first dimension 1).
-pub fn observation_tensor(obs: &Observation, shape: &[i64]) -> Tensor {
-    match obs {
-        Observation::Pixels(v) => Tensor::from_slice(v).view(shape),
-        Observation::Features(v) => Tensor::from_slice(v).view(shape),
-    }
-}
-
-/// An Atari observation's pixels, or an error naming what came instead.
-pub fn pixels(obs: &Observation) -> Result<&[u8]> {
-    match obs {
-        Observation::Pixels(p) => Ok(p),
-        Observation::Features(_) => bail!("an Atari environment returned features, not pixels"),
-    }
+/// One episode in play: its index, its latest observation and the policy's state for it.
+pub struct Lane<S> {
+    /// The episode's index in its cell.
+    pub episode: u32,
+    /// What the policy acts on next.
+    pub obs: Observation,
+    /// The policy's own state for this episode (its generators).
+    pub state: S,
+    env: usize,
+    score: f64,
+    agent_steps: u64,
+    started: Instant,
 }
 
 /// One finished episode.
@@ -73,30 +44,194 @@ pub struct Episode {
     pub truncated: bool,
 }
 
-/// Plays one whole game from `env.reset(reset_seed)` until it is over or cut (a lost life
-/// never ends it here); `on_step` sees every step.
-pub fn play(
-    env: &mut dyn Environment,
-    reset_seed: u64,
-    policy: &mut impl Policy,
-    mut on_step: impl FnMut(&Step),
-) -> Result<Episode> {
-    let mut obs = env.reset(reset_seed)?;
-    let (mut score, mut agent_steps) = (0.0, 0u64);
-    loop {
-        let action = policy.action(&obs, env.num_actions())?;
-        let step = env.step(action);
-        score += step.score;
-        agent_steps += 1;
-        on_step(&step);
-        if step.game_over || step.truncated {
-            return Ok(Episode {
-                score,
-                frames: env.episode_frames(),
-                agent_steps,
-                truncated: step.truncated,
-            });
-        }
-        obs = step.obs;
+/// A finished episode with its index, its policy state and its wall time.
+pub struct Finished<S> {
+    /// The episode's index in its cell.
+    pub episode: u32,
+    /// What it scored and how long it ran.
+    pub result: Episode,
+    /// The policy's state for it, as it ended.
+    pub state: S,
+    /// Wall seconds from its reset to its end.
+    pub seconds: f64,
+}
+
+/// A policy that plays several episodes at once, and what is done with them.
+pub trait Lockstep {
+    /// The policy's state for one episode.
+    type State;
+    /// Starts `episode`: the seed its environment resets with, and its state.
+    fn start(&mut self, episode: u32) -> (u64, Self::State);
+    /// The action of every lane, in the lanes' order (indices into `actions` actions).
+    fn actions(&mut self, lanes: &mut [Lane<Self::State>], actions: usize) -> Result<Vec<usize>>;
+    /// Sees every step of every episode (progress).
+    fn step(&mut self, _step: &Step) {}
+    /// Takes a finished episode; called in the order of the episodes given to
+    /// [`play_lockstep`].
+    fn finished(&mut self, done: Finished<Self::State>) -> Result<()>;
+}
+
+/// Plays `episodes` with `policy`, one in play per environment of `envs`, each from
+/// `env.reset(seed)` until the game is over or cut (a lost life never ends it here).
+pub fn play_lockstep<P: Lockstep>(
+    envs: &mut [Box<dyn Environment>],
+    episodes: &[u32],
+    policy: &mut P,
+) -> Result<()> {
+    if envs.is_empty() && !episodes.is_empty() {
+        bail!("no environment to play {} episodes on", episodes.len());
     }
+    let mut queue = episodes.iter().copied();
+    let mut lanes: Vec<Lane<P::State>> = Vec::with_capacity(envs.len());
+    for (env, episode) in (0..envs.len()).zip(queue.by_ref()) {
+        lanes.push(start(envs, env, episode, policy)?);
+    }
+    let mut finished: BTreeMap<u32, Finished<P::State>> = BTreeMap::new();
+    let mut handed = 0usize;
+    while !lanes.is_empty() {
+        let n = envs[lanes[0].env].num_actions();
+        let chosen = policy.actions(&mut lanes, n)?;
+        if chosen.len() != lanes.len() {
+            bail!("{} actions for {} episodes", chosen.len(), lanes.len());
+        }
+        let mut i = 0;
+        for action in chosen {
+            let lane = &mut lanes[i];
+            let env = &mut envs[lane.env];
+            let step = env.step(action);
+            policy.step(&step);
+            lane.score += step.score;
+            lane.agent_steps += 1;
+            if !(step.game_over || step.truncated) {
+                lane.obs = step.obs;
+                i += 1;
+                continue;
+            }
+            let result = Episode {
+                score: lane.score,
+                frames: env.episode_frames(),
+                agent_steps: lane.agent_steps,
+                truncated: step.truncated,
+            };
+            let env = lane.env;
+            let ended = match queue.next() {
+                Some(next) => {
+                    i += 1;
+                    std::mem::replace(&mut lanes[i - 1], start(envs, env, next, policy)?)
+                }
+                None => lanes.remove(i),
+            };
+            finished.insert(
+                ended.episode,
+                Finished {
+                    episode: ended.episode,
+                    result,
+                    seconds: ended.started.elapsed().as_secs_f64(),
+                    state: ended.state,
+                },
+            );
+        }
+        while let Some(done) = episodes.get(handed).and_then(|e| finished.remove(e)) {
+            policy.finished(done)?;
+            handed += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Resets environment `env` for `episode`.
+fn start<P: Lockstep>(
+    envs: &mut [Box<dyn Environment>],
+    env: usize,
+    episode: u32,
+    policy: &mut P,
+) -> Result<Lane<P::State>> {
+    let (seed, state) = policy.start(episode);
+    let started = Instant::now();
+    let obs = envs[env].reset(seed)?;
+    Ok(Lane {
+        episode,
+        obs,
+        state,
+        env,
+        score: 0.0,
+        agent_steps: 0,
+        started,
+    })
+}
+
+/// Epsilon-greedy choices for `lanes`: each lane's `explore(state)` generator draws the
+/// probability first, then the action when exploring. Returns the actions chosen so far
+/// (`None` where the greedy action is wanted) and the indices of those lanes.
+pub fn explore<S>(
+    lanes: &mut [Lane<S>],
+    epsilon: f64,
+    actions: usize,
+    explore: impl Fn(&mut S) -> &mut ChaCha8Rng,
+) -> (Vec<Option<usize>>, Vec<usize>) {
+    let mut chosen = vec![None; lanes.len()];
+    let mut greedy = Vec::new();
+    for (i, lane) in lanes.iter_mut().enumerate() {
+        let rng = explore(&mut lane.state);
+        if rng.gen::<f64>() < epsilon {
+            chosen[i] = Some(rng.gen_range(0..actions));
+        } else {
+            greedy.push(i);
+        }
+    }
+    (chosen, greedy)
+}
+
+/// The observations of `lanes[i]` for `i` in `which`, as one batch shaped
+/// `[which.len(), shape...]`: bytes for pixels, floats for features.
+pub fn batch_of<S>(lanes: &[Lane<S>], which: &[usize], shape: &[i64]) -> Result<Tensor> {
+    let dims: Vec<i64> = std::iter::once(which.len() as i64)
+        .chain(shape.iter().copied())
+        .collect();
+    match lanes
+        .get(which.first().copied().unwrap_or(usize::MAX))
+        .map(|l| &l.obs)
+    {
+        Some(Observation::Pixels(_)) => {
+            let mut all = Vec::new();
+            for &i in which {
+                all.extend_from_slice(pixels(&lanes[i].obs)?);
+            }
+            Ok(Tensor::from_slice(&all).view(dims.as_slice()))
+        }
+        Some(Observation::Features(_)) => {
+            let mut all = Vec::new();
+            for &i in which {
+                match &lanes[i].obs {
+                    Observation::Features(f) => all.extend_from_slice(f),
+                    Observation::Pixels(_) => bail!("an environment mixed pixels and features"),
+                }
+            }
+            Ok(Tensor::from_slice(&all).view(dims.as_slice()))
+        }
+        None => bail!("an empty batch of observations"),
+    }
+}
+
+/// An Atari observation's pixels, or an error naming what came instead.
+pub fn pixels(obs: &Observation) -> Result<&[u8]> {
+    match obs {
+        Observation::Pixels(p) => Ok(p),
+        Observation::Features(_) => bail!("an Atari environment returned features, not pixels"),
+    }
+}
+
+/// Fills `chosen`'s gaps, in order, with `greedy_actions`.
+pub fn fill(
+    chosen: Vec<Option<usize>>,
+    greedy_actions: impl IntoIterator<Item = usize>,
+) -> Vec<usize> {
+    let mut greedy_actions = greedy_actions.into_iter();
+    chosen
+        .into_iter()
+        .map(|c| {
+            c.or_else(|| greedy_actions.next())
+                .expect("one greedy action per lane without an exploring one")
+        })
+        .collect()
 }

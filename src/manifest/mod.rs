@@ -43,7 +43,7 @@ pub use cifar_eval::CifarEvalJob;
 pub use ddqn::{DdqnSettings, OptimizerKind, PeriodUnit};
 pub use error::{did_you_mean, ManifestError};
 pub use eval::{Cell, EvalJob};
-pub use grid::AgentEval;
+pub use grid::{AgentEval, DEFAULT_PARALLEL_EPISODES};
 pub use plan::{
     AgentCell, CellKind, CifarEvalCell, CifarTrainCell, NetworkSource, PlanCell, Stage,
 };

@@ -12,10 +12,14 @@ use tch::{Device, Tensor};
 use super::checkpoint::{CheckpointInfo, RngRecord, SlotRecord};
 use super::{make_env, FINAL};
 use crate::defense::DefensePoints;
-use crate::env::{Environment, Mode, Observation};
-use crate::experiment::episode::{observation_tensor, play, EpsilonGreedy};
+use crate::env::{Environment, Mode};
+use crate::experiment::episode::{
+    batch_of, explore, fill, play_lockstep, Finished, Lane, Lockstep,
+};
 use crate::manifest::TrainCell;
+use crate::manifest::DEFAULT_PARALLEL_EPISODES;
 use crate::nn::checkpoint::CheckpointFolder;
+use crate::nn::Model;
 use crate::progress::TrainProgress;
 use crate::record::CsvAppender;
 use crate::runtime::{EpisodeEnd, Frame, Hooks, LearnerState, SlotState, StepContext};
@@ -75,7 +79,8 @@ pub(super) struct CellHooks<'a> {
     pub(super) eval_sink: CsvAppender<TrainEvalRow>,
     pub(super) games: u64,
     pub(super) window: Window,
-    pub(super) eval_env: Option<Box<dyn Environment>>,
+    /// The evaluation phases' environments, one per episode in lockstep (made on first use).
+    pub(super) eval_envs: Vec<Box<dyn Environment>>,
     pub(super) last_eval_mean: Option<f64>,
     pub(super) progress: TrainProgress,
 }
@@ -85,52 +90,44 @@ impl CellHooks<'_> {
         self.cell.job.preset.map_or("none", |p| p.name()).to_owned()
     }
 
-    /// Plays the evaluation episodes with the online network and `eval_epsilon`.
+    /// Plays the evaluation episodes with the online network and `eval_epsilon`, up to
+    /// [`DEFAULT_PARALLEL_EPISODES`] in lockstep (one batched forward per step); episode
+    /// `e` of a phase depends only on the cell's seed, the phase's step and `e`.
     pub(super) fn evaluate<T: Frame>(&mut self, learner: &LearnerState<T>) -> Result<()> {
         let job = &self.cell.job;
-        let preset = self.preset();
         if job.eval_episodes == 0 {
             return Ok(());
         }
-        if self.eval_env.is_none() {
+        let lanes = job.eval_episodes.min(DEFAULT_PARALLEL_EPISODES) as usize;
+        while self.eval_envs.len() < lanes {
             let seed = derive(self.cell.seed, "eval-ale", 0);
-            self.eval_env = Some(make_env(self.cell, Mode::Eval, seed)?);
+            self.eval_envs.push(make_env(self.cell, Mode::Eval, seed)?);
         }
-        let env = self.eval_env.as_mut().expect("built above");
         let model = &learner.ddqn.online;
-        let shape: Vec<i64> = std::iter::once(1).chain(model.arch.input_shape()).collect();
-        let epsilon = job.ddqn.eval_epsilon;
-        let phase = derive(self.cell.seed, "eval", learner.steps);
-        let mut sum = 0.0;
-        for episode in 0..job.eval_episodes {
-            let mut policy = EpsilonGreedy {
-                rng: ChaCha8Rng::seed_from_u64(derive(phase, "explore", episode as u64)),
-                epsilon,
-                greedy: |obs: &Observation| {
-                    let x = observation_tensor(obs, &shape).to(model.device());
-                    let q = tch::no_grad(|| model.forward(&x, false, &mut DefensePoints::dense()));
-                    Ok(q.argmax(1, false).int64_value(&[0]) as usize)
-                },
-            };
-            let reset = derive(phase, "episode", episode as u64);
-            let ep = play(env.as_mut(), reset, &mut policy, |_| {})?;
-            let (ret, length, truncated) = (ep.score, ep.agent_steps, ep.truncated);
-            sum += ret;
-            self.eval_sink.append(&TrainEvalRow {
+        let mut play = EvalPlay {
+            model,
+            shape: model.arch.input_shape(),
+            epsilon: job.ddqn.eval_epsilon,
+            phase: derive(self.cell.seed, "eval", learner.steps),
+            sum: 0.0,
+            template: TrainEvalRow {
                 family: job.family,
                 game: self.cell.game.name().into(),
-                preset: preset.clone(),
+                preset: self.preset(),
                 seed: self.cell.seed,
                 step: learner.steps,
                 frames: learner.steps * job.frame_skip(),
-                episode,
-                episode_return: ret,
-                length,
-                epsilon,
-                truncated,
-            })?;
-        }
-        let mean = sum / job.eval_episodes as f64;
+                episode: 0,
+                episode_return: 0.0,
+                length: 0,
+                epsilon: job.ddqn.eval_epsilon,
+                truncated: false,
+            },
+            sink: &mut self.eval_sink,
+        };
+        let episodes: Vec<u32> = (0..job.eval_episodes).collect();
+        play_lockstep(&mut self.eval_envs[..lanes], &episodes, &mut play)?;
+        let mean = play.sum / job.eval_episodes as f64;
         self.last_eval_mean = Some(mean);
         self.progress
             .evaluated(learner.steps * job.frame_skip(), mean);
@@ -185,6 +182,56 @@ impl CellHooks<'_> {
         // The description last: a checkpoint counts only once it is there; older ones go
         // (their replay can take gigabytes).
         folder.commit(step, &info)?;
+        Ok(())
+    }
+}
+
+/// The online network, epsilon-greedy, in an evaluation phase; one row per episode.
+struct EvalPlay<'a> {
+    model: &'a Model,
+    shape: Vec<i64>,
+    epsilon: f64,
+    /// The phase's seed: episode `e` resets and explores from it and `e`.
+    phase: u64,
+    sum: f64,
+    template: TrainEvalRow,
+    sink: &'a mut CsvAppender<TrainEvalRow>,
+}
+
+impl Lockstep for EvalPlay<'_> {
+    type State = ChaCha8Rng;
+
+    fn start(&mut self, episode: u32) -> (u64, ChaCha8Rng) {
+        let explore = ChaCha8Rng::seed_from_u64(derive(self.phase, "explore", episode as u64));
+        (derive(self.phase, "episode", episode as u64), explore)
+    }
+
+    fn actions(&mut self, lanes: &mut [Lane<ChaCha8Rng>], actions: usize) -> Result<Vec<usize>> {
+        let (chosen, greedy) = explore(lanes, self.epsilon, actions, |rng| rng);
+        if greedy.is_empty() {
+            return Ok(fill(chosen, []));
+        }
+        let x = batch_of(lanes, &greedy, &self.shape)?.to(self.model.device());
+        let q = tch::no_grad(|| {
+            self.model
+                .forward(&x, false, &mut DefensePoints::dense())
+                .argmax(1, false)
+                .to(Device::Cpu)
+        });
+        let best = Vec::<i64>::try_from(&q).context("reading the greedy actions")?;
+        Ok(fill(chosen, best.into_iter().map(|a| a as usize)))
+    }
+
+    fn finished(&mut self, done: Finished<ChaCha8Rng>) -> Result<()> {
+        let ep = done.result;
+        self.sum += ep.score;
+        self.sink.append(&TrainEvalRow {
+            episode: done.episode,
+            episode_return: ep.score,
+            length: ep.agent_steps,
+            truncated: ep.truncated,
+            ..self.template.clone()
+        })?;
         Ok(())
     }
 }

@@ -194,7 +194,7 @@ fn run_typed<T: Frame>(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome>
         eval_sink: CsvAppender::open(&eval_path, &TrainEvalRow::sample())?,
         games: kept_games as u64,
         window,
-        eval_env: None,
+        eval_envs: Vec::new(),
         last_eval_mean: None,
         progress: TrainProgress::new(
             &id,

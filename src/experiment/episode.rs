@@ -235,3 +235,99 @@ pub fn fill(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::EnvError;
+    use rand::SeedableRng;
+
+    /// A game whose episode lasts as long as its reset seed says, scoring each action taken.
+    struct Countdown {
+        left: u64,
+        frames: u64,
+    }
+
+    impl Environment for Countdown {
+        fn reset(&mut self, seed: u64) -> Result<Observation, EnvError> {
+            (self.left, self.frames) = (1 + seed % 7, 0);
+            Ok(Observation::Features(vec![self.left as f32]))
+        }
+        fn step(&mut self, action: usize) -> Step {
+            self.left -= 1;
+            self.frames += 2;
+            Step {
+                obs: Observation::Features(vec![self.left as f32]),
+                reward: 0.0,
+                score: action as f64,
+                terminated: self.left == 0,
+                truncated: false,
+                game_over: self.left == 0,
+                lives: 0,
+                frames: 2,
+            }
+        }
+        fn num_actions(&self) -> usize {
+            5
+        }
+        fn observation_shape(&self) -> Vec<usize> {
+            vec![1]
+        }
+        fn episode_frames(&self) -> u64 {
+            self.frames
+        }
+    }
+
+    /// Random actions from each episode's own generator; records what finishes.
+    struct Recorder(Vec<(u32, Episode)>);
+
+    impl Lockstep for Recorder {
+        type State = ChaCha8Rng;
+        fn start(&mut self, episode: u32) -> (u64, ChaCha8Rng) {
+            (
+                episode as u64 * 3,
+                ChaCha8Rng::seed_from_u64(episode as u64),
+            )
+        }
+        fn actions(&mut self, lanes: &mut [Lane<ChaCha8Rng>], n: usize) -> Result<Vec<usize>> {
+            Ok(lanes.iter_mut().map(|l| l.state.gen_range(0..n)).collect())
+        }
+        fn finished(&mut self, done: Finished<ChaCha8Rng>) -> Result<()> {
+            self.0.push((done.episode, done.result));
+            Ok(())
+        }
+    }
+
+    fn played(lanes: usize, episodes: &[u32]) -> Vec<(u32, Episode)> {
+        let mut envs: Vec<Box<dyn Environment>> = (0..lanes)
+            .map(|_| Box::new(Countdown { left: 0, frames: 0 }) as Box<dyn Environment>)
+            .collect();
+        let mut rec = Recorder(Vec::new());
+        play_lockstep(&mut envs, episodes, &mut rec).unwrap();
+        rec.0
+    }
+
+    #[test]
+    fn episodes_finish_in_their_given_order_with_the_same_results_for_any_number_of_lanes() {
+        let episodes = [0, 1, 2, 4, 5, 6, 7, 9, 10, 11];
+        let one = played(1, &episodes);
+        let order: Vec<u32> = one.iter().map(|(e, _)| *e).collect();
+        assert_eq!(order, episodes);
+        // Lengths differ (1 + 3e mod 7 steps), so lanes finish out of order.
+        let lengths: std::collections::BTreeSet<u64> =
+            one.iter().map(|(_, r)| r.agent_steps).collect();
+        assert!(lengths.len() > 3, "{lengths:?}");
+        assert!(one.iter().all(|(_, r)| r.frames == 2 * r.agent_steps));
+        for lanes in [2, 3, 8, 16] {
+            assert_eq!(played(lanes, &episodes), one, "{lanes} lanes");
+        }
+    }
+
+    #[test]
+    fn playing_no_episodes_does_nothing_and_episodes_without_environments_are_refused() {
+        assert!(played(3, &[]).is_empty());
+        let mut rec = Recorder(Vec::new());
+        let err = play_lockstep(&mut [], &[0], &mut rec).unwrap_err();
+        assert!(err.to_string().contains("no environment"), "{err}");
+    }
+}

@@ -137,7 +137,7 @@ fn shim_string(f: unsafe extern "C" fn(*mut c_char, usize)) -> String {
 }
 
 /// The CPU's model name.
-fn cpu_model() -> String {
+pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

@@ -9,6 +9,8 @@ fn sap(args: &[&str], cwd: &Path) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("SAP_LOG", "warn")
+        // A rates file the user saved must not change what `sap plan` prints here.
+        .env("XDG_CACHE_HOME", "/nonexistent/sap-test-cache")
         .output()
         .expect("sap runs")
 }
@@ -359,7 +361,7 @@ fn validate_and_plan_describe_the_quickstart_cells() {
     );
     let out = sap(&["plan", q.to_str().unwrap()], tmp.path());
     let plan = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(plan.lines().count(), 18, "{plan}");
+    assert_eq!(plan.lines().count(), 19, "{plan}");
     assert!(
         plan.starts_with(
             "   0  train-000-CartPole-none-s2018: train 20000 frames (20000 agent steps)"
@@ -407,6 +409,87 @@ fn validate_and_plan_describe_the_quickstart_cells() {
         line(17),
         "CIFAR-10: 7680 training images (SGD passes), 10.0k image passes in evaluation",
         "{plan}"
+    );
+    assert!(
+        line(18).starts_with("no CPU-time estimates: `sap bench rates` measures"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn plan_estimates_cpu_time_from_a_rates_file_and_names_a_damaged_one() {
+    use sap_harness::bench::rates::{Cost, NetworkCosts, Rates};
+    let tmp = tempfile::tempdir().unwrap();
+    let q = quickstart();
+    let cost = Cost {
+        fixed_s: 1e-3,
+        per_row_s: 2e-3,
+    };
+    let net = NetworkCosts {
+        batch: 32,
+        dense_forward: cost,
+        dense_gradient: cost,
+        sap_forward: cost,
+        sap_gradient: cost,
+        other_forward: cost,
+        other_gradient: cost,
+        train: cost,
+    };
+    let rates = Rates {
+        measured: "2026-01-01 00:00 UTC".into(),
+        cpu: "test CPU".into(),
+        emulator_frame_s: 1e-4,
+        nature_cnn: net,
+        resnet20: net,
+    };
+    let path = tmp.path().join("rates.toml");
+    rates.save(&path).unwrap();
+    let out = sap(
+        &[
+            "plan",
+            q.to_str().unwrap(),
+            "--rates",
+            path.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{plan}");
+    let agent = plan.lines().nth(10).unwrap();
+    assert!(
+        agent.contains("agent-010") && agent.contains(" CPU  (after 1)"),
+        "{plan}"
+    );
+    // The sums themselves are checked in tests/rates.rs.
+    assert!(
+        plan.contains("estimated CPU time: ~")
+            && plan.contains(" evaluation) (3 classic-control or glyph cells without an estimate)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("at 2026-01-01 00:00 UTC on test CPU"),
+        "{plan}"
+    );
+
+    std::fs::write(&path, "cpu = [").unwrap();
+    let out = sap(
+        &[
+            "plan",
+            q.to_str().unwrap(),
+            "--rates",
+            path.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success());
+    assert!(
+        err.contains(path.to_str().unwrap()) && err.contains("`sap bench rates` writes a new one"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
     );
 }
 

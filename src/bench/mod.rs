@@ -4,7 +4,8 @@
 //! `sap bench grid` (an agent cell's steps/s with 1 and 16 episodes in lockstep),
 //! `sap bench jobs` (cells per hour with one and with N local jobs) and `sap bench cifar`
 //! (ResNet-20 training with the batch pipeline against batches made beforehand) and
-//! `sap bench reproducible` (the cost of the reproducible mode).
+//! `sap bench reproducible` (the cost of the reproducible mode); `sap bench rates` measures
+//! and saves the CPU costs `sap plan` estimates cells' CPU time from.
 
 pub mod cifar;
 pub mod ddqn;
@@ -12,6 +13,7 @@ pub mod defense;
 pub mod env;
 pub mod grid;
 pub mod jobs;
+pub mod rates;
 pub mod reproducible;
 
 pub use cifar::{bench_cifar, bench_cifar_eval, CifarBench, EvalRate};
@@ -20,4 +22,5 @@ pub use defense::{bench_defense, pytorch_reference, DefenseBench, ReferenceTimin
 pub use env::{bench_env, EnvBench};
 pub use grid::{bench_grid, GridBench};
 pub use jobs::{bench_jobs, JobsBench};
+pub use rates::Rates;
 pub use reproducible::{bench_reproducible, ReproducibleBench};

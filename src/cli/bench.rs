@@ -35,6 +35,9 @@ pub enum BenchTarget {
     /// The cost of the reproducible mode: dense and SAP-100 forwards and Double DQN updates,
     /// each round in a child with the default kernels and one in the reproducible mode.
     Reproducible,
+    /// This machine's CPU cost of emulator frames and of Nature CNN and ResNet-20 passes
+    /// under each kind of defense, saved (`--out`) for `sap plan`'s CPU-time estimates.
+    Rates,
 }
 
 /// Measure throughput; prints ratios measured side by side in one run.
@@ -79,6 +82,10 @@ pub struct BenchArgs {
     /// part).
     #[arg(long, default_value_t = 200)]
     pub eval_images: u32,
+    /// Where to save the rates (`rates`; default: the file `sap plan` reads,
+    /// `$XDG_CACHE_HOME/sap-harness/rates.toml` or `~/.cache/sap-harness/rates.toml`).
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
     /// Internal (`reproducible`): measure once in this mode and print the rates.
     #[arg(long, hide = true)]
     pub child_mode: Option<crate::bench::reproducible::Mode>,
@@ -94,6 +101,7 @@ pub(super) fn run(args: BenchArgs) -> Result<ExitCode> {
         BenchTarget::Cifar => cifar(args)?,
         BenchTarget::Reproducible => reproducible(args)?,
         BenchTarget::Defense => defense(args)?,
+        BenchTarget::Rates => rates(args)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -245,6 +253,28 @@ fn grid(args: BenchArgs) -> Result<()> {
          >= 4 against batch-1 passes, the first row)",
         rows[2].max_batch,
         rows[2].steps_per_second() / rows[1].steps_per_second()
+    );
+    Ok(())
+}
+
+/// Measures this machine's rates and saves them where `sap plan` reads them.
+fn rates(args: BenchArgs) -> Result<()> {
+    let BenchArgs { rounds, out, .. } = args;
+    if rounds == 0 {
+        anyhow::bail!("--rounds must be at least 1");
+    }
+    let path = match out {
+        Some(p) => p,
+        None => crate::bench::rates::default_path()
+            .context("neither XDG_CACHE_HOME nor HOME is set: give the rates file with --out")?,
+    };
+    crate::outln!("measuring with one torch thread, best of {rounds} rounds (about a minute)");
+    let rates = crate::bench::rates::measure(rounds)?;
+    rates.save(&path)?;
+    crate::outln!("{}", rates.describe());
+    crate::outln!(
+        "saved to {}; `sap plan` estimates CPU time from it",
+        path.display()
     );
     Ok(())
 }

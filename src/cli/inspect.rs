@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::tables::human;
+use crate::bench::Rates;
 use crate::env::{ale::action_counts, ClassicEnv, ClassicGame, Environment, Game};
 use crate::manifest::{CellKind, Manifest, Stage};
 
@@ -22,6 +23,10 @@ pub struct ValidateArgs {
 pub struct PlanArgs {
     /// The manifest (TOML).
     pub manifest: PathBuf,
+    /// Rates to estimate each cell's CPU time from (written by `sap bench rates`; default:
+    /// the file it saves by default, when there is one).
+    #[arg(long)]
+    pub rates: Option<PathBuf>,
 }
 
 /// `sap validate`: the manifest checked, with its cell counts.
@@ -46,8 +51,16 @@ pub(super) fn validate(args: ValidateArgs) -> Result<ExitCode> {
 
 /// `sap plan`: the numbered cells and their cost bounds.
 pub(super) fn plan(args: PlanArgs) -> Result<ExitCode> {
-    let PlanArgs { manifest } = args;
+    let PlanArgs { manifest, rates } = args;
     let (m, warnings) = Manifest::load_for_plan(&manifest)?;
+    let rates = match rates {
+        Some(path) => Some(Rates::load(&path)?),
+        None => match crate::bench::rates::default_path().filter(|p| p.is_file()) {
+            Some(path) => Some(Rates::load(&path)?),
+            None => None,
+        },
+    };
+    let (mut cpu_train, mut cpu_eval, mut unestimated) = (0f64, 0f64, 0usize);
     for w in &warnings {
         tracing::warn!("{w}\n(`sap plan` lists the cells anyway; `sap validate` and `sap run` refuse the manifest until this is fixed)");
     }
@@ -81,6 +94,18 @@ pub(super) fn plan(args: PlanArgs) -> Result<ExitCode> {
             }
             _ => {}
         }
+        if let Some(r) = &rates {
+            match r.cpu_seconds(c) {
+                Some(s) => {
+                    cost += &format!("; ~{} CPU", duration(s));
+                    match c.stage() {
+                        Stage::Train => cpu_train += s,
+                        Stage::Eval => cpu_eval += s,
+                    }
+                }
+                None => unestimated += 1,
+            }
+        }
         crate::outln!("{:>4}  {}: {}{cost}{deps}", c.index, c.id(), c.describe(&m));
     }
     let train = plan.iter().filter(|c| c.stage() == Stage::Train).count();
@@ -107,6 +132,27 @@ pub(super) fn plan(args: PlanArgs) -> Result<ExitCode> {
             human(eval_passes)
         );
     }
+    match &rates {
+        Some(r) => {
+            let without = if unestimated > 0 {
+                format!(" ({unestimated} classic-control or glyph cells without an estimate)")
+            } else {
+                String::new()
+            };
+            crate::outln!(
+                "estimated CPU time: ~{} in all (~{} training, ~{} evaluation){without}; a bound \
+                 like the frames' (every episode to its cap, no exploring action)\n  {}",
+                duration(cpu_train + cpu_eval),
+                duration(cpu_train),
+                duration(cpu_eval),
+                r.describe()
+            );
+        }
+        None => crate::outln!(
+            "no CPU-time estimates: `sap bench rates` measures this machine's rates once (about \
+             a minute) and `sap plan` uses them"
+        ),
+    }
     if m.reproducible {
         crate::outln!(
             "reproducible mode: cells pin libtorch's kernels to AVX2 with deterministic \
@@ -116,7 +162,19 @@ pub(super) fn plan(args: PlanArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `sap games`.
+/// A CPU time in the largest unit that keeps it above 1: seconds, minutes, hours or days.
+fn duration(seconds: f64) -> String {
+    if seconds < 60.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 3600.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else if seconds < 86_400.0 * 3.0 {
+        format!("{:.1} h", seconds / 3600.0)
+    } else {
+        format!("{:.0} h ({:.0} days)", seconds / 3600.0, seconds / 86_400.0)
+    }
+}
+
 /// `sap games`: every game with its action counts.
 pub(super) fn games() -> Result<ExitCode> {
     crate::outln!(

@@ -10,7 +10,11 @@ use sap_harness::tch::Device;
 /// `sap ARGS` in `cwd`, logging at info level.
 pub fn sap(args: &[&str], cwd: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sap"));
-    c.args(args).current_dir(cwd).env("SAP_LOG", "info");
+    // A rates file the user saved must not change what `sap plan` prints in tests.
+    c.args(args)
+        .current_dir(cwd)
+        .env("SAP_LOG", "info")
+        .env("XDG_CACHE_HOME", "/nonexistent/sap-test-cache");
     c
 }
 

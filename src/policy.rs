@@ -167,6 +167,29 @@ impl PolicyWrapper {
         }
     }
 
+    /// [`PolicyWrapper::classify`] for rows that each draw from their own generator
+    /// (`rngs[b]` for row b; the wrapper's own is not used): row b's attack and probabilities
+    /// are those of a wrapper with generator `rngs[b]` given that example alone.
+    ///
+    /// # Panics
+    /// If `rngs` does not hold one generator per row of `x`.
+    pub fn classify_rows(
+        &self,
+        x: &Tensor,
+        labels: &Tensor,
+        rngs: &mut [DefenseRng],
+    ) -> Classification {
+        let draws = &mut Draws::PerRow(rngs);
+        let inputs = self.net.perturb(draws, x, labels);
+        let probabilities = self
+            .net
+            .average(draws, &inputs, |logits| logits.softmax(-1, Kind::Float));
+        Classification {
+            inputs,
+            probabilities,
+        }
+    }
+
     /// The actions for a batch of observations. With an attack, each observation is first
     /// perturbed against the clean greedy action (cross-entropy of softmax(Q); Huang et al.
     /// 2017), and the agent acts on what the attack returns.

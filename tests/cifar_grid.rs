@@ -124,7 +124,7 @@ fn a_data_path_that_is_not_a_cifar_folder_is_one_error_naming_the_key_and_the_fi
 }
 
 #[test]
-fn an_adv_fraction_outside_0_to_1_and_a_negative_lambda_are_one_error_each() {
+fn an_adv_fraction_outside_0_to_1_a_negative_lambda_and_a_zero_max_batch_are_one_error_each() {
     let tmp = tempfile::tempdir().unwrap();
     fake_cifar(&tmp.path().join("data"));
     let e = parse(
@@ -161,6 +161,16 @@ fn an_adv_fraction_outside_0_to_1_and_a_negative_lambda_are_one_error_each() {
         e.contains(
             "no [[cifar_train]] job is named `resnt`; allowed: resnet; did you mean `resnet`?"
         ),
+        "{e}"
+    );
+    let e = parse(
+        tmp.path(),
+        &GRID.replace("samples = 3", "samples = 3\nmax_batch = 0"),
+    )
+    .unwrap_err();
+    assert!(e.contains("key `cifar_eval[0].max_batch`"), "{e}");
+    assert!(
+        e.contains("0 is not allowed; allowed: an integer >= 1"),
         "{e}"
     );
 }
@@ -601,5 +611,53 @@ fn the_paper_manifest_plans_both_variants_under_three_attacks_once_the_data_is_i
         passes.iter().max(),
         Some(&(10 + 2 * 10 * 20)),
         "SAP under EOT-PGD"
+    );
+}
+
+#[test]
+fn cifar_eval_rows_are_the_same_for_any_batch_size_and_max_batch() {
+    // A random ResNet-20 under SAP-100 (2 samples) and FGSM (2 gradient samples) on 60
+    // synthetic test images, in batches of 60 and of 25 (so 25 + 25 + 10), with the passes
+    // stacked (max_batch 128) and one pass per forward (max_batch 1). Each image draws from
+    // its own stream, so every prediction must be the same.
+    let tmp = tempfile::tempdir().unwrap();
+    sap_harness::tch::manual_seed(5);
+    let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
+    checkpoint::save(&model, &tmp.path().join("net.safetensors")).unwrap();
+    let data = synthetic().to_str().unwrap();
+    let mut tables = Vec::new();
+    for (batch, max_batch) in [(60, 128), (25, 128), (25, 1)] {
+        let name = format!("b{batch}-m{max_batch}");
+        let manifest = format!(
+            "name = \"batches\"\nseed = 2\n[[cifar_eval]]\ndata = \"{data}\"\n\
+             checkpoints = {{ net = \"net.safetensors\" }}\nexamples = 60\n\
+             batch_size = {batch}\nmax_batch = {max_batch}\nsamples = 2\n\
+             defenses = [{{ kind = \"sap\", frac = 1.0 }}]\n\
+             attacks = [{{ kind = \"fgsm\", gradient_samples = 2 }}]\nlambdas = [8]\n"
+        );
+        std::fs::write(tmp.path().join(format!("{name}.toml")), manifest).unwrap();
+        ok(
+            &["run", &format!("{name}.toml"), "--run-id", &name],
+            tmp.path(),
+        );
+        let run = tmp.path().join("results/batches").join(&name);
+        let cell = std::fs::read_dir(run.join("cells"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().contains("fgsm-l8"))
+            .expect("the attacked cell");
+        // The predictions without their batch column.
+        let predictions: Vec<String> = text(&cell.join("predictions.csv"))
+            .lines()
+            .map(|l| l.split_once(',').unwrap().1.to_owned())
+            .collect();
+        tables.push((predictions, text(&run.join("cifar_eval.csv"))));
+    }
+    assert_eq!(tables[0].0.len(), 61, "a header and 60 predictions");
+    assert_eq!(tables[0], tables[1], "batches of 60 and of 25");
+    assert_eq!(
+        tables[0], tables[2],
+        "stacked passes and one pass per forward"
     );
 }

@@ -1,17 +1,19 @@
 //! `[[cifar_eval]]` cells: one ResNet-20 under one defense, attack and radius on the first
-//! `examples` CIFAR-10 test images. Batch `b` is attacked and predicted with a generator
-//! seeded from (cell seed, b), and each batch's predictions are appended to
-//! `predictions.csv`, so an interrupted cell continues at its first missing batch with the
-//! same rows. When every batch is done the cell writes `cifar_eval.csv` (one row) and
+//! `examples` CIFAR-10 test images. Test image `i` is attacked and predicted with its own
+//! generator, seeded from (cell seed, i), so its row does not depend on the batch it is in
+//! (DESIGN section 5); each batch's predictions are appended to `predictions.csv`, so an
+//! interrupted cell continues at its first missing batch with the same rows. When every batch is done the cell writes `cifar_eval.csv` (one row) and
 //! `reliability.csv` (one row per confidence bin).
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use rand::SeedableRng;
 use tch::{Device, Kind};
 
 use super::train::{architecture, images_tensor};
 use crate::data::cifar::{load, Split, CLASSES};
+use crate::defense::DefenseRng;
 use crate::manifest::CifarEvalCell;
 use crate::metrics::{
     prediction_metrics, reliability_bins, ClassifierMetrics, Prediction, ReliabilityBin,
@@ -107,7 +109,7 @@ pub fn run_cell(
     // where the run lives.
     let (path, name) = cell.network.file(run_dir, manifest_dir);
     let model = load_network(&path, device)?;
-    let mut wrapper = PolicyWrapper::new(model, cell.defense, cell.attack, cell.samples, cell.seed)
+    let wrapper = PolicyWrapper::new(model, cell.defense, cell.attack, cell.samples, cell.seed)
         .context("the cell's defense and attack")?
         .with_max_batch(cell.max_batch as usize);
     let data_dir = manifest_dir.join(&cell.data);
@@ -148,8 +150,11 @@ pub fn run_cell(
         let start = b as usize * bs;
         let range = start..start + size(b);
         let (x, y) = images_tensor(&test, range.clone(), device);
-        wrapper.reseed(derive(cell.seed, "cifar-batch", b));
-        let c = wrapper.classify(&x, &y);
+        let mut rngs: Vec<DefenseRng> = range
+            .clone()
+            .map(|i| DefenseRng::seed_from_u64(derive(cell.seed, "image", i as u64)))
+            .collect();
+        let c = wrapper.classify_rows(&x, &y, &mut rngs);
         let probs = Vec::<f32>::try_from(
             c.probabilities
                 .to_kind(Kind::Float)

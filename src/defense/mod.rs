@@ -285,9 +285,8 @@ impl<'a> DefensePoints<'a> {
             // SAFETY: `h` is a contiguous f32 CPU tensor of `numel` elements made by
             // `relu` for this call alone (`owned`); no other reference to its storage exists.
             let data = unsafe { std::slice::from_raw_parts_mut(h.data_ptr() as *mut f32, numel) };
-            data.par_chunks_mut(n).enumerate().for_each_init(
-                sap::Scratch::default,
-                |scratch, (b, x)| {
+            data.par_chunks_mut(n).enumerate().for_each(|(b, x)| {
+                with_scratch(|scratch| {
                     if let Defense::Sap { frac, sampling } = defense {
                         let r = sap::draws(frac, n);
                         return sap::apply_in_place(x, r, sampling, keys[b], scratch);
@@ -300,8 +299,8 @@ impl<'a> DefensePoints<'a> {
                         Combine::Add => x.iter_mut().zip(&f).for_each(|(v, f)| *v += f),
                     }
                     scratch.factor = f;
-                },
-            );
+                })
+            });
             return h;
         }
         let host = if contiguous_f32 {
@@ -318,8 +317,8 @@ impl<'a> DefensePoints<'a> {
             out.par_chunks_mut(n)
                 .zip(x.par_chunks(n))
                 .enumerate()
-                .for_each_init(sap::Scratch::default, |scratch, (b, (o, x))| {
-                    example(defense, x, keys[b], scratch, o);
+                .for_each(|(b, (o, x))| {
+                    with_scratch(|scratch| example(defense, x, keys[b], scratch, o))
                 });
         }
         let t = t.to_kind(h.kind());
@@ -328,6 +327,15 @@ impl<'a> DefensePoints<'a> {
             Combine::Add => h + t,
         }
     }
+}
+
+/// Runs `f` with this thread's scratch buffers, kept between calls so that a worker
+/// allocates them once rather than once per map.
+fn with_scratch<R>(f: impl FnOnce(&mut sap::Scratch) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<sap::Scratch> = Default::default();
+    }
+    SCRATCH.with(|s| f(&mut s.borrow_mut()))
 }
 
 /// The stream keys of rows `0..batch` at a defense point seeded `layer_seed` by a generator:

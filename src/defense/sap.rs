@@ -210,11 +210,15 @@ const INV_NEXT: [f64; POISSON_UNROLLED as usize] = [
     1.0 / 6.0,
     1.0 / 7.0,
     1.0 / 8.0,
+    1.0 / 9.0,
+    1.0 / 10.0,
+    1.0 / 11.0,
+    1.0 / 12.0,
 ];
 
 /// Poisson counts the vectorised inversion resolves; a unit whose count reaches it is
 /// finished by [`poisson_tail`].
-const POISSON_UNROLLED: u32 = 8;
+const POISSON_UNROLLED: u32 = 12;
 
 /// Units summed per block of the cumulative mass that the extra exact draws search.
 const BLOCK: usize = 16;
@@ -252,10 +256,14 @@ const DOMAIN_TAIL: u64 = 0x5461_696c_0000_0000;
 /// Scratch buffers reused across examples (one set per worker thread).
 #[derive(Default)]
 pub struct Scratch {
-    /// Running mass at the end of each block of [`BLOCK`] units.
+    /// The mass |h_j| of each unit with mass, in order; then its factor.
+    mass: Vec<f32>,
+    /// The index in the map of each unit with mass.
+    unit: Vec<u32>,
+    /// Running mass at the end of each block of [`BLOCK`] units with mass.
     prefix: Vec<f64>,
-    /// Per unit, exact sampling: its Poisson count capped at [`POISSON_UNROLLED`], then
-    /// non-zero when kept.
+    /// Per unit with mass, exact sampling: its Poisson count capped at
+    /// [`POISSON_UNROLLED`], then non-zero when kept.
     kept: Vec<u8>,
     /// Per-example factors, for callers that multiply in place.
     pub factor: Vec<f32>,
@@ -441,6 +449,10 @@ pub fn factors_on(
 }
 
 /// The sampler on one map, whose buffer it overwrites with the job's `out`.
+///
+/// Only units with mass are worked on: they are gathered first (with their indices, which
+/// key their uniforms), so a post-ReLU map's zeros, about half of it, cost one pass. A unit
+/// without mass is never drawn and gets the factor 0.
 #[inline(always)]
 fn factors_kernel(job: Job, s: &mut Scratch) {
     let Job {
@@ -451,29 +463,66 @@ fn factors_kernel(job: Job, s: &mut Scratch) {
         t,
         out,
     } = job;
-    let (total, max) = block_sums(x, &mut s.prefix);
+    let nnz = gather_mass(x, s);
+    let (total, max) = block_sums(&s.mass[..nnz], &mut s.prefix);
     if total == 0.0 || r == 0 {
         x.fill(0.0);
         return;
     }
     let inv_total = 1.0 / total;
     if sampling == Sampling::Exact {
-        draw_exact(x, r, total, key, t, s);
+        draw_exact(&s.mass[..nnz], &s.unit[..nnz], r, total, key, t, &mut s.kept, &s.prefix);
     }
     let pass = Pass {
         r: r as f64,
         inv_total,
         sampling,
         key,
-        out,
     };
+    let (mass, unit, kept) = (&mut s.mass[..nnz], &s.unit[..nnz], &s.kept[..]);
     // Every unit's share is below SMALL_P on most maps of more than a few hundred units: then
     // ln(1 - p) is its series alone.
     if (max as f64) * inv_total < SMALL_P {
-        finish(x, &s.kept, pass, keep_probability_small);
+        finish(mass, unit, kept, pass, keep_probability_small);
     } else {
-        finish(x, &s.kept, pass, keep_probability_r);
+        finish(mass, unit, kept, pass, keep_probability_r);
     }
+    // `mass` now holds the units' factors.
+    match out {
+        Output::Factor => {
+            x.fill(0.0);
+            for (&j, &f) in unit.iter().zip(mass.iter()) {
+                x[j as usize] = f;
+            }
+        }
+        // A unit without mass is 0 (or -0) and stays so, as it would times 0.
+        Output::Product => {
+            for (&j, &f) in unit.iter().zip(mass.iter()) {
+                x[j as usize] *= f;
+            }
+        }
+    }
+}
+
+/// Gathers the units of `h` with mass: `|h_j|` into `s.mass` and `j` into `s.unit`, in
+/// order; returns how many.
+#[inline(always)]
+fn gather_mass(h: &[f32], s: &mut Scratch) -> usize {
+    assert!(h.len() <= u32::MAX as usize, "a map of at most 2^32 units");
+    if s.mass.len() < h.len() {
+        s.mass.resize(h.len(), 0.0);
+        s.unit.resize(h.len(), 0);
+    }
+    let (mass, unit) = (&mut s.mass[..h.len()], &mut s.unit[..h.len()]);
+    let mut k = 0;
+    for (j, &v) in h.iter().enumerate() {
+        // Written unconditionally, kept by advancing: no branch on the data.
+        let a = v.abs();
+        mass[k] = a;
+        unit[k] = j as u32;
+        k += (a != 0.0) as usize;
+    }
+    k
 }
 
 /// The per-unit pass's parameters.
@@ -483,55 +532,54 @@ struct Pass {
     inv_total: f64,
     sampling: Sampling,
     key: u64,
-    out: Output,
 }
 
-/// The per-unit pass: keep or drop each unit (independent sampling: by its uniform; exact:
-/// as `kept` says), and write the factor or the product.
+/// The per-unit pass over the units with mass: keep or drop each (independent sampling: by
+/// its uniform; exact: as `kept` says), and overwrite its mass with its factor.
 #[inline(always)]
-fn finish(x: &mut [f32], kept: &[u8], pass: Pass, keep_probability: impl Fn(f64, f64) -> f64) {
+fn finish(
+    mass: &mut [f32],
+    unit: &[u32],
+    kept: &[u8],
+    pass: Pass,
+    keep_probability: impl Fn(f64, f64) -> f64,
+) {
     let Pass {
         r,
         inv_total,
         sampling,
         key,
-        out,
     } = pass;
-    let write = |v: &mut f32, keep: bool, q: f64| {
-        let f = if keep { (1.0 / q) as f32 } else { 0.0 };
-        *v = match out {
-            Output::Factor => f,
-            Output::Product => *v * f,
-        };
-    };
+    let factor = |keep: bool, q: f64| if keep { (1.0 / q) as f32 } else { 0.0 };
     match sampling {
         Sampling::Independent => {
-            for (j, v) in x.iter_mut().enumerate() {
-                let q = keep_probability(v.abs() as f64 * inv_total, r);
-                write(v, uniform(key, j as u64) < q, q);
+            for (v, &j) in mass.iter_mut().zip(unit) {
+                let q = keep_probability(*v as f64 * inv_total, r);
+                *v = factor(uniform(key, j as u64) < q, q);
             }
         }
         Sampling::Exact => {
-            for (v, &kept) in x.iter_mut().zip(kept) {
-                let q = keep_probability(v.abs() as f64 * inv_total, r);
-                write(v, kept != 0, q);
+            for (v, &kept) in mass.iter_mut().zip(kept) {
+                let q = keep_probability(*v as f64 * inv_total, r);
+                *v = factor(kept != 0, q);
             }
         }
     }
 }
 
-/// Fills `prefix` with the running mass |h| at the end of each block of [`BLOCK`] units (each
-/// block summed as a fixed tree, the blocks in order); returns the total and the largest |h|.
+/// Fills `prefix` with the running mass at the end of each block of [`BLOCK`] units (each
+/// block summed as a fixed tree, the blocks in order); returns the total and the largest
+/// mass. `mass` is non-negative.
 #[inline(always)]
-fn block_sums(h: &[f32], prefix: &mut Vec<f64>) -> (f64, f32) {
+fn block_sums(mass: &[f32], prefix: &mut Vec<f64>) -> (f64, f32) {
     prefix.clear();
     let mut running = 0.0f64;
     let mut max = [0.0f32; BLOCK];
-    for chunk in h.chunks(BLOCK) {
+    for chunk in mass.chunks(BLOCK) {
         let mut v = [0.0f64; BLOCK];
         for ((d, m), &x) in v.iter_mut().zip(max.iter_mut()).zip(chunk) {
-            *d = x.abs() as f64;
-            *m = m.max(x.abs());
+            *d = x as f64;
+            *m = m.max(x);
         }
         let mut width = BLOCK / 2;
         while width > 0 {
@@ -546,30 +594,42 @@ fn block_sums(h: &[f32], prefix: &mut Vec<f64>) -> (f64, f32) {
     (running, max.iter().fold(0.0f32, |a, &b| a.max(b)))
 }
 
-/// Marks in `s.kept` the units hit by `r` draws with replacement from Categorical(|h| / total),
-/// by Poissonization with rejection (see [`factors`]).
+/// Marks in `kept` (one entry per unit with mass) the units hit by `r` draws with replacement
+/// from Categorical(mass / total), by Poissonization with rejection (see [`factors`]).
+/// `unit` holds the units' indices in the map, which key their uniforms; `prefix` the block
+/// sums of `mass`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn draw_exact(h: &[f32], r: u64, total: f64, key: u64, poisson_mean: f64, s: &mut Scratch) {
-    let n = h.len();
-    s.kept.clear();
-    s.kept.resize(n, 0);
+fn draw_exact(
+    mass: &[f32],
+    unit: &[u32],
+    r: u64,
+    total: f64,
+    key: u64,
+    poisson_mean: f64,
+    kept: &mut Vec<u8>,
+    prefix: &[f64],
+) {
+    let n = mass.len();
+    kept.clear();
+    kept.resize(n, 0);
     let scale = poisson_mean / total;
     let mut attempt = 0u64;
     let drawn = loop {
         let stream = substream(key, DOMAIN_POISSON, attempt);
         let mut m = 0u64;
         let mut unfinished = 0u32;
-        for (j, (count, &v)) in s.kept.iter_mut().zip(h).enumerate() {
-            let c = poisson_head(v.abs() as f64 * scale, uniform(stream, j as u64));
+        for ((count, &v), &j) in kept.iter_mut().zip(mass).zip(unit) {
+            let c = poisson_head(v as f64 * scale, uniform(stream, j as u64));
             m += c as u64;
             unfinished += (c == POISSON_UNROLLED) as u32;
             *count = c as u8;
         }
         if unfinished > 0 && m <= r {
-            for (j, &c) in s.kept.iter().enumerate() {
+            for (k, &c) in kept.iter().enumerate() {
                 if c as u32 == POISSON_UNROLLED {
-                    let lambda = h[j].abs() as f64 * scale;
-                    m += poisson_tail(lambda, stream, j as u64) - POISSON_UNROLLED as u64;
+                    let lambda = mass[k] as f64 * scale;
+                    m += poisson_tail(lambda, stream, unit[k] as u64) - POISSON_UNROLLED as u64;
                     if m > r {
                         break;
                     }
@@ -582,28 +642,24 @@ fn draw_exact(h: &[f32], r: u64, total: f64, key: u64, poisson_mean: f64, s: &mu
         attempt += 1;
     };
     let stream = substream(key, DOMAIN_EXTRA, 0);
-    let last = s.prefix.len() - 1;
+    let last = prefix.len() - 1;
     for i in 0..r - drawn {
         let x = uniform(stream, i) * total;
-        let block = s.prefix.partition_point(|&c| c <= x).min(last);
+        let block = prefix.partition_point(|&c| c <= x).min(last);
         let start = block * BLOCK;
-        let mut running = if block == 0 { 0.0 } else { s.prefix[block - 1] };
-        let units = &h[start..(start + BLOCK).min(n)];
+        let mut running = if block == 0 { 0.0 } else { prefix[block - 1] };
+        let units = &mass[start..(start + BLOCK).min(n)];
         // The first unit whose running mass passes x; if rounding between the block's tree
-        // sum and this running sum leaves x past them all, the block's last unit with mass.
-        let mut hit = None;
+        // sum and this running sum leaves x past them all, the block's last unit.
+        let mut hit = units.len() - 1;
         for (k, &v) in units.iter().enumerate() {
-            if v != 0.0 {
-                hit = Some(k);
-                running += v.abs() as f64;
-                if running > x {
-                    break;
-                }
+            running += v as f64;
+            if running > x {
+                hit = k;
+                break;
             }
         }
-        if let Some(k) = hit {
-            s.kept[start + k] = 1;
-        }
+        kept[start + hit] = 1;
     }
 }
 

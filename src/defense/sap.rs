@@ -471,7 +471,16 @@ fn factors_kernel(job: Job, s: &mut Scratch) {
     }
     let inv_total = 1.0 / total;
     if sampling == Sampling::Exact {
-        draw_exact(&s.mass[..nnz], &s.unit[..nnz], r, total, key, t, &mut s.kept, &s.prefix);
+        draw_exact(
+            &s.mass[..nnz],
+            &s.unit[..nnz],
+            r,
+            total,
+            key,
+            t,
+            &mut s.kept,
+            &s.prefix,
+        );
     }
     let pass = Pass {
         r: r as f64,

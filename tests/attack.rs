@@ -10,23 +10,37 @@ use sap_harness::nn::{checkpoint, Architecture, MlpConfig, Model};
 use sap_harness::policy::{PolicyError, PolicyWrapper};
 use sap_harness::tch::{self, Device, Kind, Tensor};
 
-fn mlp(inputs: i64, hidden: Vec<i64>, outputs: i64, seed: i64) -> Model {
+/// Torch's generator is global to the process and tests run at the same time (one of them
+/// draws from it on purpose while wrappers run): whatever seeds it and draws from it holds
+/// this lock, so that no other test draws in between.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `f` run right after `tch::manual_seed(seed)`, with torch's generator to itself.
+fn seeded<T>(seed: i64, f: impl FnOnce() -> T) -> T {
+    let _alone = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed);
-    Model::new(
-        Architecture::Mlp(MlpConfig {
-            inputs,
-            hidden,
-            outputs,
-            input_scale: 1.0 / 255.0,
-        }),
-        Device::Cpu,
-    )
+    f()
+}
+
+fn mlp(inputs: i64, hidden: Vec<i64>, outputs: i64, seed: i64) -> Model {
+    seeded(seed, || {
+        Model::new(
+            Architecture::Mlp(MlpConfig {
+                inputs,
+                hidden,
+                outputs,
+                input_scale: 1.0 / 255.0,
+            }),
+            Device::Cpu,
+        )
+    })
 }
 
 fn pixels(rows: i64, cols: i64, seed: i64) -> Tensor {
-    tch::manual_seed(seed);
     // Many values at 0 and 255, so clipping matters.
-    (Tensor::rand([rows, cols], (Kind::Float, Device::Cpu)) * 300.0 - 20.0).clamp(0.0, 255.0)
+    seeded(seed, || {
+        (Tensor::rand([rows, cols], (Kind::Float, Device::Cpu)) * 300.0 - 20.0).clamp(0.0, 255.0)
+    })
 }
 
 #[test]
@@ -209,9 +223,11 @@ fn the_input_gradient_matches_finite_differences_on_an_mlp() {
 
 #[test]
 fn the_input_gradient_matches_finite_differences_on_resnet20() {
-    tch::manual_seed(10);
-    let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
-    let x = (Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 255.0).round();
+    let (model, x) = seeded(10, || {
+        let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
+        let x = (Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)) * 255.0).round();
+        (model, x)
+    });
     let labels = Tensor::from_slice(&[6i64]);
     check_gradient_by_finite_differences(model, x, labels, &[0, 500, 1500, 3071]);
 }
@@ -283,8 +299,9 @@ fn the_wrapper_gives_the_same_outputs_for_the_same_seed_whatever_runs_beside_it(
         // Another thread keeps drawing from torch's global generator meanwhile.
         s.spawn(|| {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                tch::manual_seed(3);
-                let _ = Tensor::rand([64], (Kind::Float, Device::Cpu)).dropout(0.5, true);
+                seeded(3, || {
+                    let _ = Tensor::rand([64], (Kind::Float, Device::Cpu)).dropout(0.5, true);
+                });
             }
         });
         let a = s.spawn(|| wrapper_outputs(&ckpt, 77));
@@ -302,12 +319,19 @@ fn the_wrapper_gives_the_same_outputs_for_the_same_seed_whatever_runs_beside_it(
     );
 }
 
+/// A random ResNet-20 and two random images, the same at every call.
+fn resnet_and_two_images() -> (Model, Tensor) {
+    seeded(12, || {
+        let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
+        let x = (Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)) * 255.0).round();
+        (model, x)
+    })
+}
+
 /// Softmax probabilities and the FGSM input of a SAP-100 ResNet-20 wrapper (samples 3,
 /// gradient samples 4) on a batch of 2, with passes stacked up to `max_batch` rows.
 fn stacked_outputs(max_batch: usize) -> (Tensor, Tensor) {
-    tch::manual_seed(12);
-    let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
-    let x = (Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)) * 255.0).round();
+    let (model, x) = resnet_and_two_images();
     let labels = Tensor::from_slice(&[3i64, 8]);
     let attack = Attack {
         kind: AttackKind::Fgsm,
@@ -342,14 +366,11 @@ fn stacking_the_stochastic_passes_along_the_batch_leaves_the_draws_as_they_are()
         );
     }
     // Another wrapper seed draws other masks: the comparison above can fail.
-    tch::manual_seed(12);
-    let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
-    let x = (Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)) * 255.0).round();
+    let (model, x) = resnet_and_two_images();
     let mut other = PolicyWrapper::new(model, Defense::SAP_100, None, 3, 22).unwrap();
     let p = other.probabilities(&x);
     let no_attack = {
-        tch::manual_seed(12);
-        let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
+        let (model, _) = resnet_and_two_images();
         let mut w = PolicyWrapper::new(model, Defense::SAP_100, None, 3, 21).unwrap();
         w.probabilities(&x)
     };
@@ -386,9 +407,11 @@ fn a_row_draws_the_same_masks_alone_or_anywhere_in_a_batch() {
 fn rows_acting_with_their_own_generators_choose_what_each_would_choose_alone() {
     // A Nature CNN under SAP-100 and PGD with a random start: each row of a batch, drawing
     // from its own generator, acts as a wrapper with that generator acts on the row alone.
-    tch::manual_seed(13);
-    let model = Model::new(Architecture::NatureCnn { actions: 6 }, Device::Cpu);
-    let obs = (Tensor::rand([3, 4, 84, 84], (Kind::Float, Device::Cpu)) * 255.0).round();
+    let (model, obs) = seeded(13, || {
+        let model = Model::new(Architecture::NatureCnn { actions: 6 }, Device::Cpu);
+        let obs = (Tensor::rand([3, 4, 84, 84], (Kind::Float, Device::Cpu)) * 255.0).round();
+        (model, obs)
+    });
     let attack = Attack {
         kind: AttackKind::Pgd {
             steps: 2,

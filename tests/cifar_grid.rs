@@ -616,10 +616,14 @@ fn the_paper_manifest_plans_both_variants_under_three_attacks_once_the_data_is_i
 
 #[test]
 fn cifar_eval_rows_are_the_same_for_any_batch_size_and_max_batch() {
-    // A random ResNet-20 under SAP-100 (2 samples) and FGSM (2 gradient samples) on 60
+    // A random ResNet-20 under dropout 0.5 (2 samples) and FGSM (2 gradient samples) on 60
     // synthetic test images, in batches of 60 and of 25 (so 25 + 25 + 10), with the passes
     // stacked (max_batch 128) and one pass per forward (max_batch 1). Each image draws from
-    // its own stream, so every prediction must be the same.
+    // its own stream, so every prediction must be the same up to the rounding of kernels
+    // that depend on the batch size (byte-identical on AVX-512 here; within 3e-8 with
+    // oneDNN capped at AVX2). Dropout's masks do not depend on the activations, so no
+    // rounding can flip one. Keyed by batch row instead (the code before this test), up to
+    // 0.96 and 14 of the 60 predictions changed.
     let tmp = tempfile::tempdir().unwrap();
     sap_harness::tch::manual_seed(5);
     let model = Model::new(Architecture::ResNet20 { classes: 10 }, Device::Cpu);
@@ -632,7 +636,7 @@ fn cifar_eval_rows_are_the_same_for_any_batch_size_and_max_batch() {
             "name = \"batches\"\nseed = 2\n[[cifar_eval]]\ndata = \"{data}\"\n\
              checkpoints = {{ net = \"net.safetensors\" }}\nexamples = 60\n\
              batch_size = {batch}\nmax_batch = {max_batch}\nsamples = 2\n\
-             defenses = [{{ kind = \"sap\", frac = 1.0 }}]\n\
+             defenses = [{{ kind = \"dropout\", p = 0.5 }}]\n\
              attacks = [{{ kind = \"fgsm\", gradient_samples = 2 }}]\nlambdas = [8]\n"
         );
         std::fs::write(tmp.path().join(format!("{name}.toml")), manifest).unwrap();
@@ -647,17 +651,40 @@ fn cifar_eval_rows_are_the_same_for_any_batch_size_and_max_batch() {
             .map(|e| e.path())
             .find(|p| p.to_string_lossy().contains("fgsm-l8"))
             .expect("the attacked cell");
-        // The predictions without their batch column.
-        let predictions: Vec<String> = text(&cell.join("predictions.csv"))
+        // (example, label, predicted, confidence, p_label) of each image.
+        let predictions: Vec<(u64, i64, i64, f64, f64)> = text(&cell.join("predictions.csv"))
             .lines()
-            .map(|l| l.split_once(',').unwrap().1.to_owned())
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                let (i, p) = (
+                    |k: usize| f[k].parse::<i64>().unwrap(),
+                    |k: usize| f[k].parse::<f64>().unwrap(),
+                );
+                (i(1) as u64, i(2), i(3), p(4), p(5))
+            })
             .collect();
-        tables.push((predictions, text(&run.join("cifar_eval.csv"))));
+        tables.push(predictions);
     }
-    assert_eq!(tables[0].0.len(), 61, "a header and 60 predictions");
-    assert_eq!(tables[0], tables[1], "batches of 60 and of 25");
-    assert_eq!(
-        tables[0], tables[2],
-        "stacked passes and one pass per forward"
-    );
+    for (i, what) in [
+        (1, "batches of 60 and of 25"),
+        (2, "stacked passes and one per forward"),
+    ] {
+        let (a, b) = (&tables[0], &tables[i]);
+        assert_eq!(a.len(), 60);
+        let moved = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x.3 - y.3).abs().max((x.4 - y.4).abs()))
+            .fold(0.0, f64::max);
+        let flipped = a.iter().zip(b).filter(|(x, y)| x.2 != y.2).count();
+        assert!(
+            a.iter().zip(b).all(|(x, y)| (x.0, x.1) == (y.0, y.1)),
+            "{what}: other images"
+        );
+        assert!(
+            moved < 1e-5 && flipped == 0,
+            "{what}: probabilities moved by up to {moved}, {flipped} predictions changed"
+        );
+    }
 }

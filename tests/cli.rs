@@ -382,7 +382,7 @@ fn validate_and_plan_describe_the_quickstart_cells() {
     );
     assert!(
         line(10).contains(
-            "agent-010-Pong-t2018-sap-100-fgsm-l8-s2018: 2 episodes (2 in lockstep), network of \
+            "agent-010-Pong-t2018-sap-100-fgsm-l8-s2018: 2 episodes (1 in lockstep), network of \
              train-001-Pong-dopamine-v5-s2018"
         ) && line(10).ends_with("(after 1)"),
         "{plan}"

@@ -186,17 +186,11 @@ fn a_grid_after_training_writes_one_row_per_episode_and_relative_rewards_per_cel
     );
 }
 
-#[test]
-fn agent_rows_are_the_same_for_any_number_of_episodes_in_lockstep() {
-    // Nine Breakout episodes of at most 1000 frames under SAP-100 and FGSM, with exploration
-    // (epsilon 0.2) so that greedy and exploring episodes mix within a step. Breakout ends
-    // when the lives are gone, so an episode's frames and score follow its actions.
-    let tmp = tempfile::tempdir().unwrap();
-    mask_sensitive_network(&tmp.path().join("breakout.safetensors"));
-    let mut files = Vec::new();
-    for parallel in [1, 3, 8] {
-        let text = format!(
-            r#"name = "lockstep"
+/// Runs nine Breakout episodes of at most 1000 frames under SAP-100 and FGSM with
+/// `parallel` episodes in lockstep and exploration `epsilon`; returns the run's rows.
+fn lockstep_run(dir: &Path, parallel: u32, epsilon: f64) -> (String, String) {
+    let text = format!(
+        r#"name = "lockstep"
 seed = 9
 
 [[eval]]
@@ -205,7 +199,7 @@ family = "atari"
 checkpoints = {{ Breakout = "breakout.safetensors" }}
 episodes = 9
 samples = 2
-epsilon = 0.2
+epsilon = {epsilon}
 random_episodes = 1
 parallel_episodes = {parallel}
 defenses = [{{ kind = "sap", frac = 1.0 }}]
@@ -215,25 +209,46 @@ lambdas = [8]
 [eval.env]
 max_episode_frames = 1000
 "#
-        );
-        let manifest = format!("p{parallel}.toml");
-        std::fs::write(tmp.path().join(&manifest), text).unwrap();
-        let id = format!("p{parallel}");
-        ok(&["run", &manifest, "--run-id", &id], tmp.path());
-        files.push(text_of_rows(&tmp.path().join("results/lockstep").join(&id)));
-    }
+    );
+    let id = format!("p{parallel}-e{epsilon}");
+    std::fs::write(dir.join(format!("{id}.toml")), text).unwrap();
+    ok(&["run", &format!("{id}.toml"), "--run-id", &id], dir);
+    text_of_rows(&dir.join("results/lockstep").join(&id))
+}
+
+#[test]
+fn episodes_in_lockstep_keep_their_own_starts_and_draws_and_are_written_in_order() {
+    // With every action exploring (epsilon 1), an episode's row depends on its start and
+    // exploration draws alone, which must not depend on the episodes beside it. (With
+    // greedy actions, kernels that round differently at other batch sizes may flip one, and
+    // with it the rest of the episode: the README says why parallel_episodes defaults to 1.)
+    // Breakout ends when the lives are gone, so an episode's frames follow its actions.
+    let tmp = tempfile::tempdir().unwrap();
+    mask_sensitive_network(&tmp.path().join("breakout.safetensors"));
+    let runs: Vec<(String, String)> = [1, 3, 8]
+        .iter()
+        .map(|&p| lockstep_run(tmp.path(), p, 1.0))
+        .collect();
     let rows: Vec<AgentRow> =
-        read_rows(&tmp.path().join("results/lockstep/p1/rl_eval.csv")).unwrap();
+        read_rows(&tmp.path().join("results/lockstep/p1-e1/rl_eval.csv")).unwrap();
     assert_eq!(
         rows.len(),
         2 * 9,
         "the SAP cell and the dense clean reference"
     );
-    // The episodes differ (they depend on their actions), or the comparison would be empty.
     let lengths: std::collections::BTreeSet<u64> = rows.iter().map(|r| r.frames).collect();
     assert!(lengths.len() > 3, "episode lengths {lengths:?}");
-    assert_eq!(files[0], files[1], "parallel_episodes 1 and 3");
-    assert_eq!(files[0], files[2], "parallel_episodes 1 and 8");
+    assert_eq!(runs[0], runs[1], "parallel_episodes 1 and 3");
+    assert_eq!(runs[0], runs[2], "parallel_episodes 1 and 8");
+
+    // Greedy and exploring episodes mixed within a step, three at a time through batched
+    // forwards and attacks: every episode once, in order, in each cell.
+    lockstep_run(tmp.path(), 3, 0.2);
+    let rows: Vec<AgentRow> =
+        read_rows(&tmp.path().join("results/lockstep/p3-e0.2/rl_eval.csv")).unwrap();
+    let episodes: Vec<u32> = rows.iter().map(|r| r.episode).collect();
+    let once: Vec<u32> = (0..9).collect();
+    assert_eq!(episodes, [once.clone(), once].concat());
 }
 
 /// A random Nature CNN (4 actions) without output biases, so that its greedy action follows
@@ -260,9 +275,9 @@ fn text_of_rows(run: &Path) -> (String, String) {
 #[test]
 fn killing_the_run_mid_evaluation_and_resuming_gives_the_rows_of_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().unwrap();
-    // Two episodes in lockstep: a cell's third episode runs after the first two are
+    // One episode at a time (the default): a cell's later episodes run after the first is
     // written, so a kill can land mid-cell.
-    file_grid(tmp.path(), "parallel_episodes = 2");
+    file_grid(tmp.path(), "");
     ok(
         &["run", "grid.toml", "--jobs", "2", "--run-id", "whole"],
         tmp.path(),

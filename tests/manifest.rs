@@ -364,8 +364,10 @@ fn an_agent_grid_refuses_a_max_batch_of_zero_naming_the_key() {
 }
 
 #[test]
-fn parallel_episodes_defaults_to_8_is_capped_at_the_episodes_and_refuses_0_and_absurd_values() {
+fn parallel_episodes_defaults_to_1_is_capped_at_the_episodes_and_refuses_0_and_absurd_values() {
     let m = parse(&agent_grid(GRID)).unwrap();
+    assert_eq!(m.eval[0].agent.as_ref().unwrap().parallel_episodes, 1);
+    let m = parse(&agent_grid(&format!("{GRID}parallel_episodes = 8\n"))).unwrap();
     assert_eq!(m.eval[0].agent.as_ref().unwrap().parallel_episodes, 8);
     let agent_cells = |m: &sap_harness::manifest::Manifest| -> Vec<u32> {
         m.plan()

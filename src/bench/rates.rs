@@ -195,7 +195,8 @@ impl Rates {
                 let updates =
                     steps.saturating_sub(job.ddqn.learning_starts) / job.ddqn.update_period.max(1);
                 let eval_frames = cell.frames_bound()?.saturating_sub(job.frames);
-                let lanes = 8u64.min(job.eval_episodes.max(1) as u64);
+                let lanes =
+                    crate::experiment::train::EVAL_LANES.min(job.eval_episodes.max(1)) as u64;
                 let eval_step =
                     skip as f64 * frame + net.dense_forward.passes(1, lanes, lanes) / lanes as f64;
                 Some(

@@ -10,7 +10,7 @@
 //! episodes = 10               # per cell
 //! samples = 10                # Q-value passes averaged per action (stochastic defenses)
 //! max_batch = 128             # rows per forward pass when passes are stacked
-//! parallel_episodes = 8       # episodes played in lockstep (capped at `episodes`)
+//! parallel_episodes = 1       # episodes played in lockstep (capped at `episodes`)
 //! defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0 }]
 //! attacks = [{ kind = "fgsm", gradient_samples = 10 }]
 //! lambdas = [0, 1, 2, 4, 8, 16, 32, 64]   # pixel units
@@ -27,8 +27,10 @@ use super::{AttackSpec, ManifestError, Resolver, TrainJob};
 use crate::attack::Attack;
 use crate::defense::Defense;
 
-/// Episodes an agent cell plays in lockstep unless the manifest says otherwise.
-pub const DEFAULT_PARALLEL_EPISODES: u32 = 8;
+/// Episodes an agent cell plays in lockstep unless the manifest says otherwise: one, so that
+/// each episode's forward passes have shapes of their own and its row is the same on any CPU
+/// for any `--jobs` and after a resume (kernels round differently at other batch sizes).
+pub const DEFAULT_PARALLEL_EPISODES: u32 = 1;
 
 /// The largest `parallel_episodes`: each running episode holds an emulator.
 pub const MAX_PARALLEL_EPISODES: u32 = 1024;
@@ -48,7 +50,9 @@ pub struct AgentEval {
     /// `gradient_samples` passes are stacked along the batch (the draws do not depend on it).
     pub max_batch: u32,
     /// Episodes played in lockstep by an agent cell (one batched forward per step over the
-    /// episodes still running); a cell with fewer episodes plays them all at once.
+    /// episodes still running); a cell with fewer episodes plays them all at once. Above 1,
+    /// an episode's row depends on which episodes ran beside it through the rounding of
+    /// batch-size-dependent kernels, so it can differ with another value or after a resume.
     pub parallel_episodes: u32,
     /// Probability of a uniformly random action at each step (the preset's evaluation
     /// epsilon by default).

@@ -17,7 +17,6 @@ use crate::experiment::episode::{
     batch_of, explore, fill, play_lockstep, Finished, Lane, Lockstep,
 };
 use crate::manifest::TrainCell;
-use crate::manifest::DEFAULT_PARALLEL_EPISODES;
 use crate::nn::checkpoint::CheckpointFolder;
 use crate::nn::Model;
 use crate::progress::TrainProgress;
@@ -91,14 +90,15 @@ impl CellHooks<'_> {
     }
 
     /// Plays the evaluation episodes with the online network and `eval_epsilon`, up to
-    /// [`DEFAULT_PARALLEL_EPISODES`] in lockstep (one batched forward per step); episode
-    /// `e` of a phase depends only on the cell's seed, the phase's step and `e`.
+    /// [`EVAL_LANES`] in lockstep (one batched forward per step); episode `e` of a phase draws
+    /// from the cell's seed, the phase's step and `e`. A phase always runs whole, from the
+    /// same network, so a resumed cell plays it with the same batches.
     pub(super) fn evaluate<T: Frame>(&mut self, learner: &LearnerState<T>) -> Result<()> {
         let job = &self.cell.job;
         if job.eval_episodes == 0 {
             return Ok(());
         }
-        let lanes = job.eval_episodes.min(DEFAULT_PARALLEL_EPISODES) as usize;
+        let lanes = job.eval_episodes.min(EVAL_LANES) as usize;
         while self.eval_envs.len() < lanes {
             let seed = derive(self.cell.seed, "eval-ale", 0);
             self.eval_envs.push(make_env(self.cell, Mode::Eval, seed)?);
@@ -185,6 +185,9 @@ impl CellHooks<'_> {
         Ok(())
     }
 }
+
+/// Episodes of a training cell's evaluation phase played in lockstep.
+pub const EVAL_LANES: u32 = 8;
 
 /// The online network, epsilon-greedy, in an evaluation phase; one row per episode.
 struct EvalPlay<'a> {

@@ -32,6 +32,7 @@ pub const FINAL: &str = "final.safetensors";
 
 mod checkpoint;
 mod hooks;
+pub use hooks::EVAL_LANES;
 
 use checkpoint::{cut_rows_after, restore, CheckpointInfo};
 use hooks::{CellHooks, Window};

@@ -444,15 +444,16 @@ fn plan_estimates_cpu_time_from_a_rates_file_and_names_a_damaged_one() {
     };
     let path = tmp.path().join("rates.toml");
     rates.save(&path).unwrap();
-    let out = sap(
-        &[
+    let plan_with_rates = || {
+        let args = [
             "plan",
             q.to_str().unwrap(),
             "--rates",
             path.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
+        ];
+        sap(&args, tmp.path())
+    };
+    let out = plan_with_rates();
     let plan = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{plan}");
     let agent = plan.lines().nth(10).unwrap();
@@ -472,15 +473,7 @@ fn plan_estimates_cpu_time_from_a_rates_file_and_names_a_damaged_one() {
     );
 
     std::fs::write(&path, "cpu = [").unwrap();
-    let out = sap(
-        &[
-            "plan",
-            q.to_str().unwrap(),
-            "--rates",
-            path.to_str().unwrap(),
-        ],
-        tmp.path(),
-    );
+    let out = plan_with_rates();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success());
     assert!(

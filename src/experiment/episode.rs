@@ -188,18 +188,18 @@ pub fn batch_of<S>(lanes: &[Lane<S>], which: &[usize], shape: &[i64]) -> Result<
     let dims: Vec<i64> = std::iter::once(which.len() as i64)
         .chain(shape.iter().copied())
         .collect();
-    match lanes
-        .get(which.first().copied().unwrap_or(usize::MAX))
-        .map(|l| &l.obs)
-    {
-        Some(Observation::Pixels(_)) => {
+    let Some(&first) = which.first() else {
+        bail!("an empty batch of observations");
+    };
+    match &lanes[first].obs {
+        Observation::Pixels(_) => {
             let mut all = Vec::new();
             for &i in which {
                 all.extend_from_slice(pixels(&lanes[i].obs)?);
             }
             Ok(Tensor::from_slice(&all).view(dims.as_slice()))
         }
-        Some(Observation::Features(_)) => {
+        Observation::Features(_) => {
             let mut all = Vec::new();
             for &i in which {
                 match &lanes[i].obs {
@@ -209,7 +209,6 @@ pub fn batch_of<S>(lanes: &[Lane<S>], which: &[usize], shape: &[i64]) -> Result<
             }
             Ok(Tensor::from_slice(&all).view(dims.as_slice()))
         }
-        None => bail!("an empty batch of observations"),
     }
 }
 

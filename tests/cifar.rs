@@ -12,7 +12,7 @@ fn write_marked(path: &Path, first: usize) {
     let mut bytes = Vec::with_capacity(RECORDS_PER_FILE * RECORD_BYTES);
     for i in first..first + RECORDS_PER_FILE {
         bytes.push(((i * 7) % 10) as u8);
-        bytes.extend(std::iter::repeat((i % 251) as u8).take(1024));
+        bytes.extend(std::iter::repeat_n((i % 251) as u8, 1024));
         bytes.extend((0..1024).map(|p| (p / 32) as u8));
         bytes.extend((0..1024).map(|p| (p % 32) as u8));
     }

@@ -311,6 +311,43 @@ fn draws_depend_only_on_the_seed_not_on_the_batch_position_of_other_rows() {
 }
 
 #[test]
+fn defended_maps_are_the_same_on_any_number_of_threads() {
+    // The examples of a batch are spread over libtorch's threads; each draws from its own
+    // stream, so the thread count changes nothing, in place (after a ReLU) or not.
+    let h = test_map();
+    let pre = Tensor::from_slice(&h).view([1, 48]).repeat([16, 1]) - 0.4;
+    let defenses = [
+        Defense::SAP_100,
+        Defense::Sap {
+            frac: 1.0,
+            sampling: Sampling::Independent,
+        },
+        Defense::Dropout { p: 0.3 },
+        Defense::Gaussian { sigma: 0.1 },
+    ];
+    let run = |threads: i32| {
+        sap_harness::tch::set_num_threads(threads);
+        let mut out = Vec::new();
+        for defense in defenses {
+            let mut rng = DefenseRng::seed_from_u64(9);
+            let mut points = DefensePoints::new(defense, &mut rng);
+            for t in [points.relu(&pre), points.apply(&pre.relu())] {
+                let v = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+                out.push(v.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+            }
+        }
+        out
+    };
+    let previous = sap_harness::tch::get_num_threads();
+    let one = run(1);
+    let (two, three) = (run(2), run(3));
+    sap_harness::tch::set_num_threads(previous);
+    assert!(one == two && one == three);
+    // The rows did get their own draws.
+    assert_ne!(one[0][..48], one[0][48..96]);
+}
+
+#[test]
 fn sap_factors_are_a_function_of_the_stream_key_alone() {
     let h = test_map();
     let run = |key| {

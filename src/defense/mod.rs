@@ -15,13 +15,13 @@
 //! the number of worker threads or on what else runs in the process.
 
 pub mod sap;
+pub mod team;
 pub mod tensor;
 
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use rayon::prelude::*;
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
@@ -284,8 +284,10 @@ impl<'a> DefensePoints<'a> {
         if owned && contiguous_f32 && !h.requires_grad() {
             // SAFETY: `h` is a contiguous f32 CPU tensor of `numel` elements made by
             // `relu` for this call alone (`owned`); no other reference to its storage exists.
-            let data = unsafe { std::slice::from_raw_parts_mut(h.data_ptr() as *mut f32, numel) };
-            data.par_chunks_mut(n).enumerate().for_each(|(b, x)| {
+            let data = HostRows::new(h.data_ptr() as *mut f32, n);
+            team::for_each(batch, |b| {
+                // SAFETY: every example is visited once, so no two calls share a row.
+                let x = unsafe { data.row(b) };
                 with_scratch(|scratch| {
                     if let Defense::Sap { frac, sampling } = defense {
                         let r = sap::draws(frac, n);
@@ -313,19 +315,45 @@ impl<'a> DefensePoints<'a> {
             // SAFETY: `host` and `t` are contiguous f32 CPU tensors of `numel` elements; `t` is
             // fresh and `host` is only read.
             let x = unsafe { std::slice::from_raw_parts(host.data_ptr() as *const f32, numel) };
-            let out = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, numel) };
-            out.par_chunks_mut(n)
-                .zip(x.par_chunks(n))
-                .enumerate()
-                .for_each(|(b, (o, x))| {
-                    with_scratch(|scratch| example(defense, x, keys[b], scratch, o))
-                });
+            let out = HostRows::new(t.data_ptr() as *mut f32, n);
+            team::for_each(batch, |b| {
+                // SAFETY: every example is visited once, so no two calls share a row.
+                let o = unsafe { out.row(b) };
+                let x = &x[b * n..(b + 1) * n];
+                with_scratch(|scratch| example(defense, x, keys[b], scratch, o))
+            });
         }
         let t = t.to_kind(h.kind());
         match combine {
             Combine::Multiply => h * t,
             Combine::Add => h + t,
         }
+    }
+}
+
+/// The rows of a contiguous f32 host buffer, handed out one per example to the threads of
+/// [`team::for_each`].
+struct HostRows {
+    ptr: *mut f32,
+    n: usize,
+}
+
+// SAFETY: the buffer outlives the loop and each row is handed to one thread only (see `row`).
+unsafe impl Sync for HostRows {}
+
+impl HostRows {
+    fn new(ptr: *mut f32, n: usize) -> Self {
+        HostRows { ptr, n }
+    }
+
+    /// Row `b`, `n` values.
+    ///
+    /// # Safety
+    /// The buffer holds row `b`, and no other reference to that row lives while this one
+    /// does.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, b: usize) -> &mut [f32] {
+        std::slice::from_raw_parts_mut(self.ptr.add(b * self.n), self.n)
     }
 }
 

@@ -262,6 +262,9 @@ pub struct Scratch {
     unit: Vec<u32>,
     /// Running mass at the end of each block of [`BLOCK`] units with mass.
     prefix: Vec<f64>,
+    /// Guide table of the extra exact draws: per bucket of equal mass, the first block that
+    /// a draw in it may hit.
+    guide: Vec<u32>,
     /// Per unit with mass, exact sampling: its Poisson count capped at
     /// [`POISSON_UNROLLED`], then non-zero when kept.
     kept: Vec<u8>,
@@ -413,11 +416,11 @@ impl Isa {
         {
             #[target_feature(enable = "avx2")]
             unsafe fn avx2(job: Job, scratch: &mut Scratch) {
-                factors_kernel(job, scratch)
+                factors_kernel(job, scratch, Compact::Scalar)
             }
             #[target_feature(enable = "avx512f,avx512dq")]
             unsafe fn avx512(job: Job, scratch: &mut Scratch) {
-                factors_kernel(job, scratch)
+                factors_kernel(job, scratch, Compact::Avx512)
             }
             match self {
                 // SAFETY: the CPU supports the set (checked above).
@@ -426,7 +429,7 @@ impl Isa {
                 Isa::Baseline => {}
             }
         }
-        factors_kernel(job, scratch)
+        factors_kernel(job, scratch, Compact::Scalar)
     }
 }
 
@@ -454,7 +457,7 @@ pub fn factors_on(
 /// key their uniforms), so a post-ReLU map's zeros, about half of it, cost one pass. A unit
 /// without mass is never drawn and gets the factor 0.
 #[inline(always)]
-fn factors_kernel(job: Job, s: &mut Scratch) {
+fn factors_kernel(job: Job, s: &mut Scratch, compact: Compact) {
     let Job {
         x,
         r,
@@ -463,7 +466,7 @@ fn factors_kernel(job: Job, s: &mut Scratch) {
         t,
         out,
     } = job;
-    let nnz = gather_mass(x, s);
+    let nnz = gather_mass(x, s, compact);
     let (total, max) = block_sums(&s.mass[..nnz], &mut s.prefix);
     if total == 0.0 || r == 0 {
         x.fill(0.0);
@@ -480,6 +483,7 @@ fn factors_kernel(job: Job, s: &mut Scratch) {
             t,
             &mut s.kept,
             &s.prefix,
+            &mut s.guide,
         );
     }
     let pass = Pass {
@@ -497,34 +501,118 @@ fn factors_kernel(job: Job, s: &mut Scratch) {
         finish(mass, unit, kept, pass, keep_probability_r);
     }
     // `mass` now holds the units' factors.
-    match out {
-        Output::Factor => {
-            x.fill(0.0);
-            for (&j, &f) in unit.iter().zip(mass.iter()) {
-                x[j as usize] = f;
+    scatter(x, &s.mass[..nnz + COMPACT_SLACK], unit, out, compact);
+}
+
+/// Extra entries at the end of the compacted buffers, so that whole vectors may be stored
+/// and loaded past the last unit with mass.
+const COMPACT_SLACK: usize = 16;
+
+/// How the units with mass are gathered into the compacted buffers and their factors
+/// scattered back: one unit at a time, or sixteen at a time with AVX-512's compress and
+/// expand. Both move the same values to the same places.
+#[derive(Clone, Copy)]
+enum Compact {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+/// Writes the job's output into `x` (the map), from the factors of its units with mass,
+/// in order, in `factor` (followed by [`COMPACT_SLACK`] entries of any value); `unit` holds
+/// those units' indices.
+#[inline(always)]
+fn scatter(x: &mut [f32], factor: &[f32], unit: &[u32], out: Output, compact: Compact) {
+    match compact {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: this variant is only chosen by the AVX-512 kernel; `factor` holds a factor
+        // per unit with mass of `x` plus the slack.
+        Compact::Avx512 => unsafe { scatter_avx512(x, factor, out) },
+        Compact::Scalar => match out {
+            Output::Factor => {
+                x.fill(0.0);
+                for (&j, &f) in unit.iter().zip(factor) {
+                    x[j as usize] = f;
+                }
             }
-        }
-        // A unit without mass is 0 (or -0) and stays so, as it would times 0.
-        Output::Product => {
-            for (&j, &f) in unit.iter().zip(mass.iter()) {
-                x[j as usize] *= f;
+            // A unit without mass is 0 (or -0) and stays so, as it would times 0.
+            Output::Product => {
+                for (&j, &f) in unit.iter().zip(factor) {
+                    x[j as usize] *= f;
+                }
             }
+        },
+    }
+}
+
+/// [`scatter`] sixteen units at a time: the units with mass of each vector of `x` are found
+/// again (the map is unchanged), and their factors expanded into their lanes.
+///
+/// # Safety
+/// The CPU has AVX-512 F; `factor` holds one entry per unit with mass of `x`, in order, and
+/// [`COMPACT_SLACK`] more.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn scatter_avx512(x: &mut [f32], factor: &[f32], out: Output) {
+    use std::arch::x86_64::*;
+    let n = x.len();
+    let abs = _mm512_set1_epi32(0x7fff_ffff);
+    let mut k = 0;
+    let mut j = 0;
+    while j + 16 <= n {
+        let v = _mm512_loadu_ps(x.as_ptr().add(j));
+        let a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs));
+        // Rust's `a != 0.0`: true for NaN too.
+        let mask = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(a, _mm512_setzero_ps());
+        debug_assert!(k + 16 <= factor.len());
+        let f = _mm512_maskz_expand_ps(mask, _mm512_loadu_ps(factor.as_ptr().add(k)));
+        let w = match out {
+            Output::Factor => f,
+            Output::Product => _mm512_mask_mul_ps(v, mask, v, f),
+        };
+        _mm512_storeu_ps(x.as_mut_ptr().add(j), w);
+        k += mask.count_ones() as usize;
+        j += 16;
+    }
+    for v in &mut x[j..] {
+        if v.abs() != 0.0 {
+            match out {
+                Output::Factor => *v = factor[k],
+                Output::Product => *v *= factor[k],
+            }
+            k += 1;
+        } else if out == Output::Factor {
+            *v = 0.0;
         }
     }
 }
 
 /// Gathers the units of `h` with mass: `|h_j|` into `s.mass` and `j` into `s.unit`, in
-/// order; returns how many.
+/// order, each followed by [`COMPACT_SLACK`] entries of any value; returns how many.
 #[inline(always)]
-fn gather_mass(h: &[f32], s: &mut Scratch) -> usize {
+fn gather_mass(h: &[f32], s: &mut Scratch, compact: Compact) -> usize {
     assert!(h.len() <= u32::MAX as usize, "a map of at most 2^32 units");
-    if s.mass.len() < h.len() {
-        s.mass.resize(h.len(), 0.0);
-        s.unit.resize(h.len(), 0);
+    let len = h.len() + COMPACT_SLACK;
+    if s.mass.len() < len {
+        s.mass.resize(len, 0.0);
+        s.unit.resize(len, 0);
     }
-    let (mass, unit) = (&mut s.mass[..h.len()], &mut s.unit[..h.len()]);
-    let mut k = 0;
-    for (j, &v) in h.iter().enumerate() {
+    let (mass, unit) = (&mut s.mass[..len], &mut s.unit[..len]);
+    match compact {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: this variant is only chosen by the AVX-512 kernel; the buffers have the
+        // slack.
+        Compact::Avx512 => unsafe { gather_avx512(h, mass, unit) },
+        Compact::Scalar => gather_scalar(h, 0, mass, unit, 0),
+    }
+}
+
+/// [`gather_mass`] one unit at a time, from unit `j0` of `h` on, into the buffers from entry
+/// `k0` on; returns the entries filled in all.
+#[inline(always)]
+fn gather_scalar(h: &[f32], j0: usize, mass: &mut [f32], unit: &mut [u32], k0: usize) -> usize {
+    let mut k = k0;
+    for (j, &v) in h.iter().enumerate().skip(j0) {
         // Written unconditionally, kept by advancing: no branch on the data.
         let a = v.abs();
         mass[k] = a;
@@ -532,6 +620,38 @@ fn gather_mass(h: &[f32], s: &mut Scratch) -> usize {
         k += (a != 0.0) as usize;
     }
     k
+}
+
+/// [`gather_mass`] sixteen units at a time with AVX-512's compress (into a register, then
+/// stored whole: a compressing store to memory is slow on some CPUs).
+///
+/// # Safety
+/// The CPU has AVX-512 F; the buffers hold `h.len()` + [`COMPACT_SLACK`] entries.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_avx512(h: &[f32], mass: &mut [f32], unit: &mut [u32]) -> usize {
+    use std::arch::x86_64::*;
+    let n = h.len();
+    debug_assert!(mass.len() >= n + COMPACT_SLACK && unit.len() >= n + COMPACT_SLACK);
+    let abs = _mm512_set1_epi32(0x7fff_ffff);
+    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let mut k = 0;
+    let mut j = 0;
+    while j + 16 <= n {
+        let v = _mm512_loadu_ps(h.as_ptr().add(j));
+        let a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs));
+        // Rust's `a != 0.0`: true for NaN too.
+        let mask = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(a, _mm512_setzero_ps());
+        let index = _mm512_add_epi32(lanes, _mm512_set1_epi32(j as i32));
+        _mm512_storeu_ps(mass.as_mut_ptr().add(k), _mm512_maskz_compress_ps(mask, a));
+        _mm512_storeu_si512(
+            unit.as_mut_ptr().add(k) as *mut _,
+            _mm512_maskz_compress_epi32(mask, index),
+        );
+        k += mask.count_ones() as usize;
+        j += 16;
+    }
+    gather_scalar(h, j, mass, unit, k)
 }
 
 /// The per-unit pass's parameters.
@@ -618,6 +738,7 @@ fn draw_exact(
     poisson_mean: f64,
     kept: &mut Vec<u8>,
     prefix: &[f64],
+    guide: &mut Vec<u32>,
 ) {
     let n = mass.len();
     kept.clear();
@@ -635,12 +756,23 @@ fn draw_exact(
             *count = c as u8;
         }
         if unfinished > 0 && m <= r {
-            for (k, &c) in kept.iter().enumerate() {
-                if c as u32 == POISSON_UNROLLED {
-                    let lambda = mass[k] as f64 * scale;
-                    m += poisson_tail(lambda, stream, unit[k] as u64) - POISSON_UNROLLED as u64;
-                    if m > r {
-                        break;
+            // The capped counts are rare: look for them a chunk at a time (a vectorised test),
+            // in order, until the sum passes r.
+            'chunks: for (c0, chunk) in kept.chunks(64).enumerate() {
+                let capped = chunk
+                    .iter()
+                    .fold(false, |any, &c| any | (c as u32 == POISSON_UNROLLED));
+                if !capped {
+                    continue;
+                }
+                for (i, &c) in chunk.iter().enumerate() {
+                    if c as u32 == POISSON_UNROLLED {
+                        let k = c0 * 64 + i;
+                        let lambda = mass[k] as f64 * scale;
+                        m += poisson_tail(lambda, stream, unit[k] as u64) - POISSON_UNROLLED as u64;
+                        if m > r {
+                            break 'chunks;
+                        }
                     }
                 }
             }
@@ -652,9 +784,29 @@ fn draw_exact(
     };
     let stream = substream(key, DOMAIN_EXTRA, 0);
     let last = prefix.len() - 1;
+    // A draw x in [0, total) hits the first block whose running mass passes x (the last if
+    // rounding leaves none). The guide table (Chen and Asau 1974) splits [0, total) into as
+    // many buckets as blocks; a draw starts at its bucket's entry and walks on, one or two
+    // blocks on average. `bucket` is non-decreasing in x, so every block before a bucket's
+    // entry ends at or below any x in the bucket: the walk finds the block the first-passing
+    // rule names.
+    let buckets = prefix.len();
+    let per_mass = buckets as f64 / total;
+    let bucket = |x: f64| ((x * per_mass) as usize).min(buckets - 1);
+    guide.clear();
+    for (i, &c) in prefix.iter().enumerate() {
+        let b = bucket(c);
+        while guide.len() <= b {
+            guide.push(i as u32);
+        }
+    }
+    guide.resize(buckets, last as u32);
     for i in 0..r - drawn {
         let x = uniform(stream, i) * total;
-        let block = prefix.partition_point(|&c| c <= x).min(last);
+        let mut block = guide[bucket(x)] as usize;
+        while block < last && prefix[block] <= x {
+            block += 1;
+        }
         let start = block * BLOCK;
         let mut running = if block == 0 { 0.0 } else { prefix[block - 1] };
         let units = &mass[start..(start + BLOCK).min(n)];
@@ -812,6 +964,8 @@ mod tests {
                 let v = (gen >> 40) as f32 / (1u64 << 24) as f32;
                 if j % 3 == 0 {
                     0.0
+                } else if j % 7 == 0 {
+                    -0.0
                 } else {
                     v * v * 4.0
                 }
@@ -831,6 +985,17 @@ mod tests {
                         .zip(&want)
                         .all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(same, "{isa:?} {sampling:?} r = {r}");
+                    // Multiplied in place: the map times the same factors, zeros kept with
+                    // their signs.
+                    let mut product = h.clone();
+                    let t = poisson_mean(r);
+                    let job = Job::new(&mut product, r, sampling, 3, t, Output::Product);
+                    isa.kernel(job, &mut s);
+                    let same = product
+                        .iter()
+                        .zip(h.iter().zip(&want))
+                        .all(|(p, (v, f))| p.to_bits() == (v * f).to_bits());
+                    assert!(same, "{isa:?} {sampling:?} r = {r}, in place");
                 }
             }
         }

@@ -365,7 +365,8 @@ impl Resolver<'_> {
                 ))
             }
         }
-        if d.target_period_unit == PeriodUnit::AgentSteps && d.target_period % d.update_period != 0
+        if d.target_period_unit == PeriodUnit::AgentSteps
+            && !d.target_period.is_multiple_of(d.update_period)
         {
             let span = raw
                 .target_period

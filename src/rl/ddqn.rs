@@ -33,7 +33,8 @@ impl Cadence {
 
     /// Whether agent step number `steps` (counted from 1) is followed by an update.
     pub fn update_due(&self, steps: u64) -> bool {
-        steps > self.learning_starts && (steps - self.learning_starts) % self.update_period == 0
+        steps > self.learning_starts
+            && (steps - self.learning_starts).is_multiple_of(self.update_period)
     }
 }
 
@@ -169,7 +170,7 @@ impl DoubleDqn {
         }
         replay.sample(batch_size, rng, batch);
         let stats = self.update(batch);
-        if self.updates % cadence.target_period.max(1) == 0 {
+        if self.updates.is_multiple_of(cadence.target_period.max(1)) {
             self.sync_target();
         }
         Some(stats)

@@ -274,7 +274,10 @@ impl<T: Copy + Default> Replay<T> {
             back += 1;
         }
         let len = self.frame_len;
-        out.extend(std::iter::repeat(T::default()).take((self.stack - 1 - back) * len));
+        out.extend(std::iter::repeat_n(
+            T::default(),
+            (self.stack - 1 - back) * len,
+        ));
         let cap = self.stream_capacity as u64;
         for k in (seq - back as u64)..=seq {
             let pos = (k % cap) as usize;

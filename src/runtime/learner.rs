@@ -286,7 +286,7 @@ fn learn<T: Frame, H: Hooks<T>>(
                 );
                 if update.is_some() {
                     let u = learner.ddqn.updates();
-                    if u % sync_period == 0 {
+                    if u.is_multiple_of(sync_period) {
                         board.publish(u / sync_period, Snapshot::of(&learner.ddqn.online));
                     }
                 }

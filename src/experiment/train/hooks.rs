@@ -287,7 +287,7 @@ impl<T: Frame> Hooks<T> for CellHooks<'_> {
         let step = learner.steps;
         let fs = self.cell.job.frame_skip();
         self.progress.advance(step * fs, learner.ddqn.updates());
-        if step % self.eval_steps == 0 || step == self.end_step {
+        if step.is_multiple_of(self.eval_steps) || step == self.end_step {
             self.evaluate(learner)?;
         }
         Ok(())

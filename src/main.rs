@@ -6,11 +6,12 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 /// How long torch's OpenMP workers (libgomp) spin after a parallel region before they sleep,
-/// unless the user sets `GOMP_SPINCOUNT` or `OMP_WAIT_POLICY`. The default (300,000 spins)
-/// keeps both cores busy spinning while the defenses' own threads sample between two
-/// convolutions; 10,000 took SAP-100 forward passes from 6.4-6.7 to 5.2-5.3 dense-pass times
-/// (ResNet-20) and from 4.7-5.2 to 3.2-3.3 (Nature CNN) here, dense passes unchanged
-/// (`sap bench defense`). Results do not depend on it.
+/// unless the user sets `GOMP_SPINCOUNT` or `OMP_WAIT_POLICY`. When the defenses sampled on
+/// their own threads, the default (300,000 spins) kept both cores busy spinning meanwhile, and
+/// 10,000 took SAP-100 forward passes from 6.4-6.7 to 5.2-5.3 dense-pass times (ResNet-20).
+/// The defenses now run on the OpenMP team itself (`defense::team`), where it matters little
+/// (one run each here: 1.89 with the default, 1.81 with 10,000; `sap bench defense`). Results
+/// do not depend on it.
 const GOMP_SPINCOUNT: &str = "10000";
 
 /// libgomp reads its settings when it is loaded, before `main`: to change them the process

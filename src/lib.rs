@@ -45,6 +45,7 @@ pub mod defense;
 pub mod env;
 pub mod experiment;
 pub mod manifest;
+pub mod memory;
 pub mod metrics;
 pub mod nn;
 pub mod policy;

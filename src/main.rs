@@ -42,6 +42,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    sap_harness::memory::keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("SAP_LOG").unwrap_or_else(|_| EnvFilter::new("info")),

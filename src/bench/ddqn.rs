@@ -6,7 +6,11 @@
 //! - end-to-end agent steps/s after the warm-up (the real runtime, updates on schedule);
 //! - actors-only steps/s when the actors ask one batched inference thread instead of using
 //!   local network copies (the alternative design, measured here to justify the choice);
-//! - bytes per stored transition of the replay buffer.
+//! - bytes per stored transition of the replay buffer;
+//! - the learner's update at 1 and 2 torch threads against the same update in PyTorch
+//!   (`scripts/ddqn_reference.py`, run with the project's venv), once with the allocator as
+//!   PyTorch users run it and once with the settings `sap` gives itself
+//!   ([`crate::memory`]).
 
 use std::time::Instant;
 
@@ -41,6 +45,92 @@ pub struct DdqnBench {
     pub batched_inference_steps_per_s: f64,
     /// Replay bytes per stored transition.
     pub bytes_per_transition: f64,
+    /// The learner's updates/s at 1 and at 2 torch threads (best of the rounds).
+    pub learner_by_threads: Vec<(i32, f64)>,
+}
+
+/// PyTorch's rate of the same update (`scripts/ddqn_reference.py`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TorchUpdates {
+    /// torch threads.
+    pub threads: i32,
+    /// Updates/s with glibc's default allocator settings.
+    pub default_allocator: f64,
+    /// Updates/s with the allocator settings `sap` gives itself.
+    pub same_allocator: f64,
+    /// torch's version.
+    pub version: String,
+}
+
+/// Runs `scripts/ddqn_reference.py` with the project's venv at each thread count, with the
+/// default allocator settings and with `sap`'s ([`crate::memory`]); `updates` per round, best
+/// of `rounds`.
+pub fn pytorch_ddqn_reference(
+    updates: u64,
+    rounds: u32,
+    threads: &[i32],
+) -> Result<Vec<TorchUpdates>> {
+    use anyhow::Context;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ddqn_reference.py");
+    let python = super::defense::venv_python();
+    let run = |threads: i32, same_allocator: bool| -> Result<(f64, String)> {
+        let mut cmd = std::process::Command::new(&python);
+        cmd.arg(&script)
+            .args(["--updates", &updates.to_string()])
+            .args(["--rounds", &rounds.to_string()])
+            .args(["--threads", &threads.to_string()]);
+        cmd.env_remove("GLIBC_TUNABLES");
+        if same_allocator {
+            cmd.env(
+                "GLIBC_TUNABLES",
+                format!(
+                    "glibc.malloc.mmap_threshold={}:glibc.malloc.trim_threshold={}",
+                    crate::memory::MMAP_THRESHOLD,
+                    crate::memory::TRIM_THRESHOLD
+                ),
+            );
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {} {}", python.display(), script.display()))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "{} failed ({}): {}",
+                script.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_reference_line(text.trim())
+            .with_context(|| format!("{}: output `{}`", script.display(), text.trim()))
+    };
+    threads
+        .iter()
+        .map(|&t| {
+            let (default_allocator, version) = run(t, false)?;
+            let (same_allocator, _) = run(t, true)?;
+            Ok(TorchUpdates {
+                threads: t,
+                default_allocator,
+                same_allocator,
+                version,
+            })
+        })
+        .collect()
+}
+
+/// `scripts/ddqn_reference.py`'s line: updates/s, threads, torch's version.
+fn parse_reference_line(line: &str) -> Result<(f64, String)> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let [rate, _threads, version] = f[..] else {
+        anyhow::bail!(
+            "expected 3 fields (updates/s, threads, version), found {}",
+            f.len()
+        );
+    };
+    let rate: f64 = rate.parse()?;
+    Ok((rate, version.to_owned()))
 }
 
 impl DdqnBench {
@@ -51,6 +141,12 @@ impl DdqnBench {
 }
 
 const BATCH: usize = 32;
+
+/// Updates per round of the comparison with PyTorch, ours and theirs.
+pub const REFERENCE_UPDATES: u64 = 100;
+
+/// Rounds of the comparison with PyTorch (best kept).
+pub const REFERENCE_ROUNDS: u32 = 3;
 
 fn settings() -> DdqnSettings {
     DdqnSettings::defaults(Some(Preset::DopamineV5))
@@ -250,6 +346,22 @@ pub fn bench_ddqn(config: RuntimeConfig, steps: u64) -> Result<DdqnBench> {
         state.ddqn.update(&batch);
     }
     let learner_updates_per_s = updates as f64 / start.elapsed().as_secs_f64();
+    // The same at 1 and 2 threads, best of three rounds, as the PyTorch reference runs.
+    let mut learner_by_threads = Vec::new();
+    for threads in [1, 2] {
+        set_torch_threads(threads as usize);
+        let mut best = 0f64;
+        for _ in 0..REFERENCE_ROUNDS {
+            let start = Instant::now();
+            for _ in 0..REFERENCE_UPDATES {
+                state.replay.sample(BATCH, &mut state.rng, &mut batch);
+                state.ddqn.update(&batch);
+            }
+            best = best.max(REFERENCE_UPDATES as f64 / start.elapsed().as_secs_f64());
+        }
+        learner_by_threads.push((threads, best));
+    }
+    set_torch_threads(config.learner_threads);
     // End to end: updates from step 400 on, timed from step 600.
     let (end_to_end_steps_per_s, _) = runtime_steps_per_s(&config, actions, 600, steps, 400)?;
     let batched_inference_steps_per_s = batched_inference_steps_per_s(&config, actions, steps)?;
@@ -260,5 +372,19 @@ pub fn bench_ddqn(config: RuntimeConfig, steps: u64) -> Result<DdqnBench> {
         end_to_end_steps_per_s,
         batched_inference_steps_per_s,
         bytes_per_transition,
+        learner_by_threads,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_line_gives_the_rate_and_version_and_a_short_one_is_refused() {
+        let (rate, version) = parse_reference_line("20.5 1 2.13.0+cpu").unwrap();
+        assert_eq!((rate, version.as_str()), (20.5, "2.13.0+cpu"));
+        assert!(parse_reference_line("20.5 1").is_err());
+        assert!(parse_reference_line("fast 1 2.13.0").is_err());
+    }
 }

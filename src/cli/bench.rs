@@ -173,8 +173,63 @@ fn ddqn(args: BenchArgs) -> Result<()> {
         actor_threads: 1,
         learner_threads,
     };
-    print_ddqn_bench(&crate::bench::bench_ddqn(config, steps)?);
+    let bench = crate::bench::bench_ddqn(config, steps)?;
+    print_ddqn_bench(&bench);
+    use crate::bench::ddqn::{pytorch_ddqn_reference, REFERENCE_ROUNDS, REFERENCE_UPDATES};
+    match pytorch_ddqn_reference(REFERENCE_UPDATES, REFERENCE_ROUNDS, &[1, 2]) {
+        Ok(torch) => print_ddqn_reference(&bench, &torch),
+        Err(e) => crate::outln!("PyTorch reference skipped: {e:#}"),
+    }
     Ok(())
+}
+
+/// Our learner against PyTorch's update at the same thread counts, and end to end against
+/// four times PyTorch's two-thread rate.
+fn print_ddqn_reference(b: &crate::bench::DdqnBench, torch: &[crate::bench::ddqn::TorchUpdates]) {
+    use crate::bench::ddqn::{REFERENCE_ROUNDS, REFERENCE_UPDATES};
+    crate::outln!(
+        "\nthe same update in PyTorch (scripts/ddqn_reference.py), {REFERENCE_UPDATES} updates x \
+         {REFERENCE_ROUNDS} rounds each, best kept; torch {}: updates/s",
+        torch.first().map_or("?", |t| t.version.as_str())
+    );
+    crate::outln!(
+        "{:>7} {:>10} {:>14} {:>14} {:>12} {:>12}",
+        "threads",
+        "ours",
+        "torch default",
+        "torch + alloc",
+        "ours/default",
+        "ours/+alloc"
+    );
+    for t in torch {
+        let Some(&(_, ours)) = b.learner_by_threads.iter().find(|(n, _)| *n == t.threads) else {
+            continue;
+        };
+        crate::outln!(
+            "{:>7} {:>10.1} {:>14.1} {:>14.1} {:>12.3} {:>12.3}",
+            t.threads,
+            ours,
+            t.default_allocator,
+            t.same_allocator,
+            ours / t.default_allocator,
+            ours / t.same_allocator
+        );
+    }
+    crate::outln!(
+        "(\"torch + alloc\": PyTorch with the allocator settings sap gives itself, \
+         src/memory.rs; target: ours >= 1.0 x PyTorch at 1 and 2 threads)"
+    );
+    if let Some(two) = torch.iter().find(|t| t.threads == 2) {
+        for (what, rate) in [
+            ("default", two.default_allocator),
+            ("+ alloc", two.same_allocator),
+        ] {
+            crate::outln!(
+                "end to end / (4 x torch {what} at 2 threads) = {:.3}   (target >= 0.9)",
+                b.end_to_end_steps_per_s / (4.0 * rate)
+            );
+        }
+    }
 }
 
 /// `sap run` with --jobs 1 against --jobs N.

@@ -108,6 +108,10 @@ impl Optimizer {
     }
 
     /// Applies one step from the gradients the parameters hold, then zeroes them.
+    ///
+    /// Adam on CPU f32 tensors runs as one pass over each parameter's memory (spread over
+    /// libtorch's threads) instead of a dozen tensor operations, each with its own temporary;
+    /// elsewhere, and for the other optimisers, as tensor operations.
     pub fn step(&mut self) {
         self.steps += 1;
         let t = self.steps as i32;
@@ -124,13 +128,25 @@ impl Optimizer {
                         beta1,
                         beta2,
                     } => {
+                        let c1 = 1.0 - beta1.powi(t);
+                        let c2 = 1.0 - beta2.powi(t);
+                        let host = AdamStep {
+                            lr,
+                            eps,
+                            beta1,
+                            beta2,
+                            c1,
+                            c2,
+                        };
+                        if host.apply(p, &g, a, b) {
+                            continue;
+                        }
                         // m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
                         let _ = a.g_mul_scalar_(beta1).g_add_(&(&g * (1.0 - beta1)));
                         let _ = b.g_mul_scalar_(beta2).g_add_(&(&g * &g * (1.0 - beta2)));
-                        let c1 = 1.0 - beta1.powi(t);
-                        let c2 = 1.0 - beta2.powi(t);
-                        // p -= lr * m_hat / (sqrt(v_hat) + eps)
-                        let denom = (&*b / c2).sqrt() + eps;
+                        // p -= lr * m_hat / (sqrt(v_hat) + eps), in PyTorch's order:
+                        // (lr / c1) * m / (sqrt(v) / sqrt(c2) + eps)
+                        let denom = b.sqrt() / c2.sqrt() + eps;
                         let _ = p.g_sub_(&(&*a / &denom * (lr / c1)));
                     }
                     OptimizerConfig::RmsProp { lr, decay, eps } => {
@@ -203,5 +219,82 @@ impl Optimizer {
         self.moments = restored;
         self.steps = step.int64_value(&[0]) as u64;
         Ok(())
+    }
+}
+
+/// One Adam step's scalars, for the host pass.
+#[derive(Clone, Copy)]
+struct AdamStep {
+    lr: f64,
+    eps: f64,
+    beta1: f64,
+    beta2: f64,
+    /// `1 - beta1^t`.
+    c1: f64,
+    /// `1 - beta2^t`.
+    c2: f64,
+}
+
+/// Elements per piece of a parameter handed to one thread.
+const ADAM_PIECE: usize = 1 << 16;
+
+/// A contiguous f32 CPU tensor's memory, for the host pass.
+#[derive(Clone, Copy)]
+struct HostF32(*mut f32);
+
+// SAFETY: the pass hands disjoint pieces of each buffer to the threads.
+unsafe impl Sync for HostF32 {}
+
+impl HostF32 {
+    /// Element `i` (a method, so that closures capture the whole `Sync` wrapper).
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
+impl AdamStep {
+    /// The step on `p` from its gradient `g` and moments `m`, `v` in one pass over their
+    /// memory, when all four are contiguous f32 CPU tensors of the same size; returns false
+    /// (and touches nothing) otherwise. Each element follows PyTorch's single-tensor Adam,
+    /// in f32: `m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;`
+    /// `p -= m / (sqrt(v) / sqrt(c2) + eps) * (lr/c1)`.
+    fn apply(self, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> bool {
+        let n = p.numel();
+        let host = [p, g, m, v].iter().all(|t| {
+            t.device() == tch::Device::Cpu
+                && t.kind() == Kind::Float
+                && t.is_contiguous()
+                && t.numel() == n
+        });
+        if !host {
+            return false;
+        }
+        let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
+        let (ob1, ob2) = ((1.0 - self.beta1) as f32, (1.0 - self.beta2) as f32);
+        let step = (self.lr / self.c1) as f32;
+        let sqrt_c2 = self.c2.sqrt() as f32;
+        let eps = self.eps as f32;
+        let [pp, gp, mp, vp] = [p, g, m, v].map(|t| HostF32(t.data_ptr() as *mut f32));
+        crate::defense::team::for_each(n.div_ceil(ADAM_PIECE), |piece| {
+            let start = piece * ADAM_PIECE;
+            let len = ADAM_PIECE.min(n - start);
+            // SAFETY: four distinct tensors of n f32 each (the moments and the gradient are
+            // the optimiser's and autograd's own buffers); this piece is this call's alone.
+            let (p, g, m, v) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(pp.at(start), len),
+                    std::slice::from_raw_parts(gp.at(start) as *const f32, len),
+                    std::slice::from_raw_parts_mut(mp.at(start), len),
+                    std::slice::from_raw_parts_mut(vp.at(start), len),
+                )
+            };
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                // The tensor operations' order, so that both paths round alike.
+                *m = *m * b1 + g * ob1;
+                *v = *v * b2 + g * g * ob2;
+                *p -= *m / (v.sqrt() / sqrt_c2 + eps) * step;
+            }
+        });
+        true
     }
 }

@@ -107,7 +107,7 @@ impl Optimizer {
         }
     }
 
-    /// Applies one step from the gradients the parameters hold, then zeroes them.
+    /// Applies one step from the gradients the parameters hold, and zeroes them.
     ///
     /// Adam on CPU f32 tensors runs as one pass over each parameter's memory (spread over
     /// libtorch's threads) instead of a dozen tensor operations, each with its own temporary;
@@ -117,7 +117,7 @@ impl Optimizer {
         let t = self.steps as i32;
         tch::no_grad(|| {
             for ((_, p), [a, b]) in self.params.iter_mut().zip(self.moments.iter_mut()) {
-                let g = p.grad();
+                let mut g = p.grad();
                 if !g.defined() {
                     continue;
                 }
@@ -138,6 +138,7 @@ impl Optimizer {
                             c1,
                             c2,
                         };
+                        // The host pass zeroes the gradient as it reads it.
                         if host.apply(p, &g, a, b) {
                             continue;
                         }
@@ -168,9 +169,9 @@ impl Optimizer {
                         let _ = p.g_sub_(&(&*a * lr));
                     }
                 }
+                let _ = g.zero_();
             }
         });
-        self.zero_grad();
     }
 
     /// Zeroes every parameter's gradient.
@@ -254,8 +255,8 @@ impl HostF32 {
 
 impl AdamStep {
     /// The step on `p` from its gradient `g` and moments `m`, `v` in one pass over their
-    /// memory, when all four are contiguous f32 CPU tensors of the same size; returns false
-    /// (and touches nothing) otherwise. Each element follows PyTorch's single-tensor Adam,
+    /// memory, when all four are contiguous f32 CPU tensors of the same size, leaving `g`
+    /// zero; returns false (and touches nothing) otherwise. Each element follows PyTorch's single-tensor Adam,
     /// in f32: `m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;`
     /// `p -= m / (sqrt(v) / sqrt(c2) + eps) * (lr/c1)`.
     fn apply(self, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> bool {
@@ -283,12 +284,13 @@ impl AdamStep {
             let (p, g, m, v) = unsafe {
                 (
                     std::slice::from_raw_parts_mut(pp.at(start), len),
-                    std::slice::from_raw_parts(gp.at(start) as *const f32, len),
+                    std::slice::from_raw_parts_mut(gp.at(start), len),
                     std::slice::from_raw_parts_mut(mp.at(start), len),
                     std::slice::from_raw_parts_mut(vp.at(start), len),
                 )
             };
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let g = std::mem::take(g);
                 // The tensor operations' order, so that both paths round alike.
                 *m = *m * b1 + g * ob1;
                 *v = *v * b2 + g * g * ob2;

@@ -71,39 +71,27 @@ pub fn pytorch_ddqn_reference(
     threads: &[i32],
 ) -> Result<Vec<TorchUpdates>> {
     use anyhow::Context;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ddqn_reference.py");
-    let python = super::defense::venv_python();
     let run = |threads: i32, same_allocator: bool| -> Result<(f64, String)> {
-        let mut cmd = std::process::Command::new(&python);
-        cmd.arg(&script)
-            .args(["--updates", &updates.to_string()])
-            .args(["--rounds", &rounds.to_string()])
-            .args(["--threads", &threads.to_string()]);
-        cmd.env_remove("GLIBC_TUNABLES");
-        if same_allocator {
-            cmd.env(
-                "GLIBC_TUNABLES",
-                format!(
-                    "glibc.malloc.mmap_threshold={}:glibc.malloc.trim_threshold={}",
-                    crate::memory::MMAP_THRESHOLD,
-                    crate::memory::TRIM_THRESHOLD
-                ),
-            );
-        }
-        let out = cmd
-            .output()
-            .with_context(|| format!("running {} {}", python.display(), script.display()))?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "{} failed ({}): {}",
-                script.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        parse_reference_line(text.trim())
-            .with_context(|| format!("{}: output `{}`", script.display(), text.trim()))
+        let args = [
+            ("--updates", updates.to_string()),
+            ("--rounds", rounds.to_string()),
+            ("--threads", threads.to_string()),
+        ];
+        let out = super::run_reference_script("ddqn_reference.py", &args, |cmd| {
+            cmd.env_remove("GLIBC_TUNABLES");
+            if same_allocator {
+                cmd.env(
+                    "GLIBC_TUNABLES",
+                    format!(
+                        "glibc.malloc.mmap_threshold={}:glibc.malloc.trim_threshold={}",
+                        crate::memory::MMAP_THRESHOLD,
+                        crate::memory::TRIM_THRESHOLD
+                    ),
+                );
+            }
+        })?;
+        parse_reference_line(out.trim())
+            .with_context(|| format!("ddqn_reference.py: output `{}`", out.trim()))
     };
     threads
         .iter()

@@ -203,29 +203,16 @@ pub fn pytorch_reference(
     threads: i32,
 ) -> anyhow::Result<Vec<ReferenceTiming>> {
     use anyhow::Context;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/sap_reference.py");
-    let python = venv_python();
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .args(["--rounds", &rounds.to_string()])
-        .args(["--iterations", &iterations.to_string()])
-        .args(["--threads", &threads.to_string()])
-        .output()
-        .with_context(|| format!("running {} {}", python.display(), script.display()))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "{} failed ({}): {}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    let args = [
+        ("--rounds", rounds.to_string()),
+        ("--iterations", iterations.to_string()),
+        ("--threads", threads.to_string()),
+    ];
+    let out = super::run_reference_script("sap_reference.py", &args, |_| {})?;
+    out.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            parse_reference_line(l)
-                .with_context(|| format!("{}: output line `{l}`", script.display()))
+            parse_reference_line(l).with_context(|| format!("sap_reference.py: output line `{l}`"))
         })
         .collect()
 }

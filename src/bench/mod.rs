@@ -24,3 +24,36 @@ pub use grid::{bench_grid, GridBench};
 pub use jobs::{bench_jobs, JobsBench};
 pub use rates::Rates;
 pub use reproducible::{bench_reproducible, ReproducibleBench};
+
+/// Runs `scripts/<script>` with the project's venv (`SAP_PYTHON` overrides it) and `args`,
+/// after `setup` adjusts the command (its environment); returns standard output. A failure
+/// names the script, its exit status and what it printed on standard error.
+pub(crate) fn run_reference_script(
+    script: &str,
+    args: &[(&str, String)],
+    setup: impl FnOnce(&mut std::process::Command),
+) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
+    let python = defense::venv_python();
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(&script);
+    for (flag, value) in args {
+        cmd.args([flag, value.as_str()]);
+    }
+    setup(&mut cmd);
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {} {}", python.display(), script.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{} failed ({}): {}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

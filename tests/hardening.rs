@@ -684,3 +684,46 @@ fn shipped_manifest_mutants_never_panic_or_hang_and_every_rejection_is_located()
         failures[..failures.len().min(5)].join("\n\n")
     );
 }
+
+#[test]
+fn a_shipped_network_that_is_missing_or_altered_is_named_with_its_expected_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let net = models.join("pong.safetensors");
+    nature_checkpoint(&net);
+    let digest = sap_harness::nn::digest::sha256_hex(&net).unwrap();
+    std::fs::write(
+        models.join("SHA256SUMS"),
+        format!("{digest}  pong.safetensors\n"),
+    )
+    .unwrap();
+    let manifest = tmp.path().join("shipped.toml");
+    std::fs::write(
+        &manifest,
+        r#"name = "shipped"
+seed = 1
+[[eval]]
+policy = "agent"
+family = "atari"
+checkpoints = { Pong = "models/pong.safetensors" }
+episodes = 1
+defenses = [{ kind = "dense" }]
+attacks = [{ kind = "fgsm" }]
+lambdas = [0]
+"#,
+    )
+    .unwrap();
+    Manifest::load(&manifest).unwrap_or_else(|e| panic!("the intact file is refused: {e}"));
+    // One byte changed, as a damaged download or an edit would.
+    let mut bytes = std::fs::read(&net).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&net, &bytes).unwrap();
+    let e = Manifest::load(&manifest).unwrap_err().to_string();
+    assert!(e.contains("pong.safetensors") && e.contains(&digest), "{e}");
+    assert!(e.contains("altered or damaged"), "{e}");
+    std::fs::remove_file(&net).unwrap();
+    let e = Manifest::load(&manifest).unwrap_err().to_string();
+    assert!(e.contains("missing") && e.contains(&digest), "{e}");
+}

@@ -124,6 +124,11 @@ impl Resolver<'_> {
         if !self.check_files() {
             return Ok(());
         }
+        // A shipped network that its folder's SHA256SUMS lists: missing or altered is named
+        // with the digest it should have.
+        if let Err(e) = crate::nn::digest::verify(path) {
+            return self.file_problem(self.error(span, key, e.to_string()));
+        }
         let problem = match crate::record::not_a_file(path) {
             Some(p) => Some(format!(
                 "checkpoint {} {p} (paths are relative to the manifest's folder); allowed: \

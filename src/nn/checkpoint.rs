@@ -43,6 +43,9 @@ pub enum CheckpointError {
         /// The first such tensor.
         tensor: String,
     },
+    /// A file listed in a `SHA256SUMS` beside it is missing or altered.
+    #[error(transparent)]
+    Digest(#[from] super::digest::DigestError),
 }
 
 fn io(path: &Path, message: impl std::fmt::Display) -> CheckpointError {
@@ -79,8 +82,10 @@ pub fn write_tensors(path: &Path, named: &[(String, Tensor)]) -> Result<(), Chec
 }
 
 /// Reads named tensors from a safetensors file and refuses NaN or infinite values, naming
-/// the first such tensor.
+/// the first such tensor. A file that a `SHA256SUMS` beside it lists must have the listed
+/// digest ([`super::digest`]).
 pub fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>, CheckpointError> {
+    super::digest::verify(path)?;
     if let Some(problem) = crate::record::not_a_file(path) {
         return Err(io(
             path,

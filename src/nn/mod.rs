@@ -9,6 +9,7 @@
 //! reference modules are in `tests/golden/reference.py`.
 
 pub mod checkpoint;
+pub mod digest;
 pub mod mlp;
 pub mod nature_cnn;
 pub mod optim;

@@ -284,10 +284,11 @@ impl<'a> DefensePoints<'a> {
         if owned && contiguous_f32 && !h.requires_grad() {
             // SAFETY: `h` is a contiguous f32 CPU tensor of `numel` elements made by
             // `relu` for this call alone (`owned`); no other reference to its storage exists.
-            let data = HostRows::new(h.data_ptr() as *mut f32, n);
+            let data = team::SharedBuf::new(h.data_ptr() as *mut f32);
             team::for_each(batch, |b| {
-                // SAFETY: every example is visited once, so no two calls share a row.
-                let x = unsafe { data.row(b) };
+                // SAFETY: row b of the batch; every example is visited once, so no two calls
+                // share a row.
+                let x = unsafe { data.piece(b * n, n) };
                 with_scratch(|scratch| {
                     if let Defense::Sap { frac, sampling } = defense {
                         let r = sap::draws(frac, n);
@@ -315,10 +316,11 @@ impl<'a> DefensePoints<'a> {
             // SAFETY: `host` and `t` are contiguous f32 CPU tensors of `numel` elements; `t` is
             // fresh and `host` is only read.
             let x = unsafe { std::slice::from_raw_parts(host.data_ptr() as *const f32, numel) };
-            let out = HostRows::new(t.data_ptr() as *mut f32, n);
+            let out = team::SharedBuf::new(t.data_ptr() as *mut f32);
             team::for_each(batch, |b| {
-                // SAFETY: every example is visited once, so no two calls share a row.
-                let o = unsafe { out.row(b) };
+                // SAFETY: row b of the batch; every example is visited once, so no two calls
+                // share a row.
+                let o = unsafe { out.piece(b * n, n) };
                 let x = &x[b * n..(b + 1) * n];
                 with_scratch(|scratch| example(defense, x, keys[b], scratch, o))
             });
@@ -328,32 +330,6 @@ impl<'a> DefensePoints<'a> {
             Combine::Multiply => h * t,
             Combine::Add => h + t,
         }
-    }
-}
-
-/// The rows of a contiguous f32 host buffer, handed out one per example to the threads of
-/// [`team::for_each`].
-struct HostRows {
-    ptr: *mut f32,
-    n: usize,
-}
-
-// SAFETY: the buffer outlives the loop and each row is handed to one thread only (see `row`).
-unsafe impl Sync for HostRows {}
-
-impl HostRows {
-    fn new(ptr: *mut f32, n: usize) -> Self {
-        HostRows { ptr, n }
-    }
-
-    /// Row `b`, `n` values.
-    ///
-    /// # Safety
-    /// The buffer holds row `b`, and no other reference to that row lives while this one
-    /// does.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn row(&self, b: usize) -> &mut [f32] {
-        std::slice::from_raw_parts_mut(self.ptr.add(b * self.n), self.n)
     }
 }
 

@@ -20,6 +20,32 @@ use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 
+/// A contiguous f32 host buffer that the calls of [`for_each`] split among themselves, each
+/// writing a piece no other call touches (a row per example, a piece of a parameter).
+#[derive(Clone, Copy)]
+pub struct SharedBuf(*mut f32);
+
+// SAFETY: the calls take disjoint pieces (the contract of `SharedBuf::piece`).
+unsafe impl Sync for SharedBuf {}
+unsafe impl Send for SharedBuf {}
+
+impl SharedBuf {
+    /// The buffer that starts at `ptr` (a contiguous f32 tensor's `data_ptr`, say).
+    pub fn new(ptr: *mut f32) -> Self {
+        SharedBuf(ptr)
+    }
+
+    /// The `len` values from `start` on.
+    ///
+    /// # Safety
+    /// They lie in the buffer, which outlives the slice, and no other reference to them lives
+    /// while this one does.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn piece<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(start), len)
+    }
+}
+
 /// `void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags)`.
 type GompParallel = unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint);
 

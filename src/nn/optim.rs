@@ -11,6 +11,8 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use crate::defense::team::{self, SharedBuf};
+
 /// An optimiser and its hyperparameters.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -239,20 +241,6 @@ struct AdamStep {
 /// Elements per piece of a parameter handed to one thread.
 const ADAM_PIECE: usize = 1 << 16;
 
-/// A contiguous f32 CPU tensor's memory, for the host pass.
-#[derive(Clone, Copy)]
-struct HostF32(*mut f32);
-
-// SAFETY: the pass hands disjoint pieces of each buffer to the threads.
-unsafe impl Sync for HostF32 {}
-
-impl HostF32 {
-    /// Element `i` (a method, so that closures capture the whole `Sync` wrapper).
-    fn at(self, i: usize) -> *mut f32 {
-        self.0.wrapping_add(i)
-    }
-}
-
 impl AdamStep {
     /// The step on `p` from its gradient `g` and moments `m`, `v` in one pass over their
     /// memory, when all four are contiguous f32 CPU tensors of the same size, leaving `g`
@@ -275,18 +263,18 @@ impl AdamStep {
         let step = (self.lr / self.c1) as f32;
         let sqrt_c2 = self.c2.sqrt() as f32;
         let eps = self.eps as f32;
-        let [pp, gp, mp, vp] = [p, g, m, v].map(|t| HostF32(t.data_ptr() as *mut f32));
-        crate::defense::team::for_each(n.div_ceil(ADAM_PIECE), |piece| {
+        let [pp, gp, mp, vp] = [p, g, m, v].map(|t| SharedBuf::new(t.data_ptr() as *mut f32));
+        team::for_each(n.div_ceil(ADAM_PIECE), |piece| {
             let start = piece * ADAM_PIECE;
             let len = ADAM_PIECE.min(n - start);
             // SAFETY: four distinct tensors of n f32 each (the moments and the gradient are
             // the optimiser's and autograd's own buffers); this piece is this call's alone.
             let (p, g, m, v) = unsafe {
                 (
-                    std::slice::from_raw_parts_mut(pp.at(start), len),
-                    std::slice::from_raw_parts_mut(gp.at(start), len),
-                    std::slice::from_raw_parts_mut(mp.at(start), len),
-                    std::slice::from_raw_parts_mut(vp.at(start), len),
+                    pp.piece(start, len),
+                    gp.piece(start, len),
+                    mp.piece(start, len),
+                    vp.piece(start, len),
                 )
             };
             for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {

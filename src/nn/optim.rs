@@ -244,8 +244,8 @@ const ADAM_PIECE: usize = 1 << 16;
 impl AdamStep {
     /// The step on `p` from its gradient `g` and moments `m`, `v` in one pass over their
     /// memory, when all four are contiguous f32 CPU tensors of the same size, leaving `g`
-    /// zero; returns false (and touches nothing) otherwise. Each element follows PyTorch's single-tensor Adam,
-    /// in f32: `m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;`
+    /// zero; returns false (and touches nothing) otherwise. Each element follows PyTorch's
+    /// single-tensor Adam, in f32: `m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;`
     /// `p -= m / (sqrt(v) / sqrt(c2) + eps) * (lr/c1)`.
     fn apply(self, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> bool {
         let n = p.numel();

@@ -60,6 +60,7 @@ pub mod seed;
 pub mod slurm;
 pub mod stats;
 pub mod table;
+pub mod video;
 
 /// Re-exported so downstream code and tests use the same tch as the harness.
 pub use tch;

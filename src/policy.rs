@@ -197,7 +197,7 @@ impl PolicyWrapper {
     /// # Shapes
     /// `obs`: `[batch, ...]` pixel units (uint8 or float) -> `batch` actions.
     pub fn act(&mut self, obs: &Tensor) -> Vec<i64> {
-        self.net.act(&mut Draws::Shared(&mut self.rng), obs)
+        self.net.act(&mut Draws::Shared(&mut self.rng), obs).0
     }
 
     /// [`PolicyWrapper::act`] for rows that each draw from their own generator (`rngs[b]`
@@ -207,6 +207,13 @@ impl PolicyWrapper {
     /// # Panics
     /// If `rngs` does not hold one generator per row of `obs`.
     pub fn act_rows(&self, obs: &Tensor, rngs: &mut [DefenseRng]) -> Vec<i64> {
+        self.net.act(&mut Draws::PerRow(rngs), obs).0
+    }
+
+    /// [`PolicyWrapper::act_rows`], also returning the input the network acted on: `obs`
+    /// after the attack (float pixel values, on the network's device). The draws and the
+    /// actions are those of `act_rows`.
+    pub fn act_rows_seen(&self, obs: &Tensor, rngs: &mut [DefenseRng]) -> (Vec<i64>, Tensor) {
         self.net.act(&mut Draws::PerRow(rngs), obs)
     }
 }
@@ -255,7 +262,8 @@ impl Defended {
         }
     }
 
-    fn act(&self, draws: &mut Draws, obs: &Tensor) -> Vec<i64> {
+    /// The actions, and the input they were chosen on (after the attack).
+    fn act(&self, draws: &mut Draws, obs: &Tensor) -> (Vec<i64>, Tensor) {
         let x = obs.to_kind(Kind::Float).to_device(self.model.device());
         let seen = if self.attack.is_some() {
             let clean = self.average(draws, &x, |q| q).argmax(-1, false);
@@ -264,6 +272,8 @@ impl Defended {
             x
         };
         let actions = self.average(draws, &seen, |q| q).argmax(-1, false);
-        Vec::<i64>::try_from(actions.to_device(tch::Device::Cpu)).expect("int64 actions")
+        let actions =
+            Vec::<i64>::try_from(actions.to_device(tch::Device::Cpu)).expect("int64 actions");
+        (actions, seen)
     }
 }

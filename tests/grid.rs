@@ -11,6 +11,7 @@ use common::{assert_same_files, ok, random_network, run, sap, text, TRAINED_GRID
 use sap_harness::defense::Sampling;
 use sap_harness::record::read_rows;
 use sap_harness::table::{AgentRow, AttackName, DefenseKind, EpisodeRow, RelativeRow};
+use sap_harness::video;
 
 /// A grid over networks from files: Pong (6 actions) and Breakout (4), 3 episodes of at
 /// most 400 frames per cell, dense and SAP-100 under FGSM at lambda 0 and 8.
@@ -409,4 +410,106 @@ fn a_resume_of_a_run_directory_holding_another_manifest_is_refused() {
         err.contains("`0` is not allowed; allowed: an integer >= 1"),
         "{err}"
     );
+}
+
+/// Composites every frame of a GIF onto its canvas (palette indices); returns each frame's
+/// canvas after it is drawn.
+fn gif_frames(path: &Path) -> Vec<Vec<u8>> {
+    let mut options = gif::DecodeOptions::new();
+    options.set_color_output(gif::ColorOutput::Indexed);
+    let mut decoder = options
+        .read_info(std::fs::File::open(path).unwrap())
+        .unwrap();
+    let (w, h) = (decoder.width() as usize, decoder.height() as usize);
+    assert_eq!((w, h), (video::WIDTH, video::HEIGHT));
+    let mut canvas = vec![0u8; w * h];
+    let mut frames = Vec::new();
+    while let Some(frame) = decoder.read_next_frame().unwrap() {
+        let (left, top) = (frame.left as usize, frame.top as usize);
+        for y in 0..frame.height as usize {
+            let row = &frame.buffer[y * frame.width as usize..(y + 1) * frame.width as usize];
+            canvas[(top + y) * w + left..(top + y) * w + left + row.len()].copy_from_slice(row);
+        }
+        frames.push(canvas.clone());
+    }
+    frames
+}
+
+/// Whether some pixel of the perturbation panel of `canvas` shows a change.
+fn perturbed(canvas: &[u8]) -> bool {
+    (video::TOP..video::TOP + video::PANEL).any(|y| {
+        canvas[y * video::WIDTH + video::PERT_X..y * video::WIDTH + video::PERT_X + video::PANEL]
+            .iter()
+            .any(|&i| i != video::NO_CHANGE)
+    })
+}
+
+#[test]
+fn recording_writes_a_gif_per_recorded_episode_with_a_frame_per_step_and_leaves_rows_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    mask_sensitive_network(&tmp.path().join("breakout.safetensors"));
+    // Exploring and greedy steps mixed, two episodes in lockstep, the first two recorded.
+    let plain = lockstep_run(tmp.path(), 2, 0.2);
+    let manifest = std::fs::read_to_string(tmp.path().join("p2-e0.2.toml")).unwrap();
+    let recorded = manifest.replace(
+        "parallel_episodes = 2\n",
+        "parallel_episodes = 2\nrecord = 2\n",
+    );
+    std::fs::write(tmp.path().join("rec.toml"), recorded).unwrap();
+    ok(&["run", "rec.toml", "--run-id", "rec"], tmp.path());
+    let run = tmp.path().join("results/lockstep/rec");
+    assert_eq!(text_of_rows(&run), plain, "recording changes no draw");
+
+    let rows: Vec<AgentRow> = read_rows(&run.join("rl_eval.csv")).unwrap();
+    for cell in std::fs::read_dir(run.join("cells")).unwrap() {
+        let cell = cell.unwrap().path();
+        let id = cell.file_name().unwrap().to_string_lossy().into_owned();
+        if !id.starts_with("agent-") {
+            continue;
+        }
+        let mut files: Vec<String> = std::fs::read_dir(&cell)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.contains("episode-"))
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            ["episode-0.gif", "episode-1.gif"],
+            "{id}: no .tmp is left"
+        );
+        let attacked = id.contains("sap");
+        for episode in 0..2u32 {
+            let frames = gif_frames(&cell.join(format!("episode-{episode}.gif")));
+            let row = rows
+                .iter()
+                .find(|r| {
+                    r.episode == episode && (r.treatment.defense == DefenseKind::Sap) == attacked
+                })
+                .unwrap();
+            assert_eq!(
+                frames.len() as u64,
+                row.agent_steps,
+                "{id} episode {episode}: one frame per step"
+            );
+            let screen_colours = frames[0][video::TOP * video::WIDTH..]
+                .iter()
+                .filter(|&&i| i < video::GRAYS)
+                .count();
+            assert!(
+                screen_colours > 1000,
+                "{id}: the game screen is drawn in its colours"
+            );
+            let shown = frames.iter().filter(|f| perturbed(f)).count();
+            if attacked {
+                assert!(
+                    shown > frames.len() / 2,
+                    "{id}: {shown} of {} frames show the attack",
+                    frames.len()
+                );
+            } else {
+                assert_eq!(shown, 0, "{id}: the clean reference has no perturbation");
+            }
+        }
+    }
 }

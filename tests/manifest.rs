@@ -403,6 +403,28 @@ fn parallel_episodes_defaults_to_1_is_capped_at_the_episodes_and_refuses_0_and_a
 }
 
 #[test]
+fn record_defaults_to_none_is_written_only_when_set_and_refuses_more_than_the_episodes() {
+    let m = parse(&agent_grid(GRID)).unwrap();
+    assert_eq!(m.eval[0].agent.as_ref().unwrap().record, 0);
+    assert!(!m.to_toml().contains("record"), "left out at 0");
+    let m = parse(&agent_grid(&format!("{GRID}record = 2\n"))).unwrap();
+    assert_eq!(m.eval[0].agent.as_ref().unwrap().record, 2);
+    assert_eq!(parse(&m.to_toml()).unwrap(), m);
+    let msg = error(&agent_grid(&format!("{GRID}record = 3\n")));
+    assert!(
+        msg.contains(
+            "key `eval[0].record`: 3 is out of range; allowed: episodes to record per \
+                      cell (at most `episodes`) in [0, 2]"
+        ),
+        "{msg}"
+    );
+    let random = "name = \"r\"\nseed = 1\n[[eval]]\npolicy = \"random\"\nfamily = \"atari\"\n\
+                  games = [\"Pong\"]\nepisodes = 2\nrecord = 1\n";
+    let msg = error(random);
+    assert!(msg.contains("record"), "{msg}");
+}
+
+#[test]
 fn an_agent_grid_naming_a_missing_train_job_lists_the_train_jobs() {
     let msg = error(&agent_grid(&GRID.replace("\"ddqn\"\n", "\"dqn\"\n")));
     assert!(

@@ -509,4 +509,37 @@ impl Environment for AtariEnv {
     fn episode_frames(&self) -> u64 {
         self.episode_frames
     }
+
+    fn screen(&self) -> Option<&[u8]> {
+        Some(&self.screens[1])
+    }
+
+    fn action_name(&self, action: usize) -> String {
+        let code = self.actions[action];
+        ACTION_NAMES
+            .get(code as usize)
+            .map_or_else(|| format!("ACTION{code}"), |n| (*n).to_owned())
+    }
 }
+
+/// ALE's names of its action codes 0..17.
+pub const ACTION_NAMES: [&str; 18] = [
+    "NOOP",
+    "FIRE",
+    "UP",
+    "RIGHT",
+    "LEFT",
+    "DOWN",
+    "UPRIGHT",
+    "UPLEFT",
+    "DOWNRIGHT",
+    "DOWNLEFT",
+    "UPFIRE",
+    "RIGHTFIRE",
+    "LEFTFIRE",
+    "DOWNFIRE",
+    "UPRIGHTFIRE",
+    "UPLEFTFIRE",
+    "DOWNRIGHTFIRE",
+    "DOWNLEFTFIRE",
+];

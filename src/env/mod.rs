@@ -98,4 +98,14 @@ pub trait Environment {
     /// Emulator frames (Atari, no-op starts included) or steps (classic) since the last
     /// reset.
     fn episode_frames(&self) -> u64;
+    /// The last emulated screen as ALE palette indices (`[210 * 160]`, colour
+    /// [`palette::NTSC_RGB`]`[index >> 1]`); `None` for environments without a screen.
+    fn screen(&self) -> Option<&[u8]> {
+        None
+    }
+    /// A short name of action `action`: ALE's name (`FIRE`, `UPLEFT`) for Atari, the index
+    /// otherwise.
+    fn action_name(&self, action: usize) -> String {
+        action.to_string()
+    }
 }

@@ -7,17 +7,17 @@
 //! interrupted cell resumes at the first missing episode with the same rows, and cells of
 //! one grid share their episode starts (common random numbers across defenses and radii).
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tch::Device;
+use tch::{Device, Tensor};
 
 use super::episode::{batch_of, explore, fill, play_lockstep, Finished, Lane, Lockstep};
 use crate::defense::DefenseRng;
-use crate::env::{ale::action_counts, ActionSet, AtariEnv, Environment, Mode, Step};
+use crate::env::{ale::action_counts, ActionSet, AtariEnv, Environment, Mode, Observation, Step};
 use crate::manifest::{AgentCell, NetworkSource};
 use crate::nn::{checkpoint, Architecture, Model};
 use crate::policy::PolicyWrapper;
@@ -25,6 +25,7 @@ use crate::progress::Progress;
 use crate::record::{read_rows, CsvAppender};
 use crate::seed::derive;
 use crate::table::{AgentRow, Treatment};
+use crate::video::{self, EpisodeVideo};
 
 /// A row with every column that does not depend on the episode filled from `cell`.
 fn template(cell: &AgentCell, checkpoint: &str, wrapper: &PolicyWrapper) -> AgentRow {
@@ -90,6 +91,17 @@ struct Draws {
     defense: DefenseRng,
 }
 
+/// A recorded episode: its video, and what its next frame shows besides the screen.
+struct Recording {
+    video: EpisodeVideo,
+    /// The newest clean frame, the same frame as the network saw it, and the action of the
+    /// step about to be taken.
+    clean: Vec<u8>,
+    seen: Vec<f32>,
+    score: f64,
+    steps: u64,
+}
+
 /// The defended, attacked agent of a cell and where its rows go.
 struct AgentPlay<'a> {
     cell: &'a AgentCell,
@@ -99,6 +111,97 @@ struct AgentPlay<'a> {
     sink: Option<CsvAppender<AgentRow>>,
     progress: &'a mut Progress,
     what: String,
+    /// Where the videos of the first `cell.record` episodes go, and those in play.
+    video_dir: PathBuf,
+    recordings: BTreeMap<u32, Recording>,
+}
+
+/// The file of episode `episode`'s video in a cell's folder.
+pub fn video_file(cell_dir: &Path, episode: u32) -> PathBuf {
+    cell_dir.join(format!("episode-{episode}.gif"))
+}
+
+/// The newest of a stacked observation's frames.
+fn newest_frame(obs: &Observation) -> Result<&[u8]> {
+    let side = video::SIDE * video::SIDE;
+    match obs {
+        Observation::Pixels(p) if p.len() >= side => Ok(&p[p.len() - side..]),
+        _ => bail!("an agent cell records Atari frames only"),
+    }
+}
+
+impl AgentPlay<'_> {
+    /// The actions of the `greedy` lanes, and the input the network saw when one of them
+    /// is recorded (the draws are the same either way).
+    fn greedy(
+        &self,
+        lanes: &mut [Lane<Draws>],
+        greedy: &[usize],
+    ) -> Result<(Vec<i64>, Option<Tensor>)> {
+        let x = batch_of(lanes, greedy, &[4, 84, 84])?;
+        let mut rngs: Vec<DefenseRng> = greedy
+            .iter()
+            .map(|&i| lanes[i].state.defense.clone())
+            .collect();
+        let recorded = greedy.iter().any(|&i| lanes[i].episode < self.cell.record);
+        let (acts, seen) = if recorded {
+            let (acts, seen) = self.wrapper.act_rows_seen(&x, &mut rngs);
+            (acts, Some(seen))
+        } else {
+            (self.wrapper.act_rows(&x, &mut rngs), None)
+        };
+        for (&i, rng) in greedy.iter().zip(rngs) {
+            lanes[i].state.defense = rng;
+        }
+        Ok((acts, seen))
+    }
+
+    /// Keeps, for each recorded episode in play, the frame its next action is chosen on:
+    /// clean, and as the network sees it (attacked when greedy, clean when exploring).
+    fn note_frames(
+        &mut self,
+        lanes: &[Lane<Draws>],
+        greedy: &[usize],
+        seen: Option<&Tensor>,
+    ) -> Result<()> {
+        for (i, lane) in lanes.iter().enumerate() {
+            if lane.episode >= self.cell.record {
+                continue;
+            }
+            let clean = newest_frame(&lane.obs)?.to_vec();
+            let seen = match (greedy.iter().position(|&g| g == i), seen) {
+                (Some(row), Some(seen)) => {
+                    let newest = seen.get(row as i64).get(3).to_device(Device::Cpu);
+                    Vec::<f32>::try_from(newest.flatten(0, -1))?
+                }
+                _ => clean.iter().map(|&v| v as f32).collect(),
+            };
+            if !self.recordings.contains_key(&lane.episode) {
+                let title = format!(
+                    "{}  {}  {} lambda {}  episode {}",
+                    self.cell.game.name(),
+                    self.cell.defense.label(),
+                    self.cell.attack_name(),
+                    self.cell.lambda(),
+                    lane.episode
+                );
+                let path = video_file(&self.video_dir, lane.episode);
+                let video = EpisodeVideo::create(&path, &title, self.cell.lambda())?;
+                let recording = Recording {
+                    video,
+                    clean: Vec::new(),
+                    seen: Vec::new(),
+                    score: 0.0,
+                    steps: 0,
+                };
+                self.recordings.insert(lane.episode, recording);
+            }
+            let recording = self.recordings.get_mut(&lane.episode).expect("inserted");
+            recording.clean = clean;
+            recording.seen = seen;
+        }
+        Ok(())
+    }
 }
 
 impl Lockstep for AgentPlay<'_> {
@@ -119,23 +222,46 @@ impl Lockstep for AgentPlay<'_> {
     /// row drawing from its episode's defense generator.
     fn actions(&mut self, lanes: &mut [Lane<Draws>], actions: usize) -> Result<Vec<usize>> {
         let (chosen, greedy) = explore(lanes, self.cell.epsilon, actions, |d| &mut d.explore);
-        if greedy.is_empty() {
-            return Ok(fill(chosen, []));
-        }
-        let x = batch_of(lanes, &greedy, &[4, 84, 84])?;
-        let mut rngs: Vec<DefenseRng> = greedy
-            .iter()
-            .map(|&i| lanes[i].state.defense.clone())
-            .collect();
-        let acts = self.wrapper.act_rows(&x, &mut rngs);
-        for (&i, rng) in greedy.iter().zip(rngs) {
-            lanes[i].state.defense = rng;
+        let (acts, seen) = if greedy.is_empty() {
+            (Vec::new(), None)
+        } else {
+            self.greedy(lanes, &greedy)?
+        };
+        if self.cell.record > 0 {
+            self.note_frames(lanes, &greedy, seen.as_ref())?;
         }
         Ok(fill(chosen, acts.into_iter().map(|a| a as usize)))
     }
 
-    fn step(&mut self, step: &Step) {
+    fn step(
+        &mut self,
+        episode: u32,
+        env: &dyn Environment,
+        action: usize,
+        step: &Step,
+    ) -> Result<()> {
         self.progress.frames(step.frames as u64);
+        let Some(recording) = self.recordings.get_mut(&episode) else {
+            return Ok(());
+        };
+        recording.score += step.score;
+        recording.steps += 1;
+        let screen = env
+            .screen()
+            .ok_or_else(|| anyhow::anyhow!("an agent cell records Atari screens only"))?;
+        recording.video.push(&video::Frame {
+            screen,
+            clean: &recording.clean,
+            seen: &recording.seen,
+            score: recording.score,
+            action: &env.action_name(action),
+            step: recording.steps,
+        })?;
+        if step.game_over || step.truncated {
+            let done = self.recordings.remove(&episode).expect("present");
+            done.video.finish()?;
+        }
+        Ok(())
     }
 
     fn finished(&mut self, done: Finished<Draws>) -> Result<()> {
@@ -208,6 +334,8 @@ pub fn run_cell(
         path,
         sink: None,
         progress,
+        video_dir: path.parent().unwrap_or(Path::new(".")).to_owned(),
+        recordings: BTreeMap::new(),
         what: format!(
             "{} {} {} lambda {}",
             cell.game.name(),

@@ -64,8 +64,17 @@ pub trait Lockstep {
     fn start(&mut self, episode: u32) -> (u64, Self::State);
     /// The action of every lane, in the lanes' order (indices into `actions` actions).
     fn actions(&mut self, lanes: &mut [Lane<Self::State>], actions: usize) -> Result<Vec<usize>>;
-    /// Sees every step of every episode (progress).
-    fn step(&mut self, _step: &Step) {}
+    /// Sees every step of every episode (progress, recording): `episode` took `action` on
+    /// `env`, which returned `step`.
+    fn step(
+        &mut self,
+        _episode: u32,
+        _env: &dyn Environment,
+        _action: usize,
+        _step: &Step,
+    ) -> Result<()> {
+        Ok(())
+    }
     /// Takes a finished episode; called in the order of the episodes given to
     /// [`play_lockstep`].
     fn finished(&mut self, done: Finished<Self::State>) -> Result<()>;
@@ -99,7 +108,7 @@ pub fn play_lockstep<P: Lockstep>(
             let lane = &mut lanes[i];
             let env = &mut envs[lane.env];
             let step = env.step(action);
-            policy.step(&step);
+            policy.step(lane.episode, &**env, action, &step)?;
             lane.score += step.score;
             lane.agent_steps += 1;
             if !(step.game_over || step.truncated) {

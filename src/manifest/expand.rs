@@ -165,6 +165,7 @@ impl Plan {
                         samples: grid.samples,
                         max_batch: grid.max_batch,
                         parallel_episodes: grid.parallel_episodes.min(job.episodes),
+                        record: grid.record,
                         epsilon: grid.epsilon,
                         episodes: job.episodes,
                         baseline,

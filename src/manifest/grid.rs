@@ -11,6 +11,7 @@
 //! samples = 10                # Q-value passes averaged per action (stochastic defenses)
 //! max_batch = 128             # rows per forward pass when passes are stacked
 //! parallel_episodes = 1       # episodes played in lockstep (capped at `episodes`)
+//! record = 1                  # the first episodes of every cell as animated GIFs (default 0)
 //! defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0 }]
 //! attacks = [{ kind = "fgsm", gradient_samples = 10 }]
 //! lambdas = [0, 1, 2, 4, 8, 16, 32, 64]   # pixel units
@@ -54,6 +55,10 @@ pub struct AgentEval {
     /// an episode's row depends on which episodes ran beside it through the rounding of
     /// batch-size-dependent kernels, so it can differ with another value or after a resume.
     pub parallel_episodes: u32,
+    /// The first `record` episodes of every cell are written as animated GIFs
+    /// (`cells/<cell>/episode-<e>.gif`, see [`crate::video`]); 0 records none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub record: u32,
     /// Probability of a uniformly random action at each step (the preset's evaluation
     /// epsilon by default).
     pub epsilon: f64,
@@ -65,6 +70,10 @@ pub struct AgentEval {
     pub attacks: Vec<AttackSpec>,
     /// Attack radii, pixel units.
     pub lambdas: Vec<f64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl AgentEval {
@@ -94,6 +103,7 @@ pub(super) struct RawAgentKeys {
     pub samples: Option<Spanned<u32>>,
     pub max_batch: Option<Spanned<u32>>,
     pub parallel_episodes: Option<Spanned<u32>>,
+    pub record: Option<Spanned<u32>>,
     pub epsilon: Option<Spanned<f64>>,
     pub random_episodes: Option<Spanned<u32>>,
     pub defenses: Option<Spanned<Vec<Spanned<RawDefense>>>>,
@@ -113,6 +123,7 @@ impl RawAgentKeys {
                 "parallel_episodes",
                 self.parallel_episodes.as_ref().map(Spanned::span),
             ),
+            ("record", self.record.as_ref().map(Spanned::span)),
             ("epsilon", self.epsilon.as_ref().map(Spanned::span)),
             (
                 "random_episodes",
@@ -257,6 +268,14 @@ impl Resolver<'_> {
             true,
             "episodes in lockstep",
         )?;
+        let record = self.or_in_range(
+            &keys.record,
+            key("record"),
+            0,
+            0..episodes,
+            true,
+            "episodes to record per cell (at most `episodes`)",
+        )?;
         let epsilon = self.or_in_range(
             &keys.epsilon,
             key("epsilon"),
@@ -277,6 +296,7 @@ impl Resolver<'_> {
             samples,
             max_batch,
             parallel_episodes,
+            record,
             epsilon,
             random_episodes,
             defenses,

@@ -87,6 +87,8 @@ pub struct AgentCell {
     pub max_batch: u32,
     /// Episodes played in lockstep: the job's `parallel_episodes`, at most `episodes`.
     pub parallel_episodes: u32,
+    /// The first `record` episodes are written as animated GIFs.
+    pub record: u32,
     /// Probability of a random action per step.
     pub epsilon: f64,
     /// Episodes to play.

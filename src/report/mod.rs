@@ -15,6 +15,7 @@
 
 mod cifar;
 mod rl;
+mod videos;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -51,7 +52,7 @@ pub struct Report {
 }
 
 /// Registers the PNG font once per process.
-fn register_font() -> Result<()> {
+pub(crate) fn register_font() -> Result<()> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         let path = std::env::var("SAP_FONT").unwrap_or_else(|_| DEFAULT_FONT.to_owned());
@@ -233,6 +234,7 @@ pub fn write_report(run_dir: &Path) -> Result<Report> {
     let relative = rl::relative_section(run_dir, &mut out, &mut md)?;
     let training = rl::training_section(run_dir, &mut out, &mut md)?;
     cifar::section(run_dir, &dir, &mut out, &mut md)?;
+    videos::section(run_dir, &mut out, &mut md)?;
     let has_cifar =
         run_dir.join(files::CIFAR_EVAL).is_file() || run_dir.join(files::CIFAR_TRAIN).is_file();
     if !relative && !training && !has_cifar {

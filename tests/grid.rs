@@ -512,4 +512,25 @@ fn recording_writes_a_gif_per_recorded_episode_with_a_frame_per_step_and_leaves_
             }
         }
     }
+
+    // The report links each video and writes a still of it.
+    ok(&["report", "results/lockstep/rec"], tmp.path());
+    let videos = run.join("report/videos");
+    let mut names: Vec<String> = std::fs::read_dir(&videos)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2 * 2 * 2, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.ends_with("sap-100-fgsm-l8-s9-episode-1.png")),
+        "{names:?}"
+    );
+    let md = text(&run.join("report/report.md"));
+    assert!(
+        md.contains("## Recorded episodes") && md.contains("episode-1.gif"),
+        "{md}"
+    );
 }

@@ -1,5 +1,5 @@
-//! The report's videos: the recorded episodes of agent cells (`record = N`), copied beside
-//! the report with a still of each.
+//! The report's videos: the recorded episodes of agent cells (`record = N`), linked (or
+//! copied) beside the report with a still of each.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -10,7 +10,7 @@ use super::Report;
 use crate::experiment::files;
 use crate::video;
 
-/// Copies every `cells/<cell>/episode-<e>.gif` of the run to `report/videos/`, writes the
+/// Links (or copies) every `cells/<cell>/episode-<e>.gif` of the run to `report/videos/`, writes the
 /// middle frame of each as a PNG and lists them in `md`; returns whether there were any.
 pub fn section(run_dir: &Path, out: &mut Report, md: &mut String) -> Result<bool> {
     let cells = run_dir.join(files::CELLS);
@@ -42,8 +42,12 @@ pub fn section(run_dir: &Path, out: &mut Report, md: &mut String) -> Result<bool
     for (id, name, path) in found {
         let stem = name.trim_end_matches(".gif");
         let gif = dir.join(format!("{id}-{name}"));
-        std::fs::copy(&path, &gif)
-            .with_context(|| format!("copying {} to {}", path.display(), gif.display()))?;
+        let _ = std::fs::remove_file(&gif);
+        // A hard link where the file system allows one: videos are large.
+        if std::fs::hard_link(&path, &gif).is_err() {
+            std::fs::copy(&path, &gif)
+                .with_context(|| format!("copying {} to {}", path.display(), gif.display()))?;
+        }
         let png = dir.join(format!("{id}-{stem}.png"));
         video::still(&gif, &png)?;
         let _ = writeln!(

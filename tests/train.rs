@@ -188,34 +188,41 @@ fn without_rates(path: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_training_run_killed_mid_segment_resumes_to_the_rows_of_an_uninterrupted_run() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("resume.toml"),
+/// The resume test's manifest with a budget of `frames`.
+fn resume_manifest(frames: u32) -> String {
+    format!(
         r#"
 name = "resume"
 seed = 2
 [[train]]
 family = "classic"
 games = ["CartPole"]
-frames = 30_000
+frames = {frames}
 eval_every = 3_000
 eval_episodes = 3
 checkpoint_every = 3_000
 [train.runtime]
 actors = 2
 envs_per_actor = 2
-"#,
+"#
     )
-    .unwrap();
+}
+
+#[test]
+fn a_training_run_killed_mid_segment_resumes_to_the_rows_of_an_uninterrupted_run() {
+    // The killed run starts with a budget of 21k frames and resumes with 30k (the budget is
+    // raised on resume): its rows must still be those of the run given 30k from the start.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("resume.toml"), resume_manifest(30_000)).unwrap();
+    std::fs::write(tmp.path().join("short.toml"), resume_manifest(21_000)).unwrap();
     run_ok(
         &["run", "resume.toml", "--out", "res", "--run-id", "whole"],
         tmp.path(),
     );
     let args = ["run", "resume.toml", "--out", "res", "--run-id", "a"];
     let cell = cell_dir(tmp.path(), "resume", "train-000-CartPole-none-s2");
-    let mut child = sap(&args, tmp.path())
+    let short = ["run", "short.toml", "--out", "res", "--run-id", "a"];
+    let mut child = sap(&short, tmp.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -234,7 +241,7 @@ envs_per_actor = 2
     child.kill().unwrap();
     child.wait().unwrap();
     let resumed_from = newest_checkpoint(&cell.join("checkpoints")).unwrap();
-    assert!(resumed_from < 30_000, "the run finished before the kill");
+    assert!(resumed_from < 21_000, "the run finished before the kill");
     let before: Vec<TrainRow> = read_rows(&cell.join("train.csv")).unwrap();
     assert!(before.iter().any(|r| r.step <= resumed_from));
 
@@ -273,4 +280,29 @@ envs_per_actor = 2
         "{stdout}"
     );
     assert_eq!(without_rates(&resumed.join("train.csv")), rows);
+    // A finished cell cannot be extended, and a change other than a larger budget is
+    // another manifest.
+    std::fs::write(tmp.path().join("longer.toml"), resume_manifest(33_000)).unwrap();
+    let out = sap(
+        &["run", "longer.toml", "--out", "res", "--run-id", "a"],
+        tmp.path(),
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("training cell train-000-CartPole-none-s2 already finished at 30000 frames"),
+        "{err}"
+    );
+    let other = resume_manifest(33_000).replace("eval_episodes = 3", "eval_episodes = 4");
+    std::fs::write(tmp.path().join("other.toml"), other).unwrap();
+    let out = sap(
+        &["run", "other.toml", "--out", "res", "--run-id", "a"],
+        tmp.path(),
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds a run of a different manifest"), "{err}");
 }

@@ -152,6 +152,14 @@ pub fn is_done(run_dir: &Path, id: &str) -> bool {
 
 /// Checks that `dir` holds a run of `manifest` (its resolved manifest is identical).
 pub fn check_run_dir(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let (old, resolved_path) = read_resolved(dir)?;
+    if old != manifest.to_toml() {
+        bail!("{}", other_manifest(dir, &resolved_path));
+    }
+    Ok(())
+}
+
+fn read_resolved(dir: &Path) -> Result<(String, PathBuf)> {
     let resolved_path = dir.join(files::RESOLVED);
     let old = std::fs::read_to_string(&resolved_path).with_context(|| {
         format!(
@@ -160,12 +168,67 @@ pub fn check_run_dir(dir: &Path, manifest: &Manifest) -> Result<()> {
             files::RESOLVED
         )
     })?;
-    if old != manifest.to_toml() {
-        bail!(
-            "{} holds a run of a different manifest ({} differs); pass a new --run-id to start \
-             another run",
-            dir.display(),
-            resolved_path.display()
+    Ok((old, resolved_path))
+}
+
+fn other_manifest(dir: &Path, resolved_path: &Path) -> String {
+    format!(
+        "{} holds a run of a different manifest ({} differs); pass a new --run-id to start \
+         another run",
+        dir.display(),
+        resolved_path.display()
+    )
+}
+
+/// Checks that `dir` holds a run of `manifest`, or of the same manifest with smaller
+/// training budgets: then the run's two manifest copies become `manifest_path`'s, so that
+/// its unfinished training cells continue to the raised `frames` from their newest
+/// checkpoint. Nothing a cell does depends on its budget before the budget is reached, so
+/// the rows are those of a run given the raised budget from the start. A training cell that
+/// already finished cannot be extended (its final network and evaluations are written).
+fn check_or_extend(manifest_path: &Path, dir: &Path, manifest: &Manifest) -> Result<()> {
+    let (old, resolved_path) = read_resolved(dir)?;
+    if old == manifest.to_toml() {
+        return Ok(());
+    }
+    let Ok(recorded) = Manifest::load_run(dir) else {
+        bail!("{}", other_manifest(dir, &resolved_path));
+    };
+    let mut raised = recorded.clone();
+    let mut changes = Vec::new();
+    for (job, new) in raised.train.iter_mut().zip(&manifest.train) {
+        if new.frames > job.frames {
+            changes.push((job.name.clone(), job.frames, new.frames));
+            job.frames = new.frames;
+        }
+    }
+    if changes.is_empty() || raised.to_toml() != manifest.to_toml() {
+        bail!("{}", other_manifest(dir, &resolved_path));
+    }
+    for cell in manifest.train_cells() {
+        let id = cell.id();
+        let old_frames = recorded.train[cell.job_index].frames;
+        if old_frames != cell.job.frames
+            && (is_done(dir, &id) || cell_dir(dir, &id).join(train::FINAL).exists())
+        {
+            bail!(
+                "{} differs from {} only in larger training budgets, but training cell {id} \
+                 already finished at {old_frames} frames, so it cannot continue; pass a new \
+                 --run-id to train anew",
+                manifest_path.display(),
+                resolved_path.display()
+            );
+        }
+    }
+    let original = std::fs::read(manifest_path)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    write_atomic(&dir.join(files::MANIFEST), &original)?;
+    write_atomic(&dir.join(files::RESOLVED), manifest.to_toml().as_bytes())?;
+    for (job, from, to) in changes {
+        tracing::info!(
+            "{}: training job `{job}` raised from {from} to {to} frames; its unfinished cells \
+             continue from their newest checkpoint",
+            dir.display()
         );
     }
     Ok(())
@@ -178,7 +241,7 @@ pub fn prepare_run_dir(
     opts: &RunOptions,
 ) -> Result<PathBuf> {
     if let Some(dir) = &opts.resume {
-        check_run_dir(dir, manifest)?;
+        check_or_extend(manifest_path, dir, manifest)?;
         warn_on_other_provenance(dir, opts.threads)?;
         return Ok(dir.clone());
     }
@@ -188,7 +251,7 @@ pub fn prepare_run_dir(
     }
     let dir = opts.out.join(&manifest.name).join(&run_id);
     if dir.join(files::RESOLVED).exists() {
-        check_run_dir(&dir, manifest)?;
+        check_or_extend(manifest_path, &dir, manifest)?;
         warn_on_other_provenance(&dir, opts.threads)?;
         return Ok(dir);
     }

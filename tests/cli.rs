@@ -16,16 +16,36 @@ fn sap(args: &[&str], cwd: &Path) -> Output {
 }
 
 /// The quickstart manifest, laid out as `make quickstart` leaves it: a copy in
-/// `experiments/` next to the synthetic CIFAR-10 set in `data/cifar-synth` (written once,
-/// under cargo's temporary folder for tests).
+/// `experiments/` next to the shipped agent in `models/` and the synthetic CIFAR-10 set in
+/// `data/cifar-synth` (written once, under cargo's temporary folder for tests). The shipped
+/// agent's grid plays one game of at most 800 frames per cell here, to keep the test short.
 fn quickstart() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("quickstart-layout");
         std::fs::create_dir_all(root.join("experiments")).unwrap();
+        std::fs::create_dir_all(root.join("models")).unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in ["Breakout-dopamine-v5-ddqn.safetensors", "SHA256SUMS"] {
+            std::fs::copy(
+                repo.join("models").join(file),
+                root.join("models").join(file),
+            )
+            .unwrap();
+        }
         let manifest = root.join("experiments/quickstart.toml");
-        let original = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.toml");
-        std::fs::copy(original, &manifest).unwrap();
+        let original = std::fs::read_to_string(repo.join("experiments/quickstart.toml")).unwrap();
+        let short = original
+            .replace("episodes = 6             # games per cell", "episodes = 1")
+            .replace("random_episodes = 10\n", "random_episodes = 1\n")
+            .replace("max_episode_frames = 10_000", "max_episode_frames = 800");
+        assert_eq!(
+            short.matches("max_episode_frames = 800").count(),
+            2,
+            "the quickstart's agent jobs changed: update this test"
+        );
+        assert!(short.contains("episodes = 1\nrandom_episodes = 1\nsamples"));
+        std::fs::write(&manifest, short).unwrap();
         if !root.join("data/cifar-synth/test_batch.bin").is_file() {
             let out = sap(&["synth-cifar", "data/cifar-synth"], &root);
             assert!(
@@ -78,7 +98,7 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("16 cells run, 0 already complete, 0 failed"),
+        stdout.contains("35 cells run, 0 already complete, 0 failed"),
         "{stdout}"
     );
     assert!(
@@ -105,8 +125,9 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
         episodes[0],
         "job,family,game,preset,seed,policy,episode,return,frames,truncated"
     );
-    // 3 + 3 + 10 random-policy episodes, then the Pong grid's 2-game baseline.
-    assert_eq!(episodes.len(), 1 + 3 + 3 + 10 + 2);
+    // 3 + 3 + 10 random-policy episodes, then the Pong grid's 2-game baseline and the
+    // shipped agent's (one game here; its two jobs share it).
+    assert_eq!(episodes.len(), 1 + 3 + 3 + 10 + 2 + 1);
     assert_line_starts(&episodes, 1, "eval1,atari,Pong,dopamine-v5,2018,random,0,");
     assert_line_starts(&episodes, 16, "eval2,classic,CartPole,none,2018,random,9,");
     assert_line_starts(
@@ -120,11 +141,16 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
         summary[0],
         "job,family,game,preset,policy,n,mean,std,ci95_low,ci95_high,truncated"
     );
-    // One row per job: the grid's short-game baseline is not pooled with eval1's games.
-    assert_eq!(summary.len(), 1 + 4);
+    // One row per job: the grids' short-game baselines are not pooled with eval1's games.
+    assert_eq!(summary.len(), 1 + 5);
     assert_line_starts(&summary, 1, "eval1,atari,Pong,dopamine-v5,random,3,");
     assert_line_starts(&summary, 3, "eval2,classic,CartPole,none,random,10,");
     assert_line_starts(&summary, 4, "pong-fgsm,atari,Pong,dopamine-v5,random,2,");
+    assert_line_starts(
+        &summary,
+        5,
+        "breakout-fgsm,atari,Breakout,dopamine-v5,random,1,",
+    );
     // The grid: 2 defenses x 2 lambdas, 2 games each, against the dense clean mean.
     let relative = lines(&dir.join("relative_reward.csv"));
     assert_eq!(
@@ -134,7 +160,29 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
          ci95_low,ci95_high,dense_clean_mean,random_mean,random_n,relative_reward,\
          normalized_reward"
     );
-    assert_eq!(relative.len(), 1 + 4);
+    // Then the shipped agent: 3 defenses x 5 lambdas, and the watched games (dense clean,
+    // dense and SAP-100 at lambda 4), against the same random baseline.
+    assert_eq!(relative.len(), 1 + 4 + 15 + 3);
+    assert_line_starts(
+        &relative,
+        6,
+        "breakout-fgsm,Breakout,dopamine-v5,dense,,,,,fgsm,1.0,,,,1,1,0.001,1,1,1,",
+    );
+    assert_line_starts(
+        &relative,
+        22,
+        "watch,Breakout,dopamine-v5,sap,1.0,exact,,,fgsm,4.0,,,,10,1,0.001,1,1,1,",
+    );
+    for cell in [
+        "agent-027-Breakout-file-dense-none-l0-s2018",
+        "agent-028-Breakout-file-dense-fgsm-l4-s2018",
+        "agent-029-Breakout-file-sap-100-fgsm-l4-s2018",
+    ] {
+        assert!(
+            dir.join("cells").join(cell).join("episode-0.gif").is_file(),
+            "{cell}: the watched game's video"
+        );
+    }
     assert_line_starts(
         &relative,
         1,
@@ -145,7 +193,7 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
         4,
         "pong-fgsm,Pong,dopamine-v5,sap,1.0,exact,,,fgsm,8.0,,,,4,2,0.001,1,1,2,",
     );
-    assert_eq!(lines(&dir.join("rl_eval.csv")).len(), 1 + 4 * 2);
+    assert_eq!(lines(&dir.join("rl_eval.csv")).len(), 1 + 4 * 2 + 15 + 3);
     assert!(dir.join("manifest.toml").exists() && dir.join("manifest.resolved.toml").exists());
 
     // Dense vs defenses under FGSM: 4 defenses x 5 lambdas, every parameter in the row.
@@ -354,14 +402,14 @@ fn validate_and_plan_describe_the_quickstart_cells() {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         stdout.contains(
-            "ok (2 train cells, 4 eval cells, 4 agent cells, 1 robustness cells, 1 cifar train \
+            "ok (2 train cells, 5 eval cells, 22 agent cells, 1 robustness cells, 1 cifar train \
              cells, 4 cifar eval cells)"
         ),
         "{stdout}"
     );
     let out = sap(&["plan", q.to_str().unwrap()], tmp.path());
     let plan = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(plan.lines().count(), 19, "{plan}");
+    assert_eq!(plan.lines().count(), 38, "{plan}");
     assert!(
         plan.starts_with(
             "   0  train-000-CartPole-none-s2018: train 20000 frames (20000 agent steps)"
@@ -381,37 +429,44 @@ fn validate_and_plan_describe_the_quickstart_cells() {
         "{plan}"
     );
     assert!(
-        line(10).contains(
-            "agent-010-Pong-t2018-sap-100-fgsm-l8-s2018: 2 episodes (1 in lockstep), network of \
+        line(11).contains(
+            "agent-011-Pong-t2018-sap-100-fgsm-l8-s2018: 2 episodes (1 in lockstep), network of \
              train-001-Pong-dopamine-v5-s2018"
-        ) && line(10).ends_with("(after 1)"),
+        ) && line(11).ends_with("(after 1)"),
         "{plan}"
     );
     assert!(
-        line(11)
-            .contains("robustness-011-glyphs-s2018: robustness[0] glyphs: 4 defenses x 5 lambdas"),
+        line(12).contains(
+            "agent-012-Breakout-file-dense-fgsm-l0-s2018: 1 episodes (1 in lockstep), network \
+             ../models/Breakout-dopamine-v5-ddqn.safetensors, dense (samples 1)"
+        ),
         "{plan}"
     );
     assert!(
-        line(15).contains(
-            "cifar-eval-015-dense-t2018-sap-100-fgsm-l8-s2018: 500 test images, network of \
+        line(30)
+            .contains("robustness-030-glyphs-s2018: robustness[0] glyphs: 4 defenses x 5 lambdas"),
+        "{plan}"
+    );
+    assert!(
+        line(34).contains(
+            "cifar-eval-034-dense-t2018-sap-100-fgsm-l8-s2018: 500 test images, network of \
              cifar-train-002-dense-s2018, sap-100 (samples 4), fgsm lambda 8, gradient_samples \
              4, 12 passes/image"
-        ) && line(15).ends_with("(after 2)"),
+        ) && line(34).ends_with("(after 2)"),
         "{plan}"
     );
     assert!(
-        line(16)
-            .starts_with("16 cells: 3 training (<= 35.2k frames), 13 evaluation (<= 673.0k frames"),
+        line(35)
+            .starts_with("35 cells: 3 training (<= 35.2k frames), 32 evaluation (<= 688.2k frames"),
         "{plan}"
     );
     assert_eq!(
-        line(17),
+        line(36),
         "CIFAR-10: 7680 training images (SGD passes), 10.0k image passes in evaluation",
         "{plan}"
     );
     assert!(
-        line(18).starts_with("no CPU-time estimates: `sap bench rates` measures"),
+        line(37).starts_with("no CPU-time estimates: `sap bench rates` measures"),
         "{plan}"
     );
 }

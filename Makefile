@@ -13,7 +13,7 @@ setup:
 
 quickstart: setup
 	@[ -f data/cifar-synth/test_batch.bin ] || ./target/release/sap synth-cifar data/cifar-synth
-	./target/release/sap run experiments/quickstart.toml --jobs 2
+	./target/release/sap run experiments/quickstart.toml --jobs 2 --report
 
 test:
 	@SAP_SKIP_BUILD=1 SAP_WITH_SLURM=1 scripts/setup.sh

@@ -333,9 +333,21 @@ fn draw_text(
     Ok(())
 }
 
-/// Every frame of the GIF at `path`, composited onto its canvas, as palette indices; and
-/// the global palette.
-pub fn decode(path: &Path) -> Result<(Vec<Vec<u8>>, Vec<u8>)> {
+/// A decoded GIF.
+pub struct Decoded {
+    /// Every frame composited onto the canvas, as palette indices (`[height * width]`).
+    pub frames: Vec<Vec<u8>>,
+    /// The global palette (RGB triples).
+    pub palette: Vec<u8>,
+    /// Canvas width in pixels.
+    pub width: usize,
+    /// Canvas height in pixels.
+    pub height: usize,
+}
+
+/// Every frame of the GIF at `path`, composited onto its canvas (frames that keep what is
+/// under them, as [`EpisodeVideo`] writes them).
+pub fn decode(path: &Path) -> Result<Decoded> {
     let context = || format!("reading {}", path.display());
     let file = File::open(path).with_context(context)?;
     let mut options = gif::DecodeOptions::new();
@@ -363,21 +375,26 @@ pub fn decode(path: &Path) -> Result<(Vec<Vec<u8>>, Vec<u8>)> {
         }
         frames.push(canvas.clone());
     }
-    Ok((frames, palette))
+    Ok(Decoded {
+        frames,
+        palette,
+        width: w,
+        height: h,
+    })
 }
 
 /// Writes the middle frame of the video at `gif` as a PNG at `png`.
 pub fn still(gif: &Path, png: &Path) -> Result<()> {
-    let (frames, palette) = decode(gif)?;
-    let Some(frame) = frames.get(frames.len() / 2) else {
+    let d = decode(gif)?;
+    let Some(frame) = d.frames.get(d.frames.len() / 2) else {
         bail!("{} has no frame", gif.display());
     };
     let mut rgb = Vec::with_capacity(frame.len() * 3);
     for &i in frame {
         let c = i as usize * 3;
-        rgb.extend_from_slice(palette.get(c..c + 3).unwrap_or(&[0, 0, 0]));
+        rgb.extend_from_slice(d.palette.get(c..c + 3).unwrap_or(&[0, 0, 0]));
     }
-    let (w, h) = ((frame.len() / HEIGHT) as u32, HEIGHT as u32);
+    let (w, h) = (d.width as u32, d.height as u32);
     let mut backend = BitMapBackend::new(png, (w, h));
     backend
         .blit_bitmap((0, 0), (w, h), &rgb)

@@ -78,7 +78,7 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     let manifest = quickstart();
     let run = |id: &str| {
         let jobs = if id == "a" { "1" } else { "2" };
-        let args = [
+        let mut args = vec![
             "run",
             manifest.to_str().unwrap(),
             "--out",
@@ -88,6 +88,9 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
             "--jobs",
             jobs,
         ];
+        if id == "b" {
+            args.push("--report");
+        }
         sap(&args, tmp.path())
     };
     let out = run("a");
@@ -233,6 +236,14 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     // Same manifest and seed: the same rows, in a new run directory, with --jobs 2.
     let out = run("b");
     assert!(out.status.success());
+    // `make quickstart` asks for the report: the plots and the watched games' videos.
+    let report =
+        std::fs::read_to_string(tmp.path().join("res/quickstart/b/report/report.md")).unwrap();
+    assert!(
+        report.contains("## Recorded episodes")
+            && report.contains("agent-029-Breakout-file-sap-100-fgsm-l4-s2018-episode-0.gif"),
+        "{report}"
+    );
     assert_eq!(
         episodes,
         lines(&tmp.path().join("res/quickstart/b/episodes.csv"))

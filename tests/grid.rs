@@ -412,29 +412,6 @@ fn a_resume_of_a_run_directory_holding_another_manifest_is_refused() {
     );
 }
 
-/// Composites every frame of a GIF onto its canvas (palette indices); returns each frame's
-/// canvas after it is drawn.
-fn gif_frames(path: &Path) -> Vec<Vec<u8>> {
-    let mut options = gif::DecodeOptions::new();
-    options.set_color_output(gif::ColorOutput::Indexed);
-    let mut decoder = options
-        .read_info(std::fs::File::open(path).unwrap())
-        .unwrap();
-    let (w, h) = (decoder.width() as usize, decoder.height() as usize);
-    assert_eq!((w, h), (video::WIDTH, video::HEIGHT));
-    let mut canvas = vec![0u8; w * h];
-    let mut frames = Vec::new();
-    while let Some(frame) = decoder.read_next_frame().unwrap() {
-        let (left, top) = (frame.left as usize, frame.top as usize);
-        for y in 0..frame.height as usize {
-            let row = &frame.buffer[y * frame.width as usize..(y + 1) * frame.width as usize];
-            canvas[(top + y) * w + left..(top + y) * w + left + row.len()].copy_from_slice(row);
-        }
-        frames.push(canvas.clone());
-    }
-    frames
-}
-
 /// Whether some pixel of the perturbation panel of `canvas` shows a change.
 fn perturbed(canvas: &[u8]) -> bool {
     (video::TOP..video::TOP + video::PANEL).any(|y| {
@@ -480,7 +457,12 @@ fn recording_writes_a_gif_per_recorded_episode_with_a_frame_per_step_and_leaves_
         );
         let attacked = id.contains("sap");
         for episode in 0..2u32 {
-            let frames = gif_frames(&cell.join(format!("episode-{episode}.gif")));
+            let decoded = video::decode(&cell.join(format!("episode-{episode}.gif"))).unwrap();
+            assert_eq!(
+                (decoded.width, decoded.height),
+                (video::WIDTH, video::HEIGHT)
+            );
+            let frames = decoded.frames;
             let row = rows
                 .iter()
                 .find(|r| {

@@ -50,6 +50,9 @@ pub struct RunArgs {
     /// differently with other counts), never on --jobs; keep jobs x threads <= cores.
     #[arg(long, default_value_t = 1, value_parser = thread_count)]
     pub threads_per_job: u32,
+    /// When every cell completed, also write the plots and report.md (`sap report`).
+    #[arg(long)]
+    pub report: bool,
     /// Where the run directory is.
     #[command(flatten)]
     pub run_dir: RunDirArgs,
@@ -119,6 +122,7 @@ pub(super) fn run(args: RunArgs) -> Result<ExitCode> {
         manifest,
         jobs,
         threads_per_job,
+        report: write_report,
         run_dir,
     } = args;
     // Children inherit the mode's environment.
@@ -162,6 +166,14 @@ pub(super) fn run(args: RunArgs) -> Result<ExitCode> {
             dir.display()
         );
         return Ok(ExitCode::FAILURE);
+    }
+    if write_report {
+        let r = crate::report::write_report(&dir)?;
+        crate::outln!(
+            "report in {} ({} files)",
+            r.dir.join("report.md").display(),
+            r.files.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -212,6 +212,7 @@ envs_per_actor = 2
 fn a_training_run_killed_mid_segment_resumes_to_the_rows_of_an_uninterrupted_run() {
     // The killed run starts with a budget of 21k frames and resumes with 30k (the budget is
     // raised on resume): its rows must still be those of the run given 30k from the start.
+    // Then the finished run is raised to 33k.
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("resume.toml"), resume_manifest(30_000)).unwrap();
     std::fs::write(tmp.path().join("short.toml"), resume_manifest(21_000)).unwrap();
@@ -280,21 +281,32 @@ fn a_training_run_killed_mid_segment_resumes_to_the_rows_of_an_uninterrupted_run
         "{stdout}"
     );
     assert_eq!(without_rates(&resumed.join("train.csv")), rows);
-    // A finished cell cannot be extended, and a change other than a larger budget is
-    // another manifest.
+    // A finished cell continues when its budget is raised again, to the rows and network of
+    // a run given that budget from the start.
     std::fs::write(tmp.path().join("longer.toml"), resume_manifest(33_000)).unwrap();
-    let out = sap(
+    run_ok(
+        &["run", "longer.toml", "--out", "res", "--run-id", "whole33"],
+        tmp.path(),
+    );
+    let stdout = run_ok(
         &["run", "longer.toml", "--out", "res", "--run-id", "a"],
         tmp.path(),
-    )
-    .output()
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        err.contains("training cell train-000-CartPole-none-s2 already finished at 30000 frames"),
-        "{err}"
     );
+    assert!(
+        stdout.contains("1 cells run, 0 already complete"),
+        "{stdout}"
+    );
+    let whole33 = tmp.path().join("res/resume/whole33");
+    assert_eq!(
+        without_rates(&resumed.join("train.csv")),
+        without_rates(&whole33.join("train.csv"))
+    );
+    assert_eq!(
+        std::fs::read_to_string(resumed.join("train_eval.csv")).unwrap(),
+        std::fs::read_to_string(whole33.join("train_eval.csv")).unwrap()
+    );
+    assert!(net(&resumed) == net(&whole33), "final networks differ");
+    // A change other than a larger budget is another manifest.
     let other = resume_manifest(33_000).replace("eval_episodes = 3", "eval_episodes = 4");
     std::fs::write(tmp.path().join("other.toml"), other).unwrap();
     let out = sap(

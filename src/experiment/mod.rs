@@ -181,11 +181,11 @@ fn other_manifest(dir: &Path, resolved_path: &Path) -> String {
 }
 
 /// Checks that `dir` holds a run of `manifest`, or of the same manifest with smaller
-/// training budgets: then the run's two manifest copies become `manifest_path`'s, so that
-/// its unfinished training cells continue to the raised `frames` from their newest
-/// checkpoint. Nothing a cell does depends on its budget before the budget is reached, so
-/// the rows are those of a run given the raised budget from the start. A training cell that
-/// already finished cannot be extended (its final network and evaluations are written).
+/// training budgets: then the run's two manifest copies become `manifest_path`'s, and its
+/// training cells continue to the raised `frames` from their newest checkpoint (a cell that
+/// had finished loses its completion mark; the new end writes its final network again). Nothing a cell does depends on its budget before the budget is reached, so the
+/// rows are those of a run given the raised budget from the start. Refused when an
+/// evaluation cell has already started on a network that would change.
 fn check_or_extend(manifest_path: &Path, dir: &Path, manifest: &Manifest) -> Result<()> {
     let (old, resolved_path) = read_resolved(dir)?;
     if old == manifest.to_toml() {
@@ -205,19 +205,34 @@ fn check_or_extend(manifest_path: &Path, dir: &Path, manifest: &Manifest) -> Res
     if changes.is_empty() || raised.to_toml() != manifest.to_toml() {
         bail!("{}", other_manifest(dir, &resolved_path));
     }
-    for cell in manifest.train_cells() {
-        let id = cell.id();
-        let old_frames = recorded.train[cell.job_index].frames;
-        if old_frames != cell.job.frames
-            && (is_done(dir, &id) || cell_dir(dir, &id).join(train::FINAL).exists())
-        {
-            bail!(
-                "{} differs from {} only in larger training budgets, but training cell {id} \
-                 already finished at {old_frames} frames, so it cannot continue; pass a new \
-                 --run-id to train anew",
-                manifest_path.display(),
-                resolved_path.display()
-            );
+    let extended: Vec<(usize, String)> = manifest
+        .train_cells()
+        .into_iter()
+        .filter(|c| recorded.train[c.job_index].frames != c.job.frames)
+        .map(|c| (c.index, c.id()))
+        .collect();
+    for cell in manifest.plan() {
+        let started = cell_dir(dir, &cell.id()).exists();
+        if let Some((_, train)) = extended.iter().find(|(i, _)| cell.deps.contains(i)) {
+            if started {
+                bail!(
+                    "{} differs from {} only in larger training budgets, but cell {} has \
+                     already evaluated the network of training cell {train}; pass a new \
+                     --run-id to train anew",
+                    manifest_path.display(),
+                    resolved_path.display(),
+                    cell.id()
+                );
+            }
+        }
+    }
+    // The completion marks go first: a crash before the manifests are rewritten leaves
+    // finished cells that the old manifest marks done again (their final networks stay
+    // until the new end overwrites them).
+    for (_, id) in &extended {
+        let path = cell_dir(dir, id).join(files::DONE);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
     }
     let original = std::fs::read(manifest_path)

@@ -148,7 +148,12 @@ fn run_typed<T: Frame>(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome>
     // CRUCIAL for resume: rows after the checkpoint are played again, so cut them first.
     let kept_games = cut_rows_after::<TrainRow>(&train_path, start_step)?;
     cut_rows_after::<TrainEvalRow>(&eval_path, start_step)?;
-    if let Some((info, _)) = resumed.as_ref().filter(|(info, _)| info.finished) {
+    // A finished cell whose budget was raised since (`sap run` with larger `frames`)
+    // continues from its last checkpoint, which holds the whole state at that step.
+    if let Some((info, _)) = resumed
+        .as_ref()
+        .filter(|(info, _)| info.finished && info.step >= end_step)
+    {
         return Ok(TrainOutcome {
             dir,
             steps_run: 0,

@@ -842,7 +842,8 @@ fn poisson_head(lambda: f64, u: f64) -> u32 {
 
 /// The full Poisson(`lambda`) count of unit `j` when [`poisson_head`] reached
 /// [`POISSON_UNROLLED`]: the same inversion continued while its terms are representable
-/// (lambda <= 30), else a fresh exact draw from the unit's own stream.
+/// (lambda <= 30), else exact draws from the unit's own stream until one reaches the cap
+/// (rejection: a draw of the law conditioned on the head's event, count >= the cap).
 fn poisson_tail(lambda: f64, stream: u64, j: u64) -> u64 {
     use rand::SeedableRng;
     use rand_distr::Distribution;
@@ -850,7 +851,12 @@ fn poisson_tail(lambda: f64, stream: u64, j: u64) -> u64 {
         let mut rng =
             rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(substream(stream, DOMAIN_TAIL, j));
         let poisson = rand_distr::Poisson::new(lambda).expect("a positive finite mean");
-        return poisson.sample(&mut rng) as u64;
+        loop {
+            let c = poisson.sample(&mut rng) as u64;
+            if c >= POISSON_UNROLLED as u64 {
+                return c;
+            }
+        }
     }
     let u = uniform(stream, j);
     let mut f = exp_nonpositive(-lambda);
@@ -935,6 +941,17 @@ mod tests {
                 (var - lambda).abs() < 6.0 * var_se,
                 "lambda {lambda}: var {var}"
             );
+        }
+    }
+
+    #[test]
+    fn a_tail_count_past_the_exact_switch_is_never_below_the_unrolled_cap() {
+        // Above a mean of 30 the tail draws afresh; conditioned on the head's event it must
+        // still reach the cap (P(count < 12) at mean 30.5 is about 2e-5 per fresh draw).
+        let stream = substream(5, DOMAIN_POISSON, 0);
+        for j in 0..400_000u64 {
+            let c = poisson_tail(30.5, stream, j);
+            assert!(c >= POISSON_UNROLLED as u64, "unit {j}: count {c}");
         }
     }
 

@@ -22,6 +22,7 @@
 //!   share.
 //! - [`metrics`]: accuracy, confidence, ECE, NLL and reliability bins of classifiers.
 //! - [`report`]: `sap report`: plots (PNG, SVG) and a markdown summary of a run.
+//! - [`video`]: recorded episodes (`record = N`) as GIFs: game, network input, perturbation.
 //! - [`record`]: crash-safe CSV appends and atomic table writes.
 //! - [`stats`]: means, standard deviations, Student-t confidence intervals.
 //! - [`seed`]: named seed streams, so results depend only on the manifest's seeds.

@@ -12,13 +12,23 @@ use sap_harness::manifest::{Manifest, ManifestError};
 use sap_harness::nn::{checkpoint, Architecture, Model};
 use sap_harness::tch::{Device, Tensor};
 
-/// The shipped manifests laid out as in the repository, with (fake) data folders beside.
+/// The shipped manifests laid out as in the repository, with the shipped agent and (fake)
+/// data folders beside.
 fn shipped_layout(root: &Path) -> Vec<PathBuf> {
     let exp = root.join("experiments");
     std::fs::create_dir_all(&exp).unwrap();
     fake_cifar(&root.join("data/cifar-synth"));
     fake_cifar(&root.join("data/cifar-10-batches-bin"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(root.join("models")).unwrap();
+    for file in ["Breakout-dopamine-v5-ddqn.safetensors", "SHA256SUMS"] {
+        std::fs::copy(
+            repo.join("models").join(file),
+            root.join("models").join(file),
+        )
+        .unwrap();
+    }
+    let src = repo.join("experiments");
     let mut out = Vec::new();
     for e in std::fs::read_dir(src).unwrap() {
         let p = e.unwrap().path();

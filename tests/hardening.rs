@@ -19,16 +19,8 @@ fn shipped_layout(root: &Path) -> Vec<PathBuf> {
     std::fs::create_dir_all(&exp).unwrap();
     fake_cifar(&root.join("data/cifar-synth"));
     fake_cifar(&root.join("data/cifar-10-batches-bin"));
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::create_dir_all(root.join("models")).unwrap();
-    for file in ["Breakout-dopamine-v5-ddqn.safetensors", "SHA256SUMS"] {
-        std::fs::copy(
-            repo.join("models").join(file),
-            root.join("models").join(file),
-        )
-        .unwrap();
-    }
-    let src = repo.join("experiments");
+    common::copy_models(root);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
     let mut out = Vec::new();
     for e in std::fs::read_dir(src).unwrap() {
         let p = e.unwrap().path();

@@ -99,3 +99,17 @@ pub fn fake_cifar(dir: &Path) {
         f.set_len((RECORDS_PER_FILE * RECORD_BYTES) as u64).unwrap();
     }
 }
+
+/// Copies the shipped agent and its digests (`models/`) under `root`, as the repository lays
+/// them out for the manifests that name them.
+pub fn copy_models(root: &Path) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(root.join("models")).unwrap();
+    for file in ["Breakout-dopamine-v5-ddqn.safetensors", "SHA256SUMS"] {
+        std::fs::copy(
+            repo.join("models").join(file),
+            root.join("models").join(file),
+        )
+        .unwrap();
+    }
+}

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use rand::SeedableRng;
-use sap_harness::attack::{input_gradient, Attack, AttackError, AttackKind};
+use sap_harness::attack::{
+    input_gradient, Attack, AttackError, AttackKind, Backward, Loss, Source,
+};
 use sap_harness::defense::{Defense, DefensePoints, DefenseRng, Draws, DEFAULT_MAX_BATCH};
 use sap_harness::nn::{checkpoint, Architecture, MlpConfig, Model};
 use sap_harness::policy::{PolicyError, PolicyWrapper};
@@ -68,6 +70,9 @@ fn fgsm_on_a_linear_network_is_the_analytic_sign_gradient_step() {
         kind: AttackKind::Fgsm,
         lambda: 4.0,
         gradient_samples: 1,
+        loss: Loss::Ce,
+        backward: Backward::Mask,
+        source: Source::Defended,
     };
     let mut rng = DefenseRng::seed_from_u64(0);
     let adv = attack.perturb(
@@ -111,6 +116,9 @@ fn fgsm_and_pgd_stay_inside_the_lambda_ball_and_the_pixel_range() {
                     kind,
                     lambda,
                     gradient_samples: 3,
+                    loss: Loss::Ce,
+                    backward: Backward::Mask,
+                    source: Source::Defended,
                 };
                 let mut rng = DefenseRng::seed_from_u64(5);
                 let adv = attack.perturb(
@@ -148,6 +156,9 @@ fn pgd_increases_the_loss_over_fgsm_on_a_dense_network() {
             kind,
             lambda: 8.0,
             gradient_samples: 1,
+            loss: Loss::Ce,
+            backward: Backward::Mask,
+            source: Source::Defended,
         };
         let draws = &mut Draws::Shared(&mut rng);
         attack.perturb(
@@ -234,14 +245,8 @@ fn the_input_gradient_matches_finite_differences_on_resnet20() {
 
 #[test]
 fn attack_parameters_out_of_range_are_refused() {
-    let bad = |kind, lambda, gradient_samples| {
-        Attack {
-            kind,
-            lambda,
-            gradient_samples,
-        }
-        .validate()
-    };
+    let bad =
+        |kind, lambda, gradient_samples| Attack::new(kind, lambda, gradient_samples).validate();
     let pgd = |steps, step_size| AttackKind::Pgd {
         steps,
         step_size,
@@ -274,6 +279,9 @@ fn wrapper_outputs(ckpt: &Path, seed: u64) -> (Vec<f32>, Vec<i64>) {
         kind: AttackKind::Fgsm,
         lambda: 8.0,
         gradient_samples: 4,
+        loss: Loss::Ce,
+        backward: Backward::Mask,
+        source: Source::Defended,
     };
     let mut policy = PolicyWrapper::new(model, Defense::SAP_100, Some(attack), 3, seed).unwrap();
     let x = Tensor::from_slice(
@@ -337,6 +345,9 @@ fn stacked_outputs(max_batch: usize) -> (Tensor, Tensor) {
         kind: AttackKind::Fgsm,
         lambda: 8.0,
         gradient_samples: 4,
+        loss: Loss::Ce,
+        backward: Backward::Mask,
+        source: Source::Defended,
     };
     let mut wrapper = PolicyWrapper::new(model, Defense::SAP_100, Some(attack), 3, 21)
         .unwrap()
@@ -420,6 +431,9 @@ fn rows_acting_with_their_own_generators_choose_what_each_would_choose_alone() {
         },
         lambda: 4.0,
         gradient_samples: 3,
+        loss: Loss::Ce,
+        backward: Backward::Mask,
+        source: Source::Defended,
     };
     let batched = PolicyWrapper::new(model, Defense::SAP_100, Some(attack), 2, 0).unwrap();
     let seeds = [31u64, 32, 33];

@@ -177,6 +177,41 @@ fn robustness_jobs_resolve_defaults_and_round_trip() {
 }
 
 #[test]
+fn apgd_takes_autoattacks_rand_defaults_and_its_options_round_trip() {
+    use sap_harness::attack::{AttackKind, Backward, Loss, Source};
+    let m = parse(&robustness(
+        r#"{ kind = "sap" }"#,
+        r#"{ kind = "apgd" }"#,
+        "",
+    ))
+    .unwrap();
+    let a = m.robustness[0].attack_at(8.0);
+    assert_eq!(
+        a.kind,
+        AttackKind::Apgd {
+            iterations: 100,
+            restarts: 1,
+            random_start: true
+        }
+    );
+    assert_eq!(a.gradient_samples, 20);
+    assert_eq!(
+        (a.loss, a.backward, a.source),
+        (Loss::Ce, Backward::Mask, Source::Defended)
+    );
+    let written = r#"{ kind = "apgd", loss = "dlr", backward = "identity", iterations = 7, restarts = 2, gradient_samples = 3 }"#;
+    let m = parse(&robustness(r#"{ kind = "sap" }"#, written, "")).unwrap();
+    let a = m.robustness[0].attack_at(8.0);
+    assert_eq!((a.loss, a.backward), (Loss::Dlr, Backward::Identity));
+    assert_eq!(a.kind.gradient_steps(), 2 * (7 + 1));
+    assert_eq!(parse(&m.to_toml()).unwrap(), m);
+    let transfer = r#"{ kind = "pgd", loss = "margin", source = "dense" }"#;
+    let m = parse(&robustness(r#"{ kind = "sap" }"#, transfer, "")).unwrap();
+    assert_eq!(m.robustness[0].attack.source, Source::Dense);
+    assert_eq!(parse(&m.to_toml()).unwrap(), m);
+}
+
+#[test]
 fn out_of_range_defense_and_attack_parameters_name_their_key_and_the_allowed_values() {
     let dense = r#"{ kind = "dense" }"#;
     let fgsm = r#"{ kind = "fgsm" }"#;
@@ -212,7 +247,45 @@ fn out_of_range_defense_and_attack_parameters_name_their_key_and_the_allowed_val
         ),
         (
             robustness(dense, r#"{ kind = "fgsn" }"#, ""),
-            "unknown attack `fgsn`; allowed: fgsm, pgd, eot-pgd; did you mean `fgsm`?",
+            "unknown attack `fgsn`; allowed: fgsm, pgd, eot-pgd, apgd; did you mean `fgsm`?",
+        ),
+        (
+            robustness(r#"{ kind = "sap" }"#, r#"{ kind = "apgd", restarts = 0 }"#, ""),
+            "key `robustness[0].attack.restarts`: 0 is not allowed; allowed: an integer >= 1",
+        ),
+        (
+            robustness(r#"{ kind = "sap" }"#, r#"{ kind = "apgd", iterations = 0 }"#, ""),
+            "key `robustness[0].attack.iterations`: 0 is not allowed; allowed: an integer >= 1",
+        ),
+        (
+            robustness(dense, r#"{ kind = "apgd", steps = 10 }"#, ""),
+            "key `robustness[0].attack.steps`: `steps` is not a parameter of apgd; apgd takes \
+             iterations, restarts, random_start",
+        ),
+        (
+            robustness(dense, r#"{ kind = "pgd", loss = "cw" }"#, ""),
+            "key `robustness[0].attack.loss`: unknown loss `cw`; allowed: ce, margin, dlr",
+        ),
+        (
+            robustness(dense, r#"{ kind = "apgd", backward = "identity" }"#, ""),
+            "key `robustness[0].attack.backward`: backward = \"identity\" needs a defense with a \
+             stochastic point",
+        ),
+        (
+            robustness(dense, r#"{ kind = "fgsm", source = "dense" }"#, ""),
+            "key `robustness[0].attack.source`: source = \"dense\" transfers a perturbation",
+        ),
+        (
+            robustness(
+                r#"{ kind = "sap" }"#,
+                r#"{ kind = "fgsm", source = "dense", backward = "identity" }"#,
+                "",
+            ),
+            "key `robustness[0].attack.backward`: backward = \"identity\" differentiates",
+        ),
+        (
+            robustness(dense, r#"{ kind = "fgsm", backward = "idenity" }"#, ""),
+            "unknown backward `idenity`; allowed: mask, identity; did you mean `identity`?",
         ),
         (
             robustness(r#"{ kind = "sap", p = 0.5 }"#, fgsm, ""),
@@ -470,7 +543,9 @@ fn an_attack_unknown_to_agents_is_refused_with_the_allowed_attacks() {
         &GRID.replace("kind = \"fgsm\"", "kind = \"cw\""),
     ));
     assert!(
-        msg.contains("key `eval[0].attacks[0].kind`: unknown attack `cw`; allowed: fgsm, pgd"),
+        msg.contains(
+            "key `eval[0].attacks[0].kind`: unknown attack `cw`; allowed: fgsm, pgd, eot-pgd, apgd"
+        ),
         "{msg}"
     );
 }

@@ -2,7 +2,8 @@
 
 use tch::Tensor;
 
-use super::{input_gradient, PIXEL_MAX, PIXEL_MIN};
+use super::gradient::{loss_gradient, GradientSpec};
+use super::{PIXEL_MAX, PIXEL_MIN};
 use crate::defense::{Defense, Draws};
 use crate::nn::Model;
 
@@ -11,14 +12,11 @@ use crate::nn::Model;
 pub struct FgsmParams {
     /// Step size and L-infinity radius, pixel units.
     pub lambda: f64,
-    /// Passes per gradient estimate.
-    pub gradient_samples: u32,
-    /// Rows per forward pass when the gradient's passes are stacked.
-    pub max_batch: usize,
+    /// The loss, the passes per gradient and the defense points' backward.
+    pub gradient: GradientSpec,
 }
 
-/// One signed step of size `lambda` along the Monte-Carlo gradient over `gradient_samples`
-/// passes.
+/// One signed step of size `lambda` along the Monte-Carlo gradient of the loss.
 ///
 /// # Shapes
 /// `x`: `[batch, ...]` pixel units; `labels`: `[batch]` -> same shape as `x` (float).
@@ -34,7 +32,6 @@ pub fn fgsm(
     if params.lambda == 0.0 {
         return x;
     }
-    let (k, max_batch) = (params.gradient_samples, params.max_batch);
-    let g = input_gradient(model, defense, draws, &x, labels, k, max_batch);
+    let (g, _) = loss_gradient(model, defense, draws, &x, labels, params.gradient);
     (x + g.sign() * params.lambda).clamp(PIXEL_MIN, PIXEL_MAX)
 }

@@ -5,11 +5,12 @@
 //! x_{t+1} = clip(proj_{|. - x|_inf <= lambda}(x_t + step_size * sign(g(x_t))), 0, 255)
 //! ```
 //!
-//! where `g` is the Monte-Carlo gradient of the defended network at `x_t`.
+//! where `g` is the Monte-Carlo gradient of the loss at `x_t`.
 
 use tch::Tensor;
 
-use super::{input_gradient, PIXEL_MAX, PIXEL_MIN};
+use super::gradient::{loss_gradient, GradientSpec};
+use super::{PIXEL_MAX, PIXEL_MIN};
 use crate::defense::{Defense, Draws};
 use crate::nn::Model;
 
@@ -24,10 +25,8 @@ pub struct PgdParams {
     pub step_size: f64,
     /// Start from a uniform point of the ball.
     pub random_start: bool,
-    /// Passes per gradient estimate.
-    pub gradient_samples: u32,
-    /// Rows per forward pass when the gradient's passes are stacked.
-    pub max_batch: usize,
+    /// The loss, the passes per gradient and the defense points' backward.
+    pub gradient: GradientSpec,
 }
 
 /// Runs the iteration; the random start is drawn from `draws`.
@@ -59,15 +58,7 @@ pub fn pgd(
         x.shallow_clone()
     };
     for _ in 0..params.steps {
-        let g = input_gradient(
-            model,
-            defense,
-            draws,
-            &adv,
-            labels,
-            params.gradient_samples,
-            params.max_batch,
-        );
+        let (g, _) = loss_gradient(model, defense, draws, &adv, labels, params.gradient);
         let step = &adv + g.sign() * params.step_size;
         // Projection onto the ball intersected with [0, 255] is a per-pixel clamp.
         adv = step.maximum(&lower).minimum(&upper);

@@ -123,11 +123,7 @@ pub fn bench_cifar_eval(images: usize, batch: usize, rounds: u32) -> Result<Vec<
     synthesize(tmp.path(), 1)?;
     let test = load(tmp.path(), Split::Test)?;
     let device = Device::cuda_if_available();
-    let fgsm = |k| Attack {
-        kind: AttackKind::Fgsm,
-        lambda: 8.0,
-        gradient_samples: k,
-    };
+    let fgsm = |k| Attack::new(AttackKind::Fgsm, 8.0, k);
     let settings: [(&str, Defense, Option<Attack>, u32); 4] = [
         ("dense", Defense::Dense, None, 1),
         ("dense, FGSM", Defense::Dense, Some(fgsm(10)), 1),

@@ -95,11 +95,7 @@ fn run_once(model: &Model, x: &Tensor, labels: &Tensor, w: Workload, rng: &mut D
             let _ = out.sum(Kind::Float).double_value(&[]);
         }),
         Workload::Fgsm(defense, k) | Workload::FgsmUnstacked(defense, k) => {
-            let attack = Attack {
-                kind: AttackKind::Fgsm,
-                lambda: 8.0,
-                gradient_samples: k,
-            };
+            let attack = Attack::new(AttackKind::Fgsm, 8.0, k);
             let max_batch = match w {
                 Workload::Fgsm(..) => DEFAULT_MAX_BATCH,
                 _ => x.size()[0] as usize,

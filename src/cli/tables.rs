@@ -49,7 +49,7 @@ pub(super) fn print_collected(c: &crate::experiment::Collected) {
 /// CIFAR-10 accuracy and calibration rows as an aligned text table.
 pub fn cifar_table(rows: &[CifarEvalRow]) -> String {
     let mut out = format!(
-        "{:<12} {:<8} {:<16} {:<8} {:>7} {:>6} {:>9} {:>10} {:>7} {:>7}",
+        "{:<12} {:<8} {:<16} {:<14} {:>7} {:>6} {:>9} {:>10} {:>7} {:>7}",
         "job",
         "variant",
         "defense",
@@ -65,11 +65,11 @@ pub fn cifar_table(rows: &[CifarEvalRow]) -> String {
         let t = &r.treatment;
         let defense = t.defense_label();
         out.push_str(&format!(
-            "\n{:<12} {:<8} {:<16} {:<8} {:>7} {:>6} {:>9.4} {:>10.4} {:>7.4} {:>7.3}",
+            "\n{:<12} {:<8} {:<16} {:<14} {:>7} {:>6} {:>9.4} {:>10.4} {:>7.4} {:>7.3}",
             r.job,
             r.variant,
             defense,
-            t.attack,
+            t.attack_label(),
             t.lambda,
             r.n,
             r.accuracy,
@@ -84,18 +84,18 @@ pub fn cifar_table(rows: &[CifarEvalRow]) -> String {
 /// Relative rewards as an aligned text table.
 pub fn relative_table(rows: &[RelativeRow]) -> String {
     let mut out = format!(
-        "{:<14} {:<12} {:<22} {:<6} {:>7} {:>4} {:>10} {:>9} {:>10}",
+        "{:<14} {:<12} {:<22} {:<14} {:>7} {:>4} {:>10} {:>9} {:>10}",
         "game", "preset", "defense", "attack", "lambda", "n", "mean", "relative", "normalized"
     );
     for r in rows {
         let t = &r.treatment;
         let defense = t.defense_label();
         out.push_str(&format!(
-            "\n{:<14} {:<12} {:<22} {:<6} {:>7} {:>4} {:>10.2} {:>9} {:>10}",
+            "\n{:<14} {:<12} {:<22} {:<14} {:>7} {:>4} {:>10.2} {:>9} {:>10}",
             r.game,
             r.preset,
             defense,
-            t.attack,
+            t.attack_label(),
             t.lambda,
             r.n,
             r.mean,
@@ -109,15 +109,22 @@ pub fn relative_table(rows: &[RelativeRow]) -> String {
 /// Classifier rows as an aligned text table: accuracy and ECE per defense and lambda.
 pub fn classifier_table(rows: &[ClassifierRow]) -> String {
     let mut out = format!(
-        "{:<8} {:>5} {:<22} {:<6} {:>7} {:>5} {:>9} {:>7}",
+        "{:<8} {:>5} {:<22} {:<14} {:>7} {:>5} {:>9} {:>7}",
         "task", "seed", "defense", "attack", "lambda", "n", "accuracy", "ece"
     );
     for r in rows {
         let t = &r.treatment;
         let defense = t.defense_label();
         out.push_str(&format!(
-            "\n{:<8} {:>5} {:<22} {:<6} {:>7} {:>5} {:>9.4} {:>7.4}",
-            r.task, r.train_seed, defense, t.attack, t.lambda, r.n, r.accuracy, r.ece
+            "\n{:<8} {:>5} {:<22} {:<14} {:>7} {:>5} {:>9.4} {:>7.4}",
+            r.task,
+            r.train_seed,
+            defense,
+            t.attack_label(),
+            t.lambda,
+            r.n,
+            r.accuracy,
+            r.ece
         ));
     }
     out

@@ -170,6 +170,8 @@ pub struct DefensePoints<'a> {
     visited: usize,
     /// Draw with tensor operations ([`tensor`]) even for activations in host memory.
     tensor_ops: bool,
+    /// The backward pass treats every point as the identity (BPDA).
+    identity_backward: bool,
 }
 
 impl DefensePoints<'static> {
@@ -180,6 +182,7 @@ impl DefensePoints<'static> {
             streams: Streams::None,
             visited: 0,
             tensor_ops: false,
+            identity_backward: false,
         }
     }
 
@@ -194,6 +197,7 @@ impl DefensePoints<'static> {
             streams: Streams::Rows(keys),
             visited: 0,
             tensor_ops: false,
+            identity_backward: false,
         }
     }
 }
@@ -206,6 +210,7 @@ impl<'a> DefensePoints<'a> {
             streams: Streams::Generator(rng),
             visited: 0,
             tensor_ops: false,
+            identity_backward: false,
         }
     }
 
@@ -214,6 +219,15 @@ impl<'a> DefensePoints<'a> {
     /// is the default on the CPU, where it measures faster (`sap bench defense`).
     pub fn with_tensor_ops(mut self) -> Self {
         self.tensor_ops = true;
+        self
+    }
+
+    /// Makes the backward pass treat every defense point as the identity (BPDA, Athalye et
+    /// al. 2018): the forward pass is unchanged, the gradient is that of the network whose
+    /// expectation the defense preserves. Without it the mask, the rescaling factor and the
+    /// noise are constants of the backward pass.
+    pub fn with_identity_backward(mut self) -> Self {
+        self.identity_backward = true;
         self
     }
 
@@ -274,10 +288,7 @@ impl<'a> DefensePoints<'a> {
         if self.tensor_ops || h.device() != Device::Cpu {
             // On an accelerator the draws are made there, with no copy to the host.
             let t = tensor::draw(defense, &h, &keys).expect("a stochastic defense");
-            return match combine {
-                Combine::Multiply => h * t,
-                Combine::Add => h + t,
-            };
+            return self.combine(h, t, combine);
         }
         // From here on `h` is in host memory.
         let contiguous_f32 = h.kind() == Kind::Float && h.is_contiguous();
@@ -326,7 +337,18 @@ impl<'a> DefensePoints<'a> {
             });
         }
         let t = t.to_kind(h.kind());
+        self.combine(h, t, combine)
+    }
+
+    /// `h` combined with a point's factor or noise `t`. Added noise is a constant of the
+    /// backward pass either way; with the identity backward, so is the change a factor makes
+    /// (`h + (h t - h)` with the bracket detached).
+    fn combine(&self, h: Tensor, t: Tensor, combine: Combine) -> Tensor {
         match combine {
+            Combine::Multiply if self.identity_backward && h.requires_grad() => {
+                let change = (h.detach() * (t - 1.0)).detach();
+                h + change
+            }
             Combine::Multiply => h * t,
             Combine::Add => h + t,
         }

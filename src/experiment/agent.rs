@@ -181,7 +181,7 @@ impl AgentPlay<'_> {
                     "{}  {}  {} lambda {}  episode {}",
                     self.cell.game.name(),
                     self.cell.defense.label(),
-                    self.cell.attack_name(),
+                    self.cell.attack_label(),
                     self.cell.lambda(),
                     lane.episode
                 );
@@ -340,7 +340,7 @@ pub fn run_cell(
             "{} {} {} lambda {}",
             cell.game.name(),
             cell.defense.label(),
-            cell.attack_name(),
+            cell.attack_label(),
             cell.lambda()
         ),
     };

@@ -216,12 +216,16 @@ impl Resolver<'_> {
             &job.defenses,
             &super::robustness::RESNET20_SMALLEST,
         )?;
+        let stochastic = defenses.iter().any(crate::defense::Defense::is_stochastic);
         let attacks = match &job.attacks {
             None => vec![AttackSpec {
                 kind: crate::attack::AttackKind::Fgsm,
                 gradient_samples: 1,
+                loss: Default::default(),
+                backward: Default::default(),
+                source: Default::default(),
             }],
-            Some(raw) => self.resolve_attacks(&prefix, raw)?,
+            Some(raw) => self.resolve_attacks(&prefix, raw, stochastic)?,
         };
         let lambdas = match &job.lambdas {
             None => PAPER_LAMBDAS.to_vec(),

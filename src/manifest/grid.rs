@@ -25,7 +25,6 @@ use toml::Spanned;
 
 use super::robustness::{RawAttack, RawDefense};
 use super::{AttackSpec, ManifestError, Resolver, TrainJob};
-use crate::attack::Attack;
 use crate::defense::Defense;
 
 /// Episodes an agent cell plays in lockstep unless the manifest says otherwise: one, so that
@@ -81,17 +80,6 @@ impl AgentEval {
     /// otherwise the plan adds that reference cell.
     pub fn has_dense_clean(&self) -> bool {
         self.defenses.contains(&Defense::Dense) && self.lambdas.contains(&0.0)
-    }
-}
-
-impl AttackSpec {
-    /// The attack at radius `lambda`.
-    pub fn at(&self, lambda: f64) -> Attack {
-        Attack {
-            kind: self.kind,
-            lambda,
-            gradient_samples: self.gradient_samples,
-        }
     }
 }
 
@@ -253,7 +241,8 @@ impl Resolver<'_> {
             .attacks
             .as_ref()
             .ok_or_else(|| required("attacks", "[{ kind = \"fgsm\", gradient_samples = 10 }]"))?;
-        let attacks = self.resolve_attacks(prefix, raw_attacks)?;
+        let stochastic = defenses.iter().any(Defense::is_stochastic);
+        let attacks = self.resolve_attacks(prefix, raw_attacks, stochastic)?;
         let lambdas = match &keys.lambdas {
             None => return Err(required("lambdas", "[0, 1, 2, 4, 8, 16, 32, 64]")),
             Some(l) => self.resolve_lambdas(prefix, l)?,

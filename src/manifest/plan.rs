@@ -103,9 +103,9 @@ impl AgentCell {
         self.attack.map_or(0.0, |a| a.lambda)
     }
 
-    /// The attack's name (`none` without one).
-    pub fn attack_name(&self) -> &'static str {
-        self.attack.map_or("none", |a| a.kind.name())
+    /// The attack's label (`none` without one; [`crate::table::Treatment::attack_label`]).
+    pub fn attack_label(&self) -> String {
+        crate::table::Treatment::new(&self.defense, self.attack.as_ref(), 1).attack_label()
     }
 }
 
@@ -162,9 +162,9 @@ impl CifarEvalCell {
         self.attack.map_or(0.0, |a| a.lambda)
     }
 
-    /// The attack's name (`none` without one).
-    pub fn attack_name(&self) -> &'static str {
-        self.attack.map_or("none", |a| a.kind.name())
+    /// The attack's label (`none` without one; [`crate::table::Treatment::attack_label`]).
+    pub fn attack_label(&self) -> String {
+        crate::table::Treatment::new(&self.defense, self.attack.as_ref(), 1).attack_label()
     }
 }
 
@@ -236,7 +236,7 @@ impl PlanCell {
                     "agent-{i:03}-{}-{net}-{}-{}-l{}-s{}",
                     a.game.name(),
                     a.defense.label(),
-                    a.attack_name(),
+                    a.attack_label(),
                     a.lambda(),
                     a.seed
                 )
@@ -256,7 +256,7 @@ impl PlanCell {
                     "cifar-eval-{i:03}-{}-{net}-{}-{}-l{}-s{}",
                     c.label,
                     c.defense.label(),
-                    c.attack_name(),
+                    c.attack_label(),
                     c.lambda(),
                     c.seed
                 )
@@ -383,7 +383,7 @@ impl PlanCell {
                     a.parallel_episodes,
                     a.defense.label(),
                     a.samples,
-                    a.attack_name(),
+                    a.attack_label(),
                     a.lambda(),
                     a.epsilon
                 )
@@ -417,7 +417,7 @@ impl PlanCell {
                     c.examples,
                     c.defense.label(),
                     c.samples,
-                    c.attack_name(),
+                    c.attack_label(),
                     c.lambda(),
                     self.passes_per_image().unwrap_or(0)
                 )

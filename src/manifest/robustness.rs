@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::{ManifestError, Resolver};
-use crate::attack::{Attack, AttackKind};
+use crate::attack::{Attack, AttackKind, Backward, Loss, Source};
 use crate::defense::{Defense, Sampling};
 
 /// The synthetic classification tasks.
@@ -78,16 +78,32 @@ pub struct AttackSpec {
     pub kind: AttackKind,
     /// Passes per gradient estimate.
     pub gradient_samples: u32,
+    /// The loss maximised.
+    pub loss: Loss,
+    /// How the backward pass treats the defense points.
+    pub backward: Backward,
+    /// Where the gradients come from.
+    pub source: Source,
+}
+
+impl AttackSpec {
+    /// The attack at radius `lambda`.
+    pub fn at(&self, lambda: f64) -> Attack {
+        Attack {
+            kind: self.kind,
+            lambda,
+            gradient_samples: self.gradient_samples,
+            loss: self.loss,
+            backward: self.backward,
+            source: self.source,
+        }
+    }
 }
 
 impl RobustnessJob {
     /// The attack at radius `lambda`.
     pub fn attack_at(&self, lambda: f64) -> Attack {
-        Attack {
-            kind: self.attack.kind,
-            lambda,
-            gradient_samples: self.attack.gradient_samples,
-        }
+        self.attack.at(lambda)
     }
 }
 
@@ -125,6 +141,11 @@ pub(super) struct RawAttack {
     steps: Option<Spanned<u32>>,
     step_size: Option<Spanned<f64>>,
     random_start: Option<bool>,
+    iterations: Option<Spanned<u32>>,
+    restarts: Option<Spanned<u32>>,
+    loss: Option<Spanned<String>>,
+    backward: Option<Spanned<String>>,
+    source: Option<Spanned<String>>,
 }
 
 /// The smallest defense point (post-ReLU map, per example) of the network a job defends.
@@ -193,7 +214,8 @@ impl Resolver<'_> {
         };
         let defenses =
             self.resolve_defenses(&format!("robustness[{i}]"), &job.defenses, &smallest)?;
-        let (attack, gradient_samples) = self.resolve_attack(&key("attack"), &job.attack)?;
+        let stochastic = defenses.iter().any(Defense::is_stochastic);
+        let attack = self.resolve_attack(&key("attack"), &job.attack, stochastic)?;
         let lambdas = self.resolve_lambdas(&format!("robustness[{i}]"), &job.lambdas)?;
         let seeds = self.seed_list(job.seeds, key("seeds"), seed)?;
         Ok(RobustnessJob {
@@ -204,10 +226,7 @@ impl Resolver<'_> {
             samples,
             max_batch,
             defenses,
-            attack: AttackSpec {
-                kind: attack,
-                gradient_samples,
-            },
+            attack,
             lambdas,
             seeds,
             checkpoint: match job.checkpoint {
@@ -246,26 +265,25 @@ impl Resolver<'_> {
             .collect()
     }
 
-    /// A job's `attacks`: a non-empty list, each checked.
+    /// A job's `attacks`: a non-empty list, each checked; `stochastic` says whether any of
+    /// the job's defenses has a stochastic point (BPDA and transfer need one).
     pub(super) fn resolve_attacks(
         &self,
         prefix: &str,
         raw: &Spanned<Vec<Spanned<RawAttack>>>,
+        stochastic: bool,
     ) -> Result<Vec<AttackSpec>, ManifestError> {
         if raw.get_ref().is_empty() {
-            let msg = "the list is empty; allowed attacks: fgsm, pgd, eot-pgd".to_owned();
+            let msg = format!(
+                "the list is empty; allowed attacks: {}",
+                ATTACK_KINDS.join(", ")
+            );
             return Err(self.error(raw.span(), format!("{prefix}.attacks"), msg));
         }
         raw.get_ref()
             .iter()
             .enumerate()
-            .map(|(a, r)| {
-                self.resolve_attack(&format!("{prefix}.attacks[{a}]"), r)
-                    .map(|(kind, gradient_samples)| AttackSpec {
-                        kind,
-                        gradient_samples,
-                    })
-            })
+            .map(|(a, r)| self.resolve_attack(&format!("{prefix}.attacks[{a}]"), r, stochastic))
             .collect()
     }
 
@@ -359,39 +377,81 @@ impl Resolver<'_> {
         Ok(defense)
     }
 
+    /// One attack: its kind's keys with their defaults (DESIGN section 6), and the options
+    /// every kind takes (`gradient_samples`, `loss`, `backward`, `source`); `stochastic` says
+    /// whether any of the job's defenses has a stochastic point.
     pub(super) fn resolve_attack(
         &self,
         key: &str,
         raw: &Spanned<RawAttack>,
-    ) -> Result<(AttackKind, u32), ManifestError> {
+        stochastic: bool,
+    ) -> Result<AttackSpec, ManifestError> {
         let r = raw.get_ref();
         let k = |s: &str| format!("{key}.{s}");
         let name = r.kind.get_ref().as_str();
-        // EOT-PGD averages gradients over draws of the defense by default.
-        let default_samples = if name == "eot-pgd" { 10 } else { 1 };
+        // EOT-PGD and APGD average gradients over draws of the defense by default (APGD:
+        // AutoAttack's `version = 'rand'`).
+        let default_samples = match name {
+            "eot-pgd" => 10,
+            "apgd" => 20,
+            _ => 1,
+        };
         let gradient_samples = self.or_positive(
             &r.gradient_samples,
             k("gradient_samples"),
             default_samples,
             "an integer >= 1",
         )?;
-        let kind = match name {
-            "fgsm" => {
-                for (name, given) in [
-                    ("steps", r.steps.is_some()),
-                    ("step_size", r.step_size.is_some()),
-                    ("random_start", r.random_start.is_some()),
-                ] {
-                    if given {
-                        let msg = format!(
-                            "`{name}` is not a parameter of fgsm; use kind = \"pgd\" or \"eot-pgd\""
-                        );
-                        return Err(self.error(raw.span(), k(name), msg));
-                    }
-                }
-                AttackKind::Fgsm
+        // Which kind-specific keys each kind takes; any other present key is an error.
+        let present: [(&str, Option<Range<usize>>); 5] = [
+            ("steps", r.steps.as_ref().map(Spanned::span)),
+            ("step_size", r.step_size.as_ref().map(Spanned::span)),
+            ("random_start", r.random_start.map(|_| raw.span())),
+            ("iterations", r.iterations.as_ref().map(Spanned::span)),
+            ("restarts", r.restarts.as_ref().map(Spanned::span)),
+        ];
+        let takes: &[&str] = match name {
+            "fgsm" => &[],
+            "pgd" | "eot-pgd" => &["steps", "step_size", "random_start"],
+            "apgd" => &["iterations", "restarts", "random_start"],
+            other => {
+                let msg = format!(
+                    "unknown attack `{other}`; allowed: {}{}",
+                    ATTACK_KINDS.join(", "),
+                    super::suggestion(other, ATTACK_KINDS)
+                );
+                return Err(self.error(r.kind.span(), k("kind"), msg));
             }
-            "pgd" | "eot-pgd" => {
+        };
+        for (key_name, span) in present {
+            if let Some(span) = span {
+                if !takes.contains(&key_name) {
+                    let msg = format!(
+                        "`{key_name}` is not a parameter of {name}; {name} takes {}",
+                        if takes.is_empty() {
+                            "none of steps, step_size, random_start, iterations, restarts"
+                                .to_owned()
+                        } else {
+                            takes.join(", ")
+                        }
+                    );
+                    return Err(self.error(span, k(key_name), msg));
+                }
+            }
+        }
+        let kind = match name {
+            "fgsm" => AttackKind::Fgsm,
+            "apgd" => AttackKind::Apgd {
+                iterations: self.or_positive(
+                    &r.iterations,
+                    k("iterations"),
+                    100,
+                    "an integer >= 1",
+                )?,
+                restarts: self.or_positive(&r.restarts, k("restarts"), 1, "an integer >= 1")?,
+                random_start: r.random_start.unwrap_or(true),
+            },
+            _ => {
                 let eot = name == "eot-pgd";
                 let steps = match &r.steps {
                     None if eot => 20,
@@ -419,16 +479,67 @@ impl Resolver<'_> {
                     }
                 }
             }
-            other => {
-                let allowed = ["fgsm", "pgd", "eot-pgd"];
+        };
+        let choice = |v: &Option<Spanned<String>>, key_name: &str, allowed: &[&str]| match v {
+            None => Ok(None),
+            Some(v) if allowed.contains(&v.get_ref().as_str()) => Ok(Some(v.get_ref().clone())),
+            Some(v) => {
                 let msg = format!(
-                    "unknown attack `{other}`; allowed: {}{}",
+                    "unknown {key_name} `{}`; allowed: {}{}",
+                    v.get_ref(),
                     allowed.join(", "),
-                    super::suggestion(other, allowed)
+                    super::suggestion(v.get_ref(), allowed.iter().copied())
                 );
-                return Err(self.error(r.kind.span(), k("kind"), msg));
+                Err(self.error(v.span(), k(key_name), msg))
             }
         };
-        Ok((kind, gradient_samples))
+        let losses: Vec<&str> = Loss::ALL.iter().map(|l| l.name()).collect();
+        let loss = choice(&r.loss, "loss", &losses)?
+            .and_then(|l| Loss::from_name(&l))
+            .unwrap_or_default();
+        let backward = match choice(&r.backward, "backward", &["mask", "identity"])?.as_deref() {
+            Some("identity") => Backward::Identity,
+            _ => Backward::Mask,
+        };
+        let source = match choice(&r.source, "source", &["defended", "dense"])?.as_deref() {
+            Some("dense") => Source::Dense,
+            _ => Source::Defended,
+        };
+        if backward == Backward::Identity {
+            let span = r.backward.as_ref().map_or(raw.span(), Spanned::span);
+            if source == Source::Dense {
+                let msg = "backward = \"identity\" differentiates the defended network's \
+                           stochastic points, and a transfer attack (source = \"dense\") \
+                           takes its gradients from the network without them; allowed: one \
+                           of the two"
+                    .to_owned();
+                return Err(self.error(span, k("backward"), msg));
+            }
+            if !stochastic {
+                let msg = "backward = \"identity\" needs a defense with a stochastic point \
+                           (sap, dropout with p > 0, gaussian with sigma > 0); every defense \
+                           of this job is deterministic, so it would be the plain gradient"
+                    .to_owned();
+                return Err(self.error(span, k("backward"), msg));
+            }
+        }
+        if source == Source::Dense && !stochastic {
+            let span = r.source.as_ref().map_or(raw.span(), Spanned::span);
+            let msg = "source = \"dense\" transfers a perturbation from the dense network to \
+                       a defended one; every defense of this job is deterministic, so it \
+                       would be the white-box attack"
+                .to_owned();
+            return Err(self.error(span, k("source"), msg));
+        }
+        Ok(AttackSpec {
+            kind,
+            gradient_samples,
+            loss,
+            backward,
+            source,
+        })
     }
 }
+
+/// The attack kinds a manifest names.
+pub(super) const ATTACK_KINDS: [&str; 4] = ["fgsm", "pgd", "eot-pgd", "apgd"];

@@ -316,12 +316,12 @@ pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Str
             set. Accuracy bands: 95% normal-approximation interval of the pooled accuracy over \
             the test images. ECE: 15 equal-width confidence bins. adv: adversarially trained \
             network; sap-100: stochastic activation pruning with as many draws as units.\n\n";
-    let mut keys: Vec<(String, AttackName)> = Vec::new();
+    let mut keys: Vec<(String, String)> = Vec::new();
     for r in rows
         .iter()
         .filter(|r| r.treatment.attack != AttackName::None)
     {
-        let k = (r.job.clone(), r.treatment.attack);
+        let k = (r.job.clone(), r.treatment.attack_label());
         if !keys.contains(&k) {
             keys.push(k);
         }
@@ -329,9 +329,13 @@ pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Str
     for (job, attack) in &keys {
         let mine: Vec<&CifarEvalRow> = rows
             .iter()
-            .filter(|r| r.job == *job && [*attack, AttackName::None].contains(&r.treatment.attack))
+            .filter(|r| {
+                r.job == *job
+                    && (r.treatment.attack == AttackName::None
+                        || r.treatment.attack_label() == *attack)
+            })
             .collect();
-        let base = format!("{}-{}", slug(job), slug(attack.name()));
+        let base = format!("{}-{}", slug(job), slug(attack));
         let x = "lambda (L-inf radius, pixel units 0..255)";
         let _ = writeln!(md, "### Job `{job}`, attack {attack}\n");
         for (name, ece, y) in [
@@ -378,7 +382,8 @@ pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Str
                     let t = &b.treatment;
                     b.job == *job
                         && t.lambda == lambda
-                        && (t.attack == *attack || (lambda == 0.0 && t.attack == AttackName::None))
+                        && (t.attack_label() == *attack
+                            || (lambda == 0.0 && t.attack == AttackName::None))
                 })
                 .collect();
             let curves = reliability_curves(&chosen);

@@ -78,7 +78,7 @@ fn moving_mean(xs: &[f64], w: usize) -> Vec<f64> {
 }
 
 /// What one relative-reward plot shows: job, game, preset, attack.
-type PlotKey = (String, String, String, AttackName);
+type PlotKey = (String, String, String, String);
 
 /// One seed's learning curve: the seed, (frames, smoothed return) per training game and
 /// (frames, mean return) per evaluation.
@@ -193,7 +193,7 @@ pub(super) fn relative_section(run_dir: &Path, out: &mut Report, md: &mut String
             r.job.clone(),
             r.game.clone(),
             r.preset.clone(),
-            r.treatment.attack,
+            r.treatment.attack_label(),
         );
         if r.treatment.attack == AttackName::None {
             continue; // the dense clean reference: lambda 0 of every attack's plot
@@ -218,7 +218,7 @@ pub(super) fn relative_section(run_dir: &Path, out: &mut Report, md: &mut String
                 rows.push(r);
             }
         }
-        let base = format!("{}-{}-{}", slug(job), slug(game), slug(attack.name()));
+        let base = format!("{}-{}-{}", slug(job), slug(game), slug(attack));
         let title_for = |what: &str| format!("{game} ({preset}): {what} under {attack}");
         let mut links = Vec::new();
         for (name, normalized, y) in [

@@ -22,7 +22,7 @@ pub use rl::{AgentRow, EpisodeKey, EpisodeRow, RelativeRow, SummaryRow, TrainEva
 
 use serde::{Deserialize, Serialize};
 
-use crate::attack::{Attack, AttackKind};
+use crate::attack::{Attack, AttackKind, Backward, Loss, Source};
 use crate::defense::{Defense, Sampling};
 
 /// The `defense` column: which defense wrapped the network.
@@ -66,6 +66,8 @@ pub enum AttackName {
     /// PGD with Expectation over Transformation defaults.
     #[serde(rename = "eot-pgd")]
     EotPgd,
+    /// Auto-PGD.
+    Apgd,
 }
 
 impl AttackName {
@@ -75,16 +77,18 @@ impl AttackName {
             AttackKind::Fgsm => AttackName::Fgsm,
             AttackKind::Pgd { .. } => AttackName::Pgd,
             AttackKind::EotPgd { .. } => AttackName::EotPgd,
+            AttackKind::Apgd { .. } => AttackName::Apgd,
         }
     }
 
-    /// The value as written in tables (`none`, `fgsm`, `pgd`, `eot-pgd`).
+    /// The value as written in tables (`none`, `fgsm`, `pgd`, `eot-pgd`, `apgd`).
     pub fn name(self) -> &'static str {
         match self {
             AttackName::None => "none",
             AttackName::Fgsm => "fgsm",
             AttackName::Pgd => "pgd",
             AttackName::EotPgd => "eot-pgd",
+            AttackName::Apgd => "apgd",
         }
     }
 }
@@ -114,12 +118,22 @@ pub struct Treatment {
     pub attack: AttackName,
     /// L-infinity radius, pixel units (0 for clean inputs).
     pub lambda: f64,
-    /// Iterations (iterative attacks only).
+    /// Iterations (iterative attacks only; APGD's per restart).
     pub steps: Option<u32>,
-    /// Step size actually used, pixel units (iterative attacks only).
+    /// Step size actually used, pixel units (PGD only: APGD adapts its own, from 2 lambda).
     pub step_size: Option<f64>,
     /// Random start (iterative attacks only).
     pub random_start: Option<bool>,
+    /// APGD's restarts (APGD only).
+    pub restarts: Option<u32>,
+    /// The loss the attack maximised (empty for clean inputs).
+    pub loss: Option<Loss>,
+    /// The defense points' backward pass actually used: `identity` (BPDA) or `mask`; empty
+    /// for clean inputs and where the gradients come from a deterministic network.
+    pub backward: Option<Backward>,
+    /// Where the gradients came from: `defended` (white box) or `dense` (transfer from the
+    /// network without its defense); empty for clean inputs.
+    pub source: Option<Source>,
     /// Passes per gradient estimate actually run: the attack's `gradient_samples`, or 1
     /// against a deterministic defense (empty for clean inputs).
     pub gradient_samples: Option<u32>,
@@ -137,7 +151,8 @@ impl Treatment {
             Defense::Dropout { p } => (None, None, Some(p), None),
             Defense::Gaussian { sigma } => (None, None, None, Some(sigma)),
         };
-        let iterative = attack.and_then(|a| a.kind.iterative());
+        let stochastic_gradient =
+            attack.is_some_and(|a| a.gradient_defense(*defense).is_stochastic());
         Treatment {
             defense: match defense {
                 Defense::Dense => DefenseKind::Dense,
@@ -151,9 +166,15 @@ impl Treatment {
             sigma,
             attack: attack.map_or(AttackName::None, |a| AttackName::of(&a.kind)),
             lambda: attack.map_or(0.0, |a| a.lambda),
-            steps: iterative.map(|(steps, _, _)| steps),
+            steps: attack.and_then(|a| a.kind.iterations()),
             step_size: attack.and_then(Attack::step_size),
-            random_start: iterative.map(|(_, _, random_start)| random_start),
+            random_start: attack.and_then(|a| a.kind.random_start()),
+            restarts: attack.and_then(|a| a.kind.restarts()),
+            loss: attack.map(|a| a.loss),
+            backward: attack
+                .filter(|_| stochastic_gradient)
+                .map(|a| a.effective_backward(defense)),
+            source: attack.map(|a| a.source),
             gradient_samples: attack.map(|a| a.effective_gradient_samples(defense)),
             samples,
         }
@@ -181,6 +202,27 @@ impl Treatment {
             .map_or_else(|| self.defense.name().to_owned(), |d| d.label())
     }
 
+    /// The attack's label in CLI tables, reports and plot legends: the kind, then what
+    /// departs from the defaults: the loss (always for APGD: `apgd-ce`, `apgd-dlr`;
+    /// otherwise only when not the cross-entropy: `pgd-margin`), `-bpda` for the identity
+    /// backward and `-transfer` for gradients from the dense network. `none` for clean
+    /// inputs.
+    pub fn attack_label(&self) -> String {
+        let mut label = self.attack.name().to_owned();
+        if let Some(loss) = self.loss {
+            if self.attack == AttackName::Apgd || loss != Loss::Ce {
+                label = format!("{label}-{}", loss.name());
+            }
+        }
+        if self.backward == Some(Backward::Identity) {
+            label += "-bpda";
+        }
+        if self.source == Some(Source::Dense) {
+            label += "-transfer";
+        }
+        label
+    }
+
     /// Whether this is the dense network on unperturbed inputs (radius 0): the reference
     /// of relative scores.
     pub fn is_dense_clean(&self) -> bool {
@@ -200,7 +242,7 @@ impl Treatment {
             self.sampling.map_or("", Sampling::name),
             opt(self.p),
             opt(self.sigma),
-            self.attack,
+            self.attack_label(),
             self.lambda
         )
     }
@@ -234,6 +276,7 @@ macro_rules! treated_row {
         const _: () = {
             use serde::{Deserialize, Deserializer, Serialize, Serializer};
             use $crate::defense::Sampling;
+            use $crate::attack::{Backward, Loss, Source};
             use $crate::table::{AttackName, DefenseKind, Treatment};
 
             #[derive(Serialize)]
@@ -249,6 +292,10 @@ macro_rules! treated_row {
                 steps: Option<u32>,
                 step_size: Option<f64>,
                 random_start: Option<bool>,
+                restarts: Option<u32>,
+                loss: Option<Loss>,
+                backward: Option<Backward>,
+                source: Option<Source>,
                 gradient_samples: Option<u32>,
                 samples: u32,
                 $( $(#[serde(rename = $tcol)])? $tail: &'a $tty, )*
@@ -267,6 +314,10 @@ macro_rules! treated_row {
                 steps: Option<u32>,
                 step_size: Option<f64>,
                 random_start: Option<bool>,
+                restarts: Option<u32>,
+                loss: Option<Loss>,
+                backward: Option<Backward>,
+                source: Option<Source>,
                 gradient_samples: Option<u32>,
                 samples: u32,
                 $( $(#[serde(rename = $tcol)])? $tail: $tty, )*
@@ -287,6 +338,10 @@ macro_rules! treated_row {
                         steps: t.steps,
                         step_size: t.step_size,
                         random_start: t.random_start,
+                        restarts: t.restarts,
+                        loss: t.loss,
+                        backward: t.backward,
+                        source: t.source,
                         gradient_samples: t.gradient_samples,
                         samples: t.samples,
                         $( $tail: &self.$tail, )*
@@ -311,6 +366,10 @@ macro_rules! treated_row {
                             steps: r.steps,
                             step_size: r.step_size,
                             random_start: r.random_start,
+                            restarts: r.restarts,
+                            loss: r.loss,
+                            backward: r.backward,
+                            source: r.source,
                             gradient_samples: r.gradient_samples,
                             samples: r.samples,
                         },
@@ -330,15 +389,12 @@ mod tests {
     use crate::attack::AttackKind;
 
     fn pgd(lambda: f64) -> Attack {
-        Attack {
-            kind: AttackKind::Pgd {
-                steps: 10,
-                step_size: None,
-                random_start: true,
-            },
-            lambda,
-            gradient_samples: 4,
-        }
+        let kind = AttackKind::Pgd {
+            steps: 10,
+            step_size: None,
+            random_start: true,
+        };
+        Attack::new(kind, lambda, 4)
     }
 
     #[test]
@@ -399,12 +455,13 @@ mod tests {
         assert_eq!(
             lines.next().unwrap(),
             "job,variant,checkpoint,train_seed,eval_seed,defense,frac,sampling,p,sigma,attack,\
-             lambda,steps,step_size,random_start,gradient_samples,samples,bin,bin_low,bin_high,\
-             count,accuracy,mean_confidence"
+             lambda,steps,step_size,random_start,restarts,loss,backward,source,gradient_samples,\
+             samples,bin,bin_low,bin_high,count,accuracy,mean_confidence"
         );
         assert_eq!(
             lines.next().unwrap(),
-            "j,adv,c.safetensors,,7,dropout,,,0.25,,pgd,4.0,10,1.0,true,4,2,3,0.2,0.3,0,,"
+            "j,adv,c.safetensors,,7,dropout,,,0.25,,pgd,4.0,10,1.0,true,,ce,mask,defended,4,2,3,0.2,\
+             0.3,0,,"
         );
         let back: Vec<ReliabilityRow> = csv::Reader::from_reader(text.as_bytes())
             .deserialize()
@@ -416,9 +473,9 @@ mod tests {
     #[test]
     fn a_row_with_an_unknown_defense_or_attack_is_refused_on_reading() {
         let good = "job,variant,checkpoint,train_seed,eval_seed,defense,frac,sampling,p,sigma,\
-                    attack,lambda,steps,step_size,random_start,gradient_samples,samples,bin,\
-                    bin_low,bin_high,count,accuracy,mean_confidence\n\
-                    j,adv,c,,7,DEFENSE,,,,,ATTACK,0,,,,,1,0,0,0.1,0,,\n";
+                    attack,lambda,steps,step_size,random_start,restarts,loss,backward,source,\
+                    gradient_samples,samples,bin,bin_low,bin_high,count,accuracy,mean_confidence\n\
+                    j,adv,c,,7,DEFENSE,,,,,ATTACK,0,,,,,,,,,1,0,0,0.1,0,,\n";
         let read = |text: &str| {
             csv::Reader::from_reader(text.as_bytes())
                 .deserialize::<ReliabilityRow>()

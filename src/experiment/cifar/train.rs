@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::attack::fgsm::{fgsm, FgsmParams};
+use crate::attack::GradientSpec;
 use crate::data::cifar::{load, CifarSplit, Split, CLASSES};
 use crate::data::pipeline::{Pipeline, PipelineConfig, TrainBatch};
 use crate::defense::{Defense, DefensePoints, DefenseRng, Draws};
@@ -131,8 +132,7 @@ pub fn adversarial_batch(
         &y.narrow(0, 0, k),
         FgsmParams {
             lambda,
-            gradient_samples: 1,
-            max_batch: crate::defense::DEFAULT_MAX_BATCH,
+            gradient: GradientSpec::cross_entropy(1, crate::defense::DEFAULT_MAX_BATCH),
         },
     );
     (Tensor::cat(&[head, x.narrow(0, k, b - k)], 0), k)

@@ -265,6 +265,14 @@ fn attack_parameters_out_of_range_are_refused() {
         bad(pgd(3, Some(0.0)), 1.0, 1),
         Err(AttackError::StepSize(0.0))
     );
+    let apgd = |iterations, restarts| AttackKind::Apgd {
+        iterations,
+        restarts,
+        random_start: true,
+    };
+    assert_eq!(bad(apgd(0, 1), 1.0, 1), Err(AttackError::Iterations));
+    assert_eq!(bad(apgd(10, 0), 1.0, 1), Err(AttackError::Restarts));
+    assert_eq!(bad(apgd(10, 1), 1.0, 1), Ok(()));
     let model = mlp(4, vec![4], 2, 0);
     assert!(matches!(
         PolicyWrapper::new(model, Defense::Dense, None, 0, 1),

@@ -516,3 +516,96 @@ fn recording_writes_a_gif_per_recorded_episode_with_a_frame_per_step_and_leaves_
         "{md}"
     );
 }
+
+#[test]
+fn an_agent_grid_under_adaptive_attacks_writes_every_attack_parameter_and_label() {
+    use sap_harness::attack::{Backward, Loss, Source};
+    let tmp = tempfile::tempdir().unwrap();
+    mask_sensitive_network(&tmp.path().join("breakout.safetensors"));
+    let text = r#"name = "adaptive"
+seed = 4
+
+[[eval]]
+policy = "agent"
+family = "atari"
+checkpoints = { Breakout = "breakout.safetensors" }
+episodes = 1
+samples = 2
+random_episodes = 1
+defenses = [{ kind = "dense" }, { kind = "sap", frac = 1.0 }]
+attacks = [
+  { kind = "apgd", iterations = 2, restarts = 2, gradient_samples = 2, loss = "dlr" },
+  { kind = "fgsm", backward = "identity", gradient_samples = 2 },
+  { kind = "pgd", steps = 2, loss = "margin", source = "dense" },
+]
+lambdas = [4]
+
+[eval.env]
+max_episode_frames = 200
+"#;
+    std::fs::write(tmp.path().join("a.toml"), text).unwrap();
+    ok(&["run", "a.toml", "--run-id", "r"], tmp.path());
+    let run = tmp.path().join("results/adaptive/r");
+    let rows: Vec<AgentRow> = read_rows(&run.join("rl_eval.csv")).unwrap();
+    let find = |defense: DefenseKind, attack: AttackName| {
+        rows.iter()
+            .find(|r| r.treatment.defense == defense && r.treatment.attack == attack)
+            .map(|r| r.treatment.clone())
+            .unwrap_or_else(|| panic!("no {defense:?} {attack:?} row"))
+    };
+    let apgd = find(DefenseKind::Sap, AttackName::Apgd);
+    assert_eq!(
+        (apgd.steps, apgd.restarts, apgd.step_size, apgd.random_start),
+        (Some(2), Some(2), None, Some(true))
+    );
+    assert_eq!(
+        (apgd.loss, apgd.backward, apgd.source, apgd.gradient_samples),
+        (
+            Some(Loss::Dlr),
+            Some(Backward::Mask),
+            Some(Source::Defended),
+            Some(2)
+        )
+    );
+    assert_eq!(apgd.attack_label(), "apgd-dlr");
+    let bpda = find(DefenseKind::Sap, AttackName::Fgsm);
+    assert_eq!(bpda.backward, Some(Backward::Identity));
+    assert_eq!(bpda.attack_label(), "fgsm-bpda");
+    // Against the dense network there is no stochastic point: the column stays empty.
+    let dense_bpda = find(DefenseKind::Dense, AttackName::Fgsm);
+    assert_eq!(
+        (dense_bpda.backward, dense_bpda.gradient_samples),
+        (None, Some(1))
+    );
+    let transfer = find(DefenseKind::Sap, AttackName::Pgd);
+    assert_eq!(
+        (transfer.source, transfer.loss, transfer.gradient_samples),
+        (Some(Source::Dense), Some(Loss::Margin), Some(1))
+    );
+    assert_eq!(transfer.attack_label(), "pgd-margin-transfer");
+    // One relative-reward row per (defense, attack), told apart by their labels.
+    let relative: Vec<RelativeRow> = read_rows(&run.join("relative_reward.csv")).unwrap();
+    let mut labels: Vec<String> = relative
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.treatment.defense_label(),
+                r.treatment.attack_label()
+            )
+        })
+        .collect();
+    labels.sort();
+    assert_eq!(
+        labels,
+        [
+            "dense apgd-dlr",
+            "dense fgsm",
+            "dense none",
+            "dense pgd-margin-transfer",
+            "sap-100 apgd-dlr",
+            "sap-100 fgsm-bpda",
+            "sap-100 pgd-margin-transfer",
+        ]
+    );
+}

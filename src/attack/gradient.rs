@@ -76,7 +76,7 @@ pub fn loss_gradient(
     let batch = x.size()[0];
     let keys = draws.pass_keys(defense, k as usize, batch as usize);
     let mut sum = x.zeros_like();
-    let mut losses = Tensor::zeros([batch], (tch::Kind::Float, x.device()));
+    let mut losses: Option<Tensor> = None;
     for group in pass_groups(k as usize, batch as usize, spec.max_batch) {
         let copies = group.len();
         let xi = stack_rows(&x, copies).set_requires_grad(true);
@@ -91,8 +91,13 @@ pub fn loss_gradient(
         let each = each.detach();
         for s in 0..copies {
             sum += grads[0].narrow(0, s as i64 * batch, batch);
-            losses += each.narrow(0, s as i64 * batch, batch);
+            let pass = each.narrow(0, s as i64 * batch, batch);
+            losses = Some(match losses {
+                None => pass,
+                Some(sum) => sum + pass,
+            });
         }
     }
+    let losses = losses.expect("at least one pass");
     (sum / k as f64, losses / k as f64)
 }

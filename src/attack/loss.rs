@@ -10,7 +10,7 @@
 //!   logits, so it does not change when the logits are scaled. It needs at least three classes.
 
 use serde::Serialize;
-use tch::{Kind, Reduction, Tensor};
+use tch::{Reduction, Tensor};
 
 /// Which loss an attack maximises.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -51,7 +51,7 @@ impl Loss {
         }
     }
 
-    /// The loss of every example, as f32.
+    /// The loss of every example, in the logits' kind.
     ///
     /// # Shapes
     /// `logits`: `[batch, classes]`; `labels`: `[batch]` int64 -> `[batch]`.
@@ -59,7 +59,7 @@ impl Loss {
     /// # Panics
     /// If the logits have fewer classes than [`Loss::min_classes`] (manifests refuse it).
     pub fn per_example(self, logits: &Tensor, labels: &Tensor) -> Tensor {
-        let z = logits.to_kind(Kind::Float);
+        let z = logits;
         let classes = z.size()[1];
         assert!(
             classes >= self.min_classes(),
@@ -72,6 +72,7 @@ impl Loss {
         }
         let y = labels.unsqueeze(1);
         let z_y = z.gather(1, &y, false).squeeze_dim(1);
+        let z = z.shallow_clone();
         // The label's logit pushed below every other before taking the largest.
         let others = z.scatter_value(1, &y, f64::NEG_INFINITY);
         let max_other = others.amax(1, false);
@@ -90,6 +91,7 @@ impl Loss {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
     fn logits() -> (Tensor, Tensor) {
         let z = Tensor::from_slice2(&[[2.0f32, 1.0, -1.0, 0.5], [0.0, 3.0, 1.0, 2.0]]);

@@ -38,6 +38,20 @@ pub struct Classification {
     pub inputs: Tensor,
     /// Softmax probabilities averaged over `samples` defended passes. `[batch, classes]`.
     pub probabilities: Tensor,
+    /// Each pass's most probable class, `[passes, batch]` int64: what Athalye et al.'s
+    /// optimistic count of a stochastic model reads (an example is correct if any pass is).
+    pub pass_predictions: Tensor,
+}
+
+impl Classification {
+    /// Whether any single pass predicted the label, per example. `labels`: `[batch]` ->
+    /// `[batch]` bool.
+    pub fn any_pass_correct(&self, labels: &Tensor) -> Tensor {
+        let labels = labels.to_device(self.pass_predictions.device());
+        self.pass_predictions
+            .eq_tensor(&labels.unsqueeze(0))
+            .any_dim(0, false)
+    }
 }
 
 /// Network + defense + attack + samples, with its own generator.
@@ -159,12 +173,8 @@ impl PolicyWrapper {
     /// # Shapes
     /// `x`: `[batch, ...]` pixel units; `labels`: `[batch]` int64.
     pub fn classify(&mut self, x: &Tensor, labels: &Tensor) -> Classification {
-        let inputs = self.perturb(x, labels);
-        let probabilities = self.probabilities(&inputs);
-        Classification {
-            inputs,
-            probabilities,
-        }
+        let draws = &mut Draws::Shared(&mut self.rng);
+        self.net.classify(draws, x, labels)
     }
 
     /// [`PolicyWrapper::classify`] for rows that each draw from their own generator
@@ -179,15 +189,7 @@ impl PolicyWrapper {
         labels: &Tensor,
         rngs: &mut [DefenseRng],
     ) -> Classification {
-        let draws = &mut Draws::PerRow(rngs);
-        let inputs = self.net.perturb(draws, x, labels);
-        let probabilities = self
-            .net
-            .average(draws, &inputs, |logits| logits.softmax(-1, Kind::Float));
-        Classification {
-            inputs,
-            probabilities,
-        }
+        self.net.classify(&mut Draws::PerRow(rngs), x, labels)
     }
 
     /// The actions for a batch of observations. With an attack, each observation is first
@@ -227,9 +229,33 @@ impl Defended {
         }
     }
 
+    /// Attacks `x` (if configured) against `labels`, then predicts: the mean softmax over
+    /// `samples` passes and each pass's argmax.
+    fn classify(&self, draws: &mut Draws, x: &Tensor, labels: &Tensor) -> Classification {
+        let inputs = self.perturb(draws, x, labels);
+        let mut argmaxes = Vec::new();
+        let probabilities = self.average(draws, &inputs, |logits| {
+            argmaxes.push(logits.argmax(-1, false));
+            logits.softmax(-1, Kind::Float)
+        });
+        // Stacked passes give one argmax per group of passes: split them into passes.
+        let batch = x.size()[0];
+        let pass_predictions = Tensor::cat(&argmaxes, 0).view([-1, batch]);
+        Classification {
+            inputs,
+            probabilities,
+            pass_predictions,
+        }
+    }
+
     /// The mean over `samples` defended passes of `map(outputs)`, without gradients. Passes
     /// are stacked up to `max_batch` rows per forward and added in pass order.
-    fn average(&self, draws: &mut Draws, x: &Tensor, map: impl Fn(Tensor) -> Tensor) -> Tensor {
+    fn average(
+        &self,
+        draws: &mut Draws,
+        x: &Tensor,
+        mut map: impl FnMut(Tensor) -> Tensor,
+    ) -> Tensor {
         let n = self.effective_samples() as usize;
         let batch = x.size()[0];
         let keys = draws.pass_keys(self.defense, n, batch as usize);

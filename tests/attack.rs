@@ -494,3 +494,39 @@ fn per_row_generators_give_each_row_the_keys_and_noise_of_a_batch_of_its_own() {
         rand::RngCore::next_u64(&mut DefenseRng::seed_from_u64(1))
     );
 }
+
+#[test]
+fn a_classification_keeps_each_passes_prediction_for_the_optimistic_count() {
+    let labels = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 0, 1, 2]);
+    let x = pixels(8, 64, 7);
+    let passes = |defense: Defense, max_batch: usize| {
+        let model = mlp(64, vec![32, 32], 5, 3);
+        let mut w = PolicyWrapper::new(model, defense, None, 5, 9)
+            .unwrap()
+            .with_max_batch(max_batch);
+        let c = w.classify(&x, &labels);
+        (
+            c.pass_predictions.shallow_clone(),
+            c.any_pass_correct(&labels),
+            c,
+        )
+    };
+    let (stacked, any, _) = passes(Defense::SAP_100, 1024);
+    let (one_by_one, _, _) = passes(Defense::SAP_100, 8);
+    assert_eq!(stacked.size(), [5, 8]);
+    assert_eq!(
+        Vec::<i64>::try_from(stacked.flatten(0, -1)).unwrap(),
+        Vec::<i64>::try_from(one_by_one.flatten(0, -1)).unwrap(),
+        "each pass keeps its draws however the passes are stacked"
+    );
+    let by_hand: Vec<bool> = (0..8)
+        .map(|b| (0..5).any(|s| stacked.int64_value(&[s, b]) == labels.int64_value(&[b])))
+        .collect();
+    assert_eq!(Vec::<bool>::try_from(any).unwrap(), by_hand);
+    // A deterministic defense runs one pass, whose prediction is the averaged one.
+    let (dense, _, c) = passes(Defense::Dense, 1024);
+    assert_eq!(dense.size(), [1, 8]);
+    assert!(dense
+        .squeeze_dim(0)
+        .equal(&c.probabilities.argmax(-1, false)));
+}

@@ -436,7 +436,8 @@ lambdas = [0, 4, 16]
         lines[0],
         "job,dataset,data,network,variant,train_job,adv_fraction,adv_lambda,checkpoint,train_seed,\
          eval_seed,defense,frac,sampling,p,sigma,attack,lambda,steps,step_size,random_start,\
-         gradient_samples,samples,n,accuracy,mean_confidence,ece,nll"
+         restarts,loss,backward,source,gradient_samples,samples,n,accuracy,optimistic_accuracy,\
+         mean_confidence,ece,nll"
     );
     assert_eq!(lines.len(), 1 + 14);
     let field = |line: &str, i: usize| line.split(',').nth(i).unwrap().to_owned();
@@ -448,21 +449,22 @@ lambdas = [0, 4, 16]
     // Dense: one gradient pass; SAP: two; EOT-PGD starts at random, PGD (the paper's
     // iterative attack) at x.
     assert!(
-        lines[4].contains(",pgd,4.0,2,5.0,false,1,1,120,"),
+        lines[4].contains(",pgd,4.0,2,5.0,false,,ce,,defended,1,1,120,"),
         "{}",
         lines[4]
     );
     assert!(
-        lines[13].contains(",eot-pgd,4.0,2,5.0,true,2,2,120,"),
+        lines[13].contains(",eot-pgd,4.0,2,5.0,true,,ce,mask,defended,2,2,120,"),
         "{}",
         lines[13]
     );
     assert!(
-        lines[8].contains(",sap,1.0,exact,,,none,0.0,,,,,2,120,"),
+        lines[8].contains(",sap,1.0,exact,,,none,0.0,,,,,,,,,2,120,"),
         "{}",
         lines[8]
     );
-    let accuracy = |l: &str| field(l, 24).parse::<f64>().unwrap();
+    let accuracy = |l: &str| field(l, 28).parse::<f64>().unwrap();
+    let optimistic = |l: &str| field(l, 29).parse::<f64>().unwrap();
     assert!(accuracy(lines[1]) >= 0.75, "{}", lines[1]);
     assert!(
         accuracy(lines[7]) < accuracy(lines[1]),
@@ -488,14 +490,19 @@ lambdas = [0, 4, 16]
         let row = text(&cell.join("cifar_eval.csv"));
         let row = row.lines().nth(1).unwrap();
         let preds = text(&cell.join("predictions.csv"));
-        let preds: Vec<Vec<f64>> = preds
+        let preds: Vec<Vec<&str>> = preds
             .lines()
             .skip(1)
-            .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+            .map(|l| l.split(',').collect())
             .collect();
         assert_eq!(preds.len(), 120);
         let right = preds.iter().filter(|p| p[2] == p[3]).count() as f64 / 120.0;
         assert!((accuracy(row) - right).abs() < 1e-12, "{row}");
+        let any = preds.iter().filter(|p| p[6] == "true").count() as f64 / 120.0;
+        assert!((optimistic(row) - any).abs() < 1e-12, "{row}");
+        if field(row, 11) == "dense" {
+            assert_eq!(optimistic(row), accuracy(row), "one pass: {row}");
+        }
         let bins = text(&cell.join("reliability.csv"));
         let mut ece = 0.0;
         let mut count = 0;
@@ -510,7 +517,7 @@ lambdas = [0, 4, 16]
             }
         }
         assert_eq!(count, 120);
-        let row_ece: f64 = field(row, 26).parse().unwrap();
+        let row_ece: f64 = field(row, 31).parse().unwrap();
         assert!((ece - row_ece).abs() < 1e-9, "{row}: {ece}");
     }
 
@@ -528,6 +535,62 @@ lambdas = [0, 4, 16]
         .map(|l| format!("{l}\n"))
         .collect::<String>()
         + "1,75,3,3,0.9";
+    // The worst case over the three attacks, per defense and lambda, is recomputed from the
+    // cells' predictions: correct only if every attack left the image correct.
+    let worst = text(&dir.join("worst_case.csv"));
+    let worst: Vec<&str> = worst.lines().collect();
+    assert_eq!(worst.len(), 1 + 2 * 2, "{worst:?}");
+    assert!(
+        worst[0].ends_with(",attacks,n,accuracy,optimistic_accuracy"),
+        "{}",
+        worst[0]
+    );
+    for line in &worst[1..] {
+        let f: Vec<&str> = line.split(',').collect();
+        let (defense, lambda) = (f[7], f[13]);
+        assert_eq!(f[12], "worst-case", "{line}");
+        let tag = format!(
+            "-t11-{}-",
+            if defense == "dense" {
+                "dense"
+            } else {
+                "sap-100"
+            }
+        );
+        let lambda_tag = format!("-l{}-", lambda.trim_end_matches(".0"));
+        let mut all_right = vec![true; 120];
+        let mut any_right = vec![true; 120];
+        let mut members = 0;
+        for e in std::fs::read_dir(dir.join("cells")).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if !(name.starts_with("cifar-eval")
+                && name.contains(&tag)
+                && name.contains(&lambda_tag))
+            {
+                continue;
+            }
+            members += 1;
+            let preds = text(&dir.join("cells").join(&name).join("predictions.csv"));
+            for l in preds.lines().skip(1) {
+                let p: Vec<&str> = l.split(',').collect();
+                let i: usize = p[1].parse().unwrap();
+                all_right[i] &= p[2] == p[3];
+                any_right[i] &= p[6] == "true";
+            }
+        }
+        assert_eq!(members, 3, "{line}");
+        let share = |v: &[bool]| v.iter().filter(|&&b| b).count() as f64 / 120.0;
+        let n = f.len();
+        assert_eq!(f[n - 4], "fgsm + pgd + eot-pgd", "{line}");
+        assert!(
+            (f[n - 2].parse::<f64>().unwrap() - share(&all_right)).abs() < 1e-12,
+            "{line}"
+        );
+        assert!(
+            (f[n - 1].parse::<f64>().unwrap() - share(&any_right)).abs() < 1e-12,
+            "{line}"
+        );
+    }
     std::fs::write(cell.join("predictions.csv"), cut).unwrap();
     for f in ["cifar_eval.csv", "reliability.csv", "done.toml"] {
         std::fs::remove_file(cell.join(f)).unwrap();

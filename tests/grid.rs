@@ -608,4 +608,20 @@ max_episode_frames = 200
             "sap-100 pgd-margin-transfer",
         ]
     );
+    // Per defense, the attack of lowest mean return is marked; the clean row is not.
+    for defense in ["dense", "sap-100"] {
+        let attacked: Vec<&RelativeRow> = relative
+            .iter()
+            .filter(|r| r.treatment.defense_label() == defense && r.treatment.lambda > 0.0)
+            .collect();
+        let min = attacked
+            .iter()
+            .map(|r| r.mean)
+            .fold(f64::INFINITY, f64::min);
+        for r in &attacked {
+            assert_eq!(r.worst_attack, Some(r.mean == min), "{defense}");
+        }
+    }
+    let clean = relative.iter().find(|r| r.treatment.lambda == 0.0).unwrap();
+    assert_eq!(clean.worst_attack, None);
 }

@@ -29,6 +29,11 @@ pub enum Workload {
     /// The same with one pass per forward (`max_batch` = the batch size): what stacking
     /// gains.
     FgsmUnstacked(Defense, u32),
+    /// APGD-CE with `gradient_samples` passes per gradient (EOT) for one iteration: two
+    /// gradient estimates (the starting point's and the iterate's), the unit the attack's
+    /// cost scales by (a run of N iterations takes N + 1). Timed once per round, whatever
+    /// `iterations` says: one batch is already many passes.
+    ApgdIteration(Defense, u32),
 }
 
 impl Workload {
@@ -39,6 +44,7 @@ impl Workload {
             Workload::ForwardTensorOps(d) => format!("forward {} (tensor ops)", d.label()),
             Workload::Fgsm(d, k) => format!("fgsm k={k} {}", d.label()),
             Workload::FgsmUnstacked(d, k) => format!("fgsm k={k} {} (one pass/forward)", d.label()),
+            Workload::ApgdIteration(d, k) => format!("apgd-ce k={k} {} (1 iteration)", d.label()),
         }
     }
 }
@@ -55,6 +61,14 @@ pub struct DefenseBench {
 }
 
 impl DefenseBench {
+    /// Images/s of a whole APGD run of `iterations` iterations under `defense` with `k`
+    /// gradient samples, from the one-iteration timing (two gradient estimates, so a run
+    /// costs `(iterations + 1) / 2` of them).
+    pub fn apgd_images_per_s(&self, defense: Defense, k: u32, iterations: u32) -> Option<f64> {
+        let one = self.ips(Workload::ApgdIteration(defense, k))?;
+        Some(one * 2.0 / (iterations as f64 + 1.0))
+    }
+
     /// Time per batch of `workload` relative to the dense forward pass (> 1 is slower).
     pub fn time_ratio(&self, workload: Workload) -> Option<f64> {
         let dense = self.ips(Workload::Forward(Defense::Dense))?;
@@ -80,8 +94,12 @@ pub fn workloads() -> Vec<Workload> {
         Workload::ForwardTensorOps(independent),
         Workload::Fgsm(Defense::SAP_100, 10),
         Workload::FgsmUnstacked(Defense::SAP_100, 10),
+        Workload::ApgdIteration(Defense::SAP_100, APGD_SAMPLES),
     ]
 }
+
+/// APGD's gradient samples in the benchmark: AutoAttack's `rand` version.
+pub const APGD_SAMPLES: u32 = 20;
 
 fn run_once(model: &Model, x: &Tensor, labels: &Tensor, w: Workload, rng: &mut DefenseRng) {
     match w {
@@ -102,6 +120,17 @@ fn run_once(model: &Model, x: &Tensor, labels: &Tensor, w: Workload, rng: &mut D
             };
             let draws = &mut Draws::Shared(rng);
             let adv = attack.perturb(model, defense, draws, x, labels, max_batch);
+            let _ = adv.sum(Kind::Float).double_value(&[]);
+        }
+        Workload::ApgdIteration(defense, k) => {
+            let kind = AttackKind::Apgd {
+                iterations: 1,
+                restarts: 1,
+                random_start: true,
+            };
+            let attack = Attack::new(kind, 8.0, k);
+            let draws = &mut Draws::Shared(rng);
+            let adv = attack.perturb(model, defense, draws, x, labels, DEFAULT_MAX_BATCH);
             let _ = adv.sum(Kind::Float).double_value(&[]);
         }
     }
@@ -148,7 +177,10 @@ pub fn bench_defense(rounds: u32, iterations: u32) -> Vec<DefenseBench> {
         for _ in 0..rounds {
             for (i, w) in work.iter().enumerate() {
                 // Small batches repeat more, for a measurable time per round.
-                let repeats = iterations as i64 * (32 / batch).max(1);
+                let repeats = match w {
+                    Workload::ApgdIteration(..) => (32 / batch).max(1),
+                    _ => iterations as i64 * (32 / batch).max(1),
+                };
                 let start = Instant::now();
                 for _ in 0..repeats {
                     run_once(&model, &x, &labels, *w, &mut rng);

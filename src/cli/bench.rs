@@ -554,6 +554,18 @@ fn print_defense_bench(rounds: u32, iterations: u32) {
             );
         }
     }
+    use crate::bench::defense::APGD_SAMPLES;
+    for b in &benches {
+        let sap = crate::defense::Defense::SAP_100;
+        if let Some(ips) = b.apgd_images_per_s(sap, APGD_SAMPLES, 100) {
+            crate::outln!(
+                "{} batch {}: APGD-CE on SAP-100, {APGD_SAMPLES} EOT samples, 100 iterations \
+                 (AutoAttack's rand version): {ips:.3} images/s, from the one-iteration row",
+                b.arch.name(),
+                b.batch
+            );
+        }
+    }
     crate::outln!(
         "targets: SAP-100 exact forward time/dense <= 2.0; independent <= 1.5 (host sampler; \
          the tensor-op rows show the path an accelerator takes, measured here on the CPU)"

@@ -1,6 +1,6 @@
 //! The aligned text tables the subcommands print.
 
-use crate::table::{CifarEvalRow, ClassifierRow, RelativeRow, SummaryRow};
+use crate::table::{CifarEvalRow, ClassifierRow, RelativeRow, SummaryRow, WorstCaseRow};
 
 /// Prints what a run's tables hold: training lines, the random-policy summary, relative
 /// rewards and classifier rows.
@@ -44,6 +44,31 @@ pub(super) fn print_collected(c: &crate::experiment::Collected) {
     if !c.cifar.is_empty() {
         crate::outln!("{}", cifar_table(&c.cifar));
     }
+    if !c.worst_case.is_empty() {
+        crate::outln!("{}", worst_case_table(&c.worst_case));
+    }
+}
+
+/// CIFAR-10 worst-case rows (correct under every attack of the job) as an aligned text table.
+pub fn worst_case_table(rows: &[WorstCaseRow]) -> String {
+    let mut out = format!(
+        "{:<12} {:<8} {:<16} {:>7} {:>6} {:>9} {:>10}  attacks (worst case: correct under all)",
+        "job", "variant", "defense", "lambda", "n", "accuracy", "optimistic"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "\n{:<12} {:<8} {:<16} {:>7} {:>6} {:>9.4} {:>10.4}  {}",
+            r.job,
+            r.variant,
+            r.treatment.defense_label(),
+            r.treatment.lambda,
+            r.n,
+            r.accuracy,
+            r.optimistic_accuracy,
+            r.attacks
+        ));
+    }
+    out
 }
 
 /// CIFAR-10 accuracy and calibration rows as an aligned text table.

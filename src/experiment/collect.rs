@@ -15,8 +15,8 @@ use crate::provenance::{self, Provenance};
 use crate::record::{read_rows, write_atomic, write_table};
 use crate::stats::relative_reward;
 use crate::table::{
-    AgentRow, CifarEvalRow, CifarTrainRow, ClassifierRow, EpisodeRow, RelativeRow, SummaryRow,
-    TrainRow,
+    AgentRow, AttackName, CifarEvalRow, CifarTrainRow, ClassifierRow, EpisodeRow, PredictionRow,
+    RelativeRow, SummaryRow, TrainRow, Treatment, WorstCaseRow,
 };
 
 /// One line per training cell, from its files.
@@ -51,6 +51,8 @@ pub struct Collected {
     pub training: Vec<TrainSummary>,
     /// `cifar_eval.csv`.
     pub cifar: Vec<CifarEvalRow>,
+    /// `worst_case.csv`.
+    pub worst_case: Vec<WorstCaseRow>,
     /// The last epoch row of each CIFAR-10 training cell, with whether the cell is complete.
     pub cifar_training: Vec<(String, bool, Option<CifarTrainRow>)>,
 }
@@ -122,7 +124,7 @@ pub fn relative_rows(
         }
     }
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
-    order
+    let mut out: Vec<RelativeRow> = order
         .iter()
         .map(|key| {
             let members = &groups[key];
@@ -158,9 +160,146 @@ pub fn relative_rows(
                 random_n: rand.map_or(0, Vec::len),
                 relative_reward: finite(rr.relative),
                 normalized_reward: finite(rr.normalized),
+                worst_attack: None,
             }
         })
-        .collect()
+        .collect();
+    mark_worst_attacks(&mut out);
+    out
+}
+
+/// Sets `worst_attack` on the rows under attack whose (job, game, preset, defense, lambda,
+/// epsilon) has two attacks or more: true for the lowest mean return (ties all true).
+fn mark_worst_attacks(rows: &mut [RelativeRow]) {
+    let key = |r: &RelativeRow| {
+        let t = &r.treatment;
+        let defense = t.defense_label();
+        format!(
+            "{}|{}|{}|{defense}|{}|{}",
+            r.job, r.game, r.preset, t.lambda, r.epsilon
+        )
+    };
+    let mut lowest: HashMap<String, (usize, f64)> = HashMap::new();
+    for r in rows.iter().filter(|r| r.treatment.lambda > 0.0) {
+        let entry = lowest.entry(key(r)).or_insert((0, f64::INFINITY));
+        entry.0 += 1;
+        entry.1 = entry.1.min(r.mean);
+    }
+    for r in rows.iter_mut().filter(|r| r.treatment.lambda > 0.0) {
+        let (attacks, min) = lowest[&key(r)];
+        if attacks >= 2 {
+            r.worst_attack = Some(r.mean == min);
+        }
+    }
+}
+
+/// The worst case over the attacks of each `[[cifar_eval]]` job with two attacks or more:
+/// per (job, network, seed, defense, lambda > 0) whose every attack cell is complete, an
+/// image is correct only if every attack left it correct (its `predictions.csv` rows).
+fn worst_case_rows(
+    run_dir: &Path,
+    manifest: &Manifest,
+    done: &[bool],
+) -> Result<Vec<WorstCaseRow>> {
+    let plan = manifest.plan();
+    // Group key -> the group's cells (plan order).
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, cell) in plan.iter().enumerate() {
+        let CellKind::CifarEval(c) = &cell.kind else {
+            continue;
+        };
+        if c.lambda() == 0.0 || manifest.cifar_eval[c.job].attacks.len() < 2 {
+            continue;
+        }
+        let key = format!(
+            "{}|{}|{:?}|{}|{}|{}",
+            c.job,
+            c.label,
+            c.network,
+            c.seed,
+            c.defense.label(),
+            c.lambda()
+        );
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for key in &order {
+        let members = &groups[key];
+        let CellKind::CifarEval(first) = &plan[members[0]].kind else {
+            unreachable!("grouped CIFAR-10 evaluation cells");
+        };
+        if members.len() != manifest.cifar_eval[first.job].attacks.len()
+            || !members.iter().all(|&i| done[i])
+        {
+            continue;
+        }
+        let mut correct: Option<Vec<(u64, bool, bool)>> = None;
+        let mut labels = Vec::new();
+        let mut row: Option<CifarEvalRow> = None;
+        for &i in members {
+            let id = plan[i].id();
+            let dir = cell_dir(run_dir, &id);
+            let preds: Vec<PredictionRow> = read_rows(&dir.join(files::CIFAR_EVAL_PREDICTIONS))?;
+            let mut these: Vec<(u64, bool, bool)> = preds
+                .iter()
+                .map(|p| (p.example, p.predicted == p.label, p.any_pass_correct))
+                .collect();
+            these.sort_by_key(|t| t.0);
+            correct = Some(match correct {
+                None => these,
+                Some(so_far) => {
+                    let same = so_far.len() == these.len()
+                        && so_far.iter().zip(&these).all(|(a, b)| a.0 == b.0);
+                    if !same {
+                        bail!(
+                            "{}: its images differ from the other attacks' of the same network, \
+                             defense and lambda; the worst case needs the same images",
+                            dir.join(files::CIFAR_EVAL_PREDICTIONS).display()
+                        );
+                    }
+                    so_far
+                        .iter()
+                        .zip(&these)
+                        .map(|(a, b)| (a.0, a.1 && b.1, a.2 && b.2))
+                        .collect()
+                }
+            });
+            let rows: Vec<CifarEvalRow> = read_rows(&dir.join(files::CIFAR_EVAL))?;
+            if let Some(r) = rows.into_iter().next() {
+                labels.push(r.treatment.attack_label());
+                row.get_or_insert(r);
+            }
+        }
+        let (Some(correct), Some(r)) = (correct, row) else {
+            continue;
+        };
+        let n = correct.len();
+        let share = |f: fn(&(u64, bool, bool)) -> bool| {
+            correct.iter().filter(|c| f(c)).count() as f64 / n.max(1) as f64
+        };
+        let mut treatment = Treatment::new(&first.defense, None, r.treatment.samples);
+        treatment.attack = AttackName::WorstCase;
+        treatment.lambda = first.lambda();
+        out.push(WorstCaseRow {
+            job: r.job,
+            dataset: r.dataset,
+            data: r.data,
+            variant: r.variant,
+            checkpoint: r.checkpoint,
+            train_seed: r.train_seed,
+            eval_seed: r.eval_seed,
+            treatment,
+            attacks: labels.join(" + "),
+            n,
+            accuracy: share(|c| c.1),
+            optimistic_accuracy: share(|c| c.2),
+        });
+    }
+    Ok(out)
 }
 
 /// Checks that the complete cells `ids` were computed under the same settings that rows
@@ -274,6 +413,10 @@ pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result
         merge(run_dir, &ids, name)?;
     }
     out.cifar = read_rows(&run_dir.join(files::CIFAR_EVAL))?;
+    out.worst_case = worst_case_rows(run_dir, manifest, &done)?;
+    if !out.worst_case.is_empty() {
+        write_table(&run_dir.join(files::WORST_CASE), &out.worst_case)?;
+    }
     if merge(run_dir, &ids, files::EPISODES)? {
         let rows: Vec<EpisodeRow> = read_rows(&run_dir.join(files::EPISODES))?;
         out.summary = summarize_episodes(&rows);

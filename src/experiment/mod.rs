@@ -59,6 +59,13 @@ pub mod files {
     pub const CIFAR_EVAL: &str = super::cifar::eval::EVAL_FILE;
     /// One row per confidence bin of each CIFAR-10 evaluation row.
     pub const RELIABILITY: &str = super::cifar::eval::RELIABILITY_FILE;
+    /// A CIFAR-10 evaluation cell's per-image predictions.
+    pub const CIFAR_EVAL_PREDICTIONS: &str = super::cifar::eval::PREDICTIONS;
+    /// One row per CIFAR-10 network x defense x lambda of a job with two attacks or more:
+    /// correct only under every attack.
+    pub const WORST_CASE: &str = "worst_case.csv";
+    /// The gradient-masking checks of every evaluation, passed or failed.
+    pub const CHECKS: &str = "checks.csv";
 }
 
 /// What a summary row groups by: (job, family, game, preset, policy).

@@ -24,6 +24,9 @@ treated_row! {
         pub n: usize,
         /// Accuracy on the attacked inputs.
         pub accuracy: f64,
+        /// Athalye et al.'s optimistic accuracy: an example counts as correct if any one
+        /// of the `samples` passes predicts its label (reported beside, never instead).
+        pub optimistic_accuracy: f64,
         /// Mean top probability.
         pub mean_confidence: f64,
         /// Expected calibration error, 15 bins.
@@ -126,12 +129,47 @@ treated_row! {
         pub n: usize,
         /// Accuracy on the (attacked) images.
         pub accuracy: f64,
+        /// Athalye et al.'s optimistic accuracy: an image counts as correct if any one of
+        /// the `samples` passes predicts its label (reported beside, never instead).
+        pub optimistic_accuracy: f64,
         /// Mean top probability.
         pub mean_confidence: f64,
         /// Expected calibration error over 15 equal-width confidence bins.
         pub ece: f64,
         /// Mean negative log-likelihood of the label (probabilities floored at 1e-12).
         pub nll: f64,
+    }
+}
+
+treated_row! {
+    /// One row of `worst_case.csv`: a network under one defense at one radius, against every
+    /// attack of its job at once (AutoAttack's convention): an image counts as correct only
+    /// if it is correct under each attack. The treatment's attack is `worst-case`.
+    pub struct WorstCaseRow {
+        /// The `[[cifar_eval]]` job.
+        pub job: String,
+        /// The data set (`cifar10`).
+        pub dataset: String,
+        /// Its folder as the manifest names it.
+        pub data: String,
+        /// The network's label: its variant or its `checkpoints` key.
+        pub variant: String,
+        /// The checkpoint file.
+        pub checkpoint: String,
+        /// Training seed (empty for a file).
+        pub train_seed: Option<u64>,
+        /// Evaluation seed.
+        pub eval_seed: u64,
+        ..Treatment,
+        /// The attacks combined, by label, joined with ` + `.
+        pub attacks: String,
+        /// Test images.
+        pub n: usize,
+        /// Share of images correct under every attack.
+        pub accuracy: f64,
+        /// Share of images that every attack left correct in at least one of the `samples`
+        /// passes (Athalye et al.'s optimistic count).
+        pub optimistic_accuracy: f64,
     }
 }
 
@@ -179,6 +217,8 @@ pub struct PredictionRow {
     pub confidence: f64,
     /// Probability of the true class.
     pub p_label: f64,
+    /// Whether any single one of the `samples` passes predicted the label.
+    pub any_pass_correct: bool,
 }
 
 impl PredictionRow {
@@ -191,6 +231,7 @@ impl PredictionRow {
             predicted: 0,
             confidence: 0.0,
             p_label: 0.0,
+            any_pass_correct: false,
         }
     }
 }

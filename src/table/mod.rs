@@ -17,7 +17,9 @@
 mod classifier;
 mod rl;
 
-pub use classifier::{CifarEvalRow, CifarTrainRow, ClassifierRow, PredictionRow, ReliabilityRow};
+pub use classifier::{
+    CifarEvalRow, CifarTrainRow, ClassifierRow, PredictionRow, ReliabilityRow, WorstCaseRow,
+};
 pub use rl::{AgentRow, EpisodeKey, EpisodeRow, RelativeRow, SummaryRow, TrainEvalRow, TrainRow};
 
 use serde::{Deserialize, Serialize};
@@ -68,6 +70,9 @@ pub enum AttackName {
     EotPgd,
     /// Auto-PGD.
     Apgd,
+    /// Every attack of a job at once: correct only if correct under each.
+    #[serde(rename = "worst-case")]
+    WorstCase,
 }
 
 impl AttackName {
@@ -81,7 +86,8 @@ impl AttackName {
         }
     }
 
-    /// The value as written in tables (`none`, `fgsm`, `pgd`, `eot-pgd`, `apgd`).
+    /// The value as written in tables (`none`, `fgsm`, `pgd`, `eot-pgd`, `apgd`,
+    /// `worst-case`).
     pub fn name(self) -> &'static str {
         match self {
             AttackName::None => "none",
@@ -89,6 +95,7 @@ impl AttackName {
             AttackName::Pgd => "pgd",
             AttackName::EotPgd => "eot-pgd",
             AttackName::Apgd => "apgd",
+            AttackName::WorstCase => "worst-case",
         }
     }
 }

@@ -267,5 +267,9 @@ treated_row! {
         /// `(mean - random_mean) / (dense_clean_mean - random_mean)`; empty when the dense
         /// clean mean is not above the random mean, where it would be meaningless.
         pub normalized_reward: Option<f64>,
+        /// Under attack, where the job ran two attacks or more on the same defense and
+        /// lambda: whether this attack's mean return is the lowest of them (the per-attack
+        /// stand-in for a worst case, which is not defined per episode); empty otherwise.
+        pub worst_attack: Option<bool>,
     }
 }

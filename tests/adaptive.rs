@@ -232,7 +232,7 @@ fn with_the_identity_backward_sap_close_to_dense_gives_the_dense_gradient() {
     };
     let dense = gradient(Defense::Dense, Backward::Mask);
     let relative =
-        |g: &Tensor| ((g - &dense).norm().double_value(&[]) / dense.norm().double_value(&[]));
+        |g: &Tensor| (g - &dense).norm().double_value(&[]) / dense.norm().double_value(&[]);
     let sap = |frac| Defense::Sap {
         frac,
         sampling: Sampling::Exact,

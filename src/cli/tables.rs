@@ -47,6 +47,35 @@ pub(super) fn print_collected(c: &crate::experiment::Collected) {
     if !c.worst_case.is_empty() {
         crate::outln!("{}", worst_case_table(&c.worst_case));
     }
+    if !c.checks.is_empty() {
+        crate::outln!("{}", checks_summary(&c.checks));
+    }
+}
+
+/// The gradient-masking checks: how many passed, and each failure with its numbers.
+pub fn checks_summary(rows: &[crate::experiment::checks::CheckRow]) -> String {
+    let failed: Vec<_> = rows.iter().filter(|r| !r.passed).collect();
+    let mut out = format!(
+        "gradient-masking checks (checks.csv): {} passed, {} failed",
+        rows.len() - failed.len(),
+        failed.len()
+    );
+    for r in failed {
+        out.push_str(&format!(
+            "\n  FAILED {}: {} {} {} {} at lambda {}: {:.4} > {} {:.4} + {:.4}",
+            r.check.name(),
+            r.job,
+            r.subject,
+            r.defense,
+            r.attack,
+            r.lambda,
+            r.value,
+            r.reference,
+            r.reference_value,
+            r.tolerance
+        ));
+    }
+    out
 }
 
 /// CIFAR-10 worst-case rows (correct under every attack of the job) as an aligned text table.

@@ -53,6 +53,8 @@ pub struct Collected {
     pub cifar: Vec<CifarEvalRow>,
     /// `worst_case.csv`.
     pub worst_case: Vec<WorstCaseRow>,
+    /// `checks.csv`: the gradient-masking checks of every evaluation table.
+    pub checks: Vec<super::checks::CheckRow>,
     /// The last epoch row of each CIFAR-10 training cell, with whether the cell is complete.
     pub cifar_training: Vec<(String, bool, Option<CifarTrainRow>)>,
 }
@@ -414,8 +416,11 @@ pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result
     }
     out.cifar = read_rows(&run_dir.join(files::CIFAR_EVAL))?;
     out.worst_case = worst_case_rows(run_dir, manifest, &done)?;
+    let path = run_dir.join(files::WORST_CASE);
     if !out.worst_case.is_empty() {
-        write_table(&run_dir.join(files::WORST_CASE), &out.worst_case)?;
+        write_table(&path, &out.worst_case)?;
+    } else if path.exists() {
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
     if merge(run_dir, &ids, files::EPISODES)? {
         let rows: Vec<EpisodeRow> = read_rows(&run_dir.join(files::EPISODES))?;
@@ -445,6 +450,19 @@ pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result
         write_table(&run_dir.join(files::RELATIVE_REWARD), &out.relative)?;
     }
     out.classifier = read_rows(&run_dir.join(files::CLASSIFIER_EVAL))?;
+    {
+        use super::checks;
+        let mut measures = checks::classifier_measures(&out.classifier);
+        measures.extend(checks::cifar_measures(&out.cifar));
+        measures.extend(checks::agent_measures(&out.relative));
+        out.checks = checks::run_checks(&measures);
+        let path = run_dir.join(files::CHECKS);
+        if !out.checks.is_empty() {
+            write_table(&path, &out.checks)?;
+        } else if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
     for (cell, &complete) in plan.iter().zip(&done) {
         if let CellKind::CifarTrain(_) = &cell.kind {
             let dir = cell_dir(run_dir, &cell.id());

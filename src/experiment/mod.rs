@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod baseline;
+pub mod checks;
 pub mod cifar;
 pub mod collect;
 pub mod episode;

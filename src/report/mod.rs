@@ -13,6 +13,7 @@
 //! PNG text needs a TrueType font: DejaVu Sans (Debian's `fonts-dejavu-core`, which
 //! `scripts/setup.sh` installs) or the file `SAP_FONT` names. SVG text needs none.
 
+mod checks;
 mod cifar;
 mod rl;
 mod videos;
@@ -234,6 +235,8 @@ pub fn write_report(run_dir: &Path) -> Result<Report> {
     let relative = rl::relative_section(run_dir, &mut out, &mut md)?;
     let training = rl::training_section(run_dir, &mut out, &mut md)?;
     cifar::section(run_dir, &dir, &mut out, &mut md)?;
+    checks::worst_case_section(run_dir, &mut md)?;
+    checks::checks_section(run_dir, &mut md)?;
     videos::section(run_dir, &mut out, &mut md)?;
     let has_cifar =
         run_dir.join(files::CIFAR_EVAL).is_file() || run_dir.join(files::CIFAR_TRAIN).is_file();

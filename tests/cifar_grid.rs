@@ -645,7 +645,7 @@ lambdas = [0, 4, 16]
 }
 
 #[test]
-fn the_paper_manifest_plans_both_variants_under_three_attacks_once_the_data_is_in_place() {
+fn the_paper_manifest_plans_the_paper_protocol_and_the_adaptive_suite_once_the_data_is_in_place() {
     let tmp = tempfile::tempdir().unwrap();
     let experiments = tmp.path().join("experiments");
     std::fs::create_dir_all(&experiments).unwrap();
@@ -667,14 +667,17 @@ fn the_paper_manifest_plans_both_variants_under_three_attacks_once_the_data_is_i
     assert_eq!((job.iterations, job.batch_size), (64_000, 128));
     assert_eq!(job.lr_milestones, [32_000, 48_000]);
     let plan = m.plan();
-    // 2 networks x 2 defenses x (1 clean + 3 attacks x 7 radii).
-    assert_eq!(plan.len(), 2 + 2 * 2 * (1 + 3 * 7));
+    // The paper's protocol: 2 networks x 2 defenses x (1 clean + 3 attacks x 7 radii); the
+    // adaptive suite: 2 networks x 2 defenses x (1 clean + 5 attacks x 5 radii).
+    assert_eq!(plan.len(), 2 + 2 * 2 * (1 + 3 * 7) + 2 * 2 * (1 + 5 * 5));
     let passes: Vec<u32> = plan.iter().filter_map(|c| c.passes_per_image()).collect();
     assert_eq!(
         passes.iter().max(),
-        Some(&(10 + 2 * 10 * 20)),
-        "SAP under EOT-PGD"
+        Some(&(10 + 2 * 20 * 101)),
+        "SAP under APGD: 101 gradients of 20 passes, forward and backward"
     );
+    let adaptive = &m.cifar_eval[1];
+    assert_eq!(adaptive.attacks[1].kind.gradient_steps(), 101);
 }
 
 #[test]

@@ -558,3 +558,26 @@ fn grid_keys_on_a_random_policy_job_are_refused() {
         "{msg}"
     );
 }
+
+#[test]
+fn the_paper_atari_manifest_runs_the_adaptive_suite_on_the_shipped_agent() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/paper_atari.toml");
+    let m = Manifest::load(&path).unwrap();
+    let ids: Vec<String> = m.plan().iter().map(|c| c.id()).collect();
+    for label in [
+        "fgsm",
+        "apgd-ce",
+        "apgd-dlr",
+        "apgd-ce-bpda",
+        "pgd-transfer",
+    ] {
+        let cells = ids
+            .iter()
+            .filter(|id| id.contains(&format!("-Breakout-file-sap-100-{label}-l")))
+            .count();
+        // Each attack plays its own lambda-0 cell; FGSM also runs in the paper's job, over
+        // its 8 radii.
+        let want = if label == "fgsm" { 8 + 6 } else { 6 };
+        assert_eq!(cells, want, "{label}: {ids:?}");
+    }
+}

@@ -642,6 +642,22 @@ lambdas = [0, 4, 16]
         md.contains("## CIFAR-10: accuracy and calibration under attack"),
         "{md}"
     );
+    // Every attack side by side per network and defense, the worst case and the checks.
+    for name in ["attacks-dense-dense.png", "attacks-dense-sap-100.svg"] {
+        let size = std::fs::metadata(dir.join("report").join(name)).map_or(0, |m| m.len());
+        assert!(size > 5_000, "{name}");
+    }
+    let svg = text(&dir.join("report/attacks-dense-sap-100.svg"));
+    assert!(
+        svg.contains("g: eot-pgd") && svg.contains("g: worst case"),
+        "attacks plot"
+    );
+    assert!(
+        md.contains("### All attacks side by side")
+            && md.contains("## Worst case over attacks")
+            && md.contains("## Gradient-masking checks"),
+        "{md}"
+    );
 }
 
 #[test]

@@ -88,3 +88,115 @@ pub(super) fn checks_section(run_dir: &Path, md: &mut String) -> Result<()> {
     *md += "\n";
     Ok(())
 }
+
+/// One point of an attack line: (lambda, accuracy, images).
+type Point = (f64, f64, usize);
+
+/// Per (network, defense) of the CIFAR-10 rows, when the run has two attacks or more: one
+/// plot of accuracy against lambda with a line per (job, attack) and the worst case of each
+/// job, so that the paper's attacks and the adaptive suite are read side by side. Lambda 0
+/// of every line is its job's clean row.
+pub(super) fn attacks_section(
+    run_dir: &Path,
+    out: &mut super::Report,
+    md: &mut String,
+) -> Result<()> {
+    use crate::table::{AttackName, CifarEvalRow};
+    use std::collections::BTreeMap;
+    let rows: Vec<CifarEvalRow> = read_rows(&run_dir.join(files::CIFAR_EVAL))?;
+    let worst: Vec<WorstCaseRow> = read_rows(&run_dir.join(files::WORST_CASE))?;
+    let mut labels: Vec<String> = rows
+        .iter()
+        .filter(|r| r.treatment.attack != AttackName::None)
+        .map(|r| r.treatment.attack_label())
+        .collect();
+    labels.sort();
+    labels.dedup();
+    if labels.len() < 2 {
+        return Ok(());
+    }
+    // (network, defense) -> line -> points; lines in first-seen order.
+    let mut plots: BTreeMap<(String, String), Vec<(String, Vec<Point>)>> = BTreeMap::new();
+    let mut push = |key: (String, String), line: String, point: Point| {
+        let lines = plots.entry(key).or_default();
+        match lines.iter_mut().find(|(l, _)| *l == line) {
+            Some((_, points)) => points.push(point),
+            None => lines.push((line, vec![point])),
+        }
+    };
+    for r in rows
+        .iter()
+        .filter(|r| r.treatment.attack != AttackName::None)
+    {
+        let key = (r.variant.clone(), r.treatment.defense_label());
+        let line = format!("{}: {}", r.job, r.treatment.attack_label());
+        push(key, line, (r.treatment.lambda, r.accuracy, r.n));
+    }
+    for r in &worst {
+        let key = (r.variant.clone(), r.treatment.defense_label());
+        push(
+            key,
+            format!("{}: worst case", r.job),
+            (r.treatment.lambda, r.accuracy, r.n),
+        );
+    }
+    *md += "### All attacks side by side\n\n";
+    *md += "Per network and defense, accuracy against lambda under every attack of every job \
+            (the paper's protocol and the adaptive suite), with each job's worst case; lambda 0 \
+            is the clean row. Bands: 95% normal-approximation intervals.\n\n";
+    for ((network, defense), mut lines) in plots {
+        for (line, points) in &mut lines {
+            let job = line.split(": ").next().unwrap_or_default();
+            let clean = rows.iter().find(|r| {
+                r.job == job
+                    && r.variant == network
+                    && r.treatment.attack == AttackName::None
+                    && r.treatment.defense_label() == defense
+            });
+            if let Some(c) = clean {
+                points.push((0.0, c.accuracy, c.n));
+            }
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            points.dedup_by(|a, b| a.0 == b.0);
+        }
+        let mut lambdas: Vec<f64> = lines
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|q| q.0))
+            .collect();
+        lambdas.sort_by(f64::total_cmp);
+        lambdas.dedup();
+        let series: Vec<super::Series> = lines
+            .iter()
+            .map(|(label, points)| {
+                let at = |l: f64| lambdas.iter().position(|&x| x == l).expect("listed") as f64;
+                super::Series {
+                    label: label.clone(),
+                    points: points.iter().map(|&(l, a, _)| (at(l), a)).collect(),
+                    band: points
+                        .iter()
+                        .map(|&(l, a, n)| {
+                            let half = 1.96 * (a * (1.0 - a) / n.max(1) as f64).sqrt();
+                            (at(l), (a - half).max(0.0), (a + half).min(1.0))
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let title = format!("CIFAR-10 ResNet-20 {network}, {defense}: every attack");
+        let name = format!(
+            "attacks-{}-{}",
+            super::slug(&network),
+            super::slug(&defense)
+        );
+        let x = "lambda (L-inf radius, pixel units 0..255)";
+        let y = "test accuracy";
+        super::both(
+            &out.dir.join(&name),
+            &mut out.files,
+            |a| super::draw_lines(a, &title, x, y, &lambdas, &series),
+            |a| super::draw_lines(a, &title, x, y, &lambdas, &series),
+        )?;
+        let _ = writeln!(md, "![{title}]({name}.png)\n");
+    }
+    Ok(())
+}

@@ -235,6 +235,7 @@ pub fn write_report(run_dir: &Path) -> Result<Report> {
     let relative = rl::relative_section(run_dir, &mut out, &mut md)?;
     let training = rl::training_section(run_dir, &mut out, &mut md)?;
     cifar::section(run_dir, &dir, &mut out, &mut md)?;
+    checks::attacks_section(run_dir, &mut out, &mut md)?;
     checks::worst_case_section(run_dir, &mut md)?;
     checks::checks_section(run_dir, &mut md)?;
     videos::section(run_dir, &mut out, &mut md)?;

@@ -8,7 +8,7 @@
 use rand::SeedableRng;
 use tch::{Kind, Tensor};
 
-use crate::attack::{Attack, AttackError};
+use crate::attack::{Attack, AttackError, Source};
 use crate::defense::{
     pass_groups, stack_rows, Defense, DefenseError, DefensePoints, DefenseRng, Draws,
     DEFAULT_MAX_BATCH,
@@ -68,6 +68,8 @@ struct Defended {
     attack: Option<Attack>,
     samples: u32,
     max_batch: usize,
+    /// The surrogate network of a transfer attack from a checkpoint.
+    source: Option<Model>,
 }
 
 impl PolicyWrapper {
@@ -93,6 +95,7 @@ impl PolicyWrapper {
                 attack,
                 samples,
                 max_batch: DEFAULT_MAX_BATCH,
+                source: None,
             },
             rng: DefenseRng::seed_from_u64(seed),
         })
@@ -108,6 +111,14 @@ impl PolicyWrapper {
     pub fn with_max_batch(mut self, max_batch: usize) -> Self {
         assert!(max_batch > 0, "max_batch >= 1");
         self.net.max_batch = max_batch;
+        self
+    }
+
+    /// Gives a transfer attack with [`Source::Checkpoint`] its surrogate network: gradients
+    /// are taken on `source` without a defense, and the perturbed input goes to the wrapped
+    /// network.
+    pub fn with_source(mut self, source: Model) -> Self {
+        self.net.source = Some(source);
         self
     }
 
@@ -282,7 +293,14 @@ impl Defended {
     fn perturb(&self, draws: &mut Draws, x: &Tensor, labels: &Tensor) -> Tensor {
         match self.attack {
             Some(attack) => {
-                attack.perturb(&self.model, self.defense, draws, x, labels, self.max_batch)
+                let model = match attack.source {
+                    Source::Checkpoint => self.source.as_ref().expect(
+                        "a transfer attack from a checkpoint has its surrogate \
+                         (PolicyWrapper::with_source)",
+                    ),
+                    _ => &self.model,
+                };
+                attack.perturb(model, self.defense, draws, x, labels, self.max_batch)
             }
             None => crate::nn::as_float(&x.detach()),
         }

@@ -296,3 +296,44 @@ fn the_apgd_checkpoints_are_exported_for_schedules_of_any_length() {
         .windows(2)
         .all(|w| w[1] - w[0] >= 60));
 }
+
+#[test]
+fn a_transfer_attack_from_a_surrogate_perturbs_with_the_surrogates_gradient() {
+    use sap_harness::policy::PolicyWrapper;
+    let (x, _) = glyphs(8, 12);
+    let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 0, 1, 2]);
+    let surrogate = || mlp(64, vec![32, 32], 5, 13);
+    let white_box_on_surrogate = run(
+        &Attack::new(AttackKind::Fgsm, 8.0, 1),
+        &surrogate(),
+        Defense::Dense,
+        &x,
+        &y,
+        1,
+    );
+    let attack = Attack {
+        source: Source::Checkpoint,
+        ..Attack::new(AttackKind::Fgsm, 8.0, 10)
+    };
+    let mut wrapper = PolicyWrapper::new(
+        mlp(64, vec![32, 32], 5, 14),
+        Defense::SAP_100,
+        Some(attack),
+        3,
+        1,
+    )
+    .unwrap()
+    .with_source(surrogate());
+    let c = wrapper.classify(&x, &y);
+    assert_eq!(values(&c.inputs), values(&white_box_on_surrogate));
+    // The defended network's own white-box FGSM differs.
+    let own = run(
+        &Attack::new(AttackKind::Fgsm, 8.0, 1),
+        &mlp(64, vec![32, 32], 5, 14),
+        Defense::Dense,
+        &x,
+        &y,
+        1,
+    );
+    assert_ne!(values(&own), values(&white_box_on_surrogate));
+}

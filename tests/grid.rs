@@ -522,6 +522,7 @@ fn an_agent_grid_under_adaptive_attacks_writes_every_attack_parameter_and_label(
     use sap_harness::attack::{Backward, Loss, Source};
     let tmp = tempfile::tempdir().unwrap();
     mask_sensitive_network(&tmp.path().join("breakout.safetensors"));
+    random_network(&tmp.path().join("surrogate.safetensors"), 4, 8);
     let text = r#"name = "adaptive"
 seed = 4
 
@@ -537,6 +538,7 @@ attacks = [
   { kind = "apgd", iterations = 2, restarts = 2, gradient_samples = 2, loss = "dlr" },
   { kind = "fgsm", backward = "identity", gradient_samples = 2 },
   { kind = "pgd", steps = 2, loss = "margin", source = "dense" },
+  { kind = "fgsm", source = "checkpoint", checkpoint = "surrogate.safetensors" },
 ]
 lambdas = [4]
 
@@ -545,8 +547,8 @@ max_episode_frames = 200
 "#;
     std::fs::write(tmp.path().join("a.toml"), text).unwrap();
     ok(&["run", "a.toml", "--run-id", "r"], tmp.path());
-    let run = tmp.path().join("results/adaptive/r");
-    let rows: Vec<AgentRow> = read_rows(&run.join("rl_eval.csv")).unwrap();
+    let run_dir = tmp.path().join("results/adaptive/r");
+    let rows: Vec<AgentRow> = read_rows(&run_dir.join("rl_eval.csv")).unwrap();
     let find = |defense: DefenseKind, attack: AttackName| {
         rows.iter()
             .find(|r| r.treatment.defense == defense && r.treatment.attack == attack)
@@ -568,8 +570,12 @@ max_episode_frames = 200
         )
     );
     assert_eq!(apgd.attack_label(), "apgd-dlr");
-    let bpda = find(DefenseKind::Sap, AttackName::Fgsm);
-    assert_eq!(bpda.backward, Some(Backward::Identity));
+    let bpda = rows
+        .iter()
+        .map(|r| &r.treatment)
+        .find(|t| t.defense == DefenseKind::Sap && t.backward == Some(Backward::Identity))
+        .unwrap()
+        .clone();
     assert_eq!(bpda.attack_label(), "fgsm-bpda");
     // Against the dense network there is no stochastic point: the column stays empty.
     let dense_bpda = find(DefenseKind::Dense, AttackName::Fgsm);
@@ -584,7 +590,7 @@ max_episode_frames = 200
     );
     assert_eq!(transfer.attack_label(), "pgd-margin-transfer");
     // One relative-reward row per (defense, attack), told apart by their labels.
-    let relative: Vec<RelativeRow> = read_rows(&run.join("relative_reward.csv")).unwrap();
+    let relative: Vec<RelativeRow> = read_rows(&run_dir.join("relative_reward.csv")).unwrap();
     let mut labels: Vec<String> = relative
         .iter()
         .map(|r| {
@@ -601,10 +607,12 @@ max_episode_frames = 200
         [
             "dense apgd-dlr",
             "dense fgsm",
+            "dense fgsm-from-surrogate",
             "dense none",
             "dense pgd-margin-transfer",
             "sap-100 apgd-dlr",
             "sap-100 fgsm-bpda",
+            "sap-100 fgsm-from-surrogate",
             "sap-100 pgd-margin-transfer",
         ]
     );
@@ -624,4 +632,17 @@ max_episode_frames = 200
     }
     let clean = relative.iter().find(|r| r.treatment.lambda == 0.0).unwrap();
     assert_eq!(clean.worst_attack, None);
+
+    // A surrogate of another architecture (Pong's six actions against Breakout's four) fails
+    // its cells with one clear error naming the file.
+    random_network(&tmp.path().join("surrogate.safetensors"), 6, 8);
+    let out = run(&["run", "a.toml", "--run-id", "wrong"], tmp.path());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the transfer attack's surrogate network")
+            && stderr.contains("surrogate.safetensors"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -284,6 +284,23 @@ fn out_of_range_defense_and_attack_parameters_name_their_key_and_the_allowed_val
             "key `robustness[0].attack.backward`: backward = \"identity\" differentiates",
         ),
         (
+            robustness(dense, r#"{ kind = "fgsm", source = "checkpoint" }"#, ""),
+            "key `robustness[0].attack.source`: source = \"checkpoint\" needs `checkpoint`",
+        ),
+        (
+            robustness(dense, r#"{ kind = "fgsm", checkpoint = "net.safetensors" }"#, ""),
+            "key `robustness[0].attack.checkpoint`: `checkpoint` names a transfer attack's \
+             surrogate network; it goes with source = \"checkpoint\"",
+        ),
+        (
+            robustness(
+                dense,
+                r#"{ kind = "fgsm", source = "checkpoint", checkpoint = "nowhere.safetensors" }"#,
+                "",
+            ),
+            "key `robustness[0].attack.checkpoint`",
+        ),
+        (
             robustness(dense, r#"{ kind = "fgsm", backward = "idenity" }"#, ""),
             "unknown backward `idenity`; allowed: mask, identity; did you mean `identity`?",
         ),

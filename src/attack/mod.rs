@@ -110,6 +110,9 @@ pub enum Source {
     Defended,
     /// The same network without its defense: the perturbation transfers to the defended one.
     Dense,
+    /// Another network of the same architecture, loaded from a file and used without a
+    /// defense (a transfer attack from a surrogate); the caller supplies it.
+    Checkpoint,
 }
 
 impl Source {
@@ -118,7 +121,14 @@ impl Source {
         match self {
             Source::Defended => "defended",
             Source::Dense => "dense",
+            Source::Checkpoint => "checkpoint",
         }
+    }
+
+    /// Whether the gradients come from another network than the defended one (a transfer
+    /// attack).
+    pub fn is_transfer(self) -> bool {
+        self != Source::Defended
     }
 }
 
@@ -288,7 +298,7 @@ impl Attack {
     pub fn gradient_defense(&self, defense: Defense) -> Defense {
         match self.source {
             Source::Defended => defense,
-            Source::Dense => Defense::Dense,
+            Source::Dense | Source::Checkpoint => Defense::Dense,
         }
     }
 
@@ -315,7 +325,8 @@ impl Attack {
     /// Perturbs `x` against `model` under `defense`, maximising the loss on `labels`.
     /// Draws (defense masks, random start) come from `draws`; a gradient's passes are
     /// stacked up to `max_batch` rows per forward ([`loss_gradient`]). A transfer attack
-    /// takes its gradients from the network without its defense.
+    /// takes its gradients from the network without its defense; for [`Source::Checkpoint`]
+    /// `model` is the surrogate network the caller loaded.
     ///
     /// # Shapes
     /// `x`: `[batch, ...]` pixel units; `labels`: `[batch]` int64 -> same shape as `x`.

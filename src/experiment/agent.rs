@@ -24,7 +24,7 @@ use crate::policy::PolicyWrapper;
 use crate::progress::Progress;
 use crate::record::{read_rows, CsvAppender};
 use crate::seed::derive;
-use crate::table::{AgentRow, Treatment};
+use crate::table::AgentRow;
 use crate::video::{self, EpisodeVideo};
 
 /// A row with every column that does not depend on the episode filled from `cell`.
@@ -36,11 +36,7 @@ fn template(cell: &AgentCell, checkpoint: &str, wrapper: &PolicyWrapper) -> Agen
         checkpoint: checkpoint.to_owned(),
         train_seed: cell.network.train_seed(),
         eval_seed: cell.seed,
-        treatment: Treatment::new(
-            &cell.defense,
-            cell.attack.as_ref(),
-            wrapper.effective_samples(),
-        ),
+        treatment: cell.treatment(wrapper.effective_samples()),
         epsilon: cell.epsilon,
         max_episode_frames: cell.settings.max_episode_frames,
         episode: 0,
@@ -54,6 +50,12 @@ fn template(cell: &AgentCell, checkpoint: &str, wrapper: &PolicyWrapper) -> Agen
 /// Loads the Nature CNN of `cell`'s game and action set from its network file.
 fn load_network(run_dir: &Path, manifest_dir: &Path, cell: &AgentCell) -> Result<(Model, String)> {
     let (path, name) = cell.network.file(run_dir, manifest_dir);
+    let model = load_q_network(cell, &path)?;
+    Ok((model, name))
+}
+
+/// The Nature CNN Q-network of `cell`'s game and action set, from `path`.
+fn load_q_network(cell: &AgentCell, path: &Path) -> Result<Model> {
     if !path.is_file() {
         match &cell.network {
             NetworkSource::Train { id, .. } => bail!(
@@ -73,14 +75,14 @@ fn load_network(run_dir: &Path, manifest_dir: &Path, cell: &AgentCell) -> Result
         actions: actions as i64,
     };
     let mut model = Model::new(arch, Device::cuda_if_available());
-    checkpoint::load(&mut model, &path).with_context(|| {
+    checkpoint::load(&mut model, path).with_context(|| {
         format!(
             "loading the {} Q-network of {} ({actions} actions)",
             cell.game.name(),
             path.display()
         )
     })?;
-    Ok((model, name))
+    Ok(model)
 }
 
 /// An agent's per-episode generators.
@@ -325,8 +327,13 @@ pub fn run_cell(
     // At lambda = 0 every attack returns its input: skip the gradient passes.
     let attack = cell.attack.filter(|a| a.lambda > 0.0);
     // The wrapper's own generator is not used: every episode draws from its own.
-    let wrapper = PolicyWrapper::new(model, cell.defense, attack, cell.samples, 0)?
+    let mut wrapper = PolicyWrapper::new(model, cell.defense, attack, cell.samples, 0)?
         .with_max_batch(cell.max_batch as usize);
+    if let Some(file) = &cell.source_checkpoint {
+        let source = load_q_network(cell, &manifest_dir.join(file))
+            .context("the transfer attack's surrogate network (the attack's `checkpoint`)")?;
+        wrapper = wrapper.with_source(source);
+    }
     let mut play = AgentPlay {
         cell,
         template: template(cell, &checkpoint_name, &wrapper),

@@ -131,7 +131,7 @@ impl Measure {
     }
 
     fn white_box(&self) -> bool {
-        self.treatment.source != Some(Source::Dense)
+        !self.treatment.source.is_some_and(Source::is_transfer)
     }
 
     fn iterative(&self) -> bool {

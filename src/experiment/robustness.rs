@@ -141,7 +141,12 @@ pub fn run_cell(
             let attack = job.attack_at(lambda);
             // The resume key depends on the defense, attack and radius only, not on the
             // passes run, so it is known before the wrapper exists.
-            let planned = Treatment::new(defense, Some(&attack), job.samples);
+            let treatment = |samples| {
+                let mut t = Treatment::new(defense, Some(&attack), samples);
+                t.source_checkpoint = job.attack.checkpoint.clone();
+                t
+            };
+            let planned = treatment(job.samples);
             let mut row = describe(job, planned, seed, &shown);
             if done.contains(&row.key()) {
                 continue;
@@ -151,6 +156,12 @@ pub fn run_cell(
             let mut policy =
                 PolicyWrapper::new(model, *defense, Some(attack), job.samples, wrapper_seed)?
                     .with_max_batch(job.max_batch as usize);
+            if let Some(file) = &job.attack.checkpoint {
+                let source = load(job, &manifest_dir.join(file)).with_context(|| {
+                    format!("robustness[{job_index}].attack.checkpoint (the transfer attack's surrogate)")
+                })?;
+                policy = policy.with_source(source);
+            }
             let c = policy.classify(&x, &labels_dev);
             let probs: Vec<f32> = Vec::try_from(
                 c.probabilities
@@ -165,7 +176,7 @@ pub fn run_cell(
                 .to_kind(Kind::Double)
                 .mean(Kind::Double)
                 .double_value(&[]);
-            row.treatment = Treatment::new(defense, Some(&attack), policy.effective_samples());
+            row.treatment = treatment(policy.effective_samples());
             row.n = m.n;
             row.accuracy = m.accuracy;
             row.mean_confidence = m.mean_confidence;

@@ -224,6 +224,7 @@ impl Resolver<'_> {
                 loss: Default::default(),
                 backward: Default::default(),
                 source: Default::default(),
+                checkpoint: None,
             }],
             Some(raw) => self.resolve_attacks(&prefix, raw, stochastic)?,
         };

@@ -162,6 +162,7 @@ impl Plan {
                         seed,
                         defense: Defense::Dense,
                         attack: None,
+                        source_checkpoint: None,
                         samples: grid.samples,
                         max_batch: grid.max_batch,
                         parallel_episodes: grid.parallel_episodes.min(job.episodes),
@@ -179,6 +180,7 @@ impl Plan {
                                 let cell = AgentCell {
                                     defense,
                                     attack: Some(spec.at(lambda)),
+                                    source_checkpoint: spec.checkpoint.clone(),
                                     ..base.clone()
                                 };
                                 agents.push((cell, deps.clone()));
@@ -246,6 +248,7 @@ impl Plan {
                         seed,
                         defense,
                         attack: None,
+                        source_checkpoint: None,
                     };
                     // Lambda 0 leaves every input as it is: one clean cell serves all attacks.
                     if job.lambdas.contains(&0.0) {
@@ -255,6 +258,7 @@ impl Plan {
                         for &lambda in job.lambdas.iter().filter(|&&l| l > 0.0) {
                             let cell = CifarEvalCell {
                                 attack: Some(spec.at(lambda)),
+                                source_checkpoint: spec.checkpoint.clone(),
                                 ..base.clone()
                             };
                             cifar.push((cell, deps.clone()));

@@ -80,6 +80,9 @@ pub struct AgentCell {
     /// The attack with its radius; `None` for the dense clean reference the plan adds when
     /// the grid lacks it.
     pub attack: Option<Attack>,
+    /// The surrogate network of a transfer attack with `source = "checkpoint"` (relative to
+    /// the manifest).
+    pub source_checkpoint: Option<String>,
     /// Q-value passes averaged per action.
     pub samples: u32,
     /// Rows per forward pass when a prediction's `samples` passes and a gradient's
@@ -105,7 +108,14 @@ impl AgentCell {
 
     /// The attack's label (`none` without one; [`crate::table::Treatment::attack_label`]).
     pub fn attack_label(&self) -> String {
-        crate::table::Treatment::new(&self.defense, self.attack.as_ref(), 1).attack_label()
+        self.treatment(1).attack_label()
+    }
+
+    /// The treatment columns of the cell's rows, with `samples` passes actually run.
+    pub fn treatment(&self, samples: u32) -> crate::table::Treatment {
+        let mut t = crate::table::Treatment::new(&self.defense, self.attack.as_ref(), samples);
+        t.source_checkpoint = self.source_checkpoint.clone();
+        t
     }
 }
 
@@ -154,6 +164,9 @@ pub struct CifarEvalCell {
     /// The attack with its radius; `None` for the clean inputs (lambda 0, shared by every
     /// attack of the grid).
     pub attack: Option<Attack>,
+    /// The surrogate network of a transfer attack with `source = "checkpoint"` (relative to
+    /// the manifest).
+    pub source_checkpoint: Option<String>,
 }
 
 impl CifarEvalCell {
@@ -164,7 +177,14 @@ impl CifarEvalCell {
 
     /// The attack's label (`none` without one; [`crate::table::Treatment::attack_label`]).
     pub fn attack_label(&self) -> String {
-        crate::table::Treatment::new(&self.defense, self.attack.as_ref(), 1).attack_label()
+        self.treatment(1).attack_label()
+    }
+
+    /// The treatment columns of the cell's rows, with `samples` passes actually run.
+    pub fn treatment(&self, samples: u32) -> crate::table::Treatment {
+        let mut t = crate::table::Treatment::new(&self.defense, self.attack.as_ref(), samples);
+        t.source_checkpoint = self.source_checkpoint.clone();
+        t
     }
 }
 

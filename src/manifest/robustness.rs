@@ -71,7 +71,7 @@ pub struct RobustnessJob {
 }
 
 /// An attack without its radius, as written under `attack = { ... }`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AttackSpec {
     /// FGSM or PGD with its parameters.
     #[serde(flatten)]
@@ -84,6 +84,10 @@ pub struct AttackSpec {
     pub backward: Backward,
     /// Where the gradients come from.
     pub source: Source,
+    /// The surrogate network of `source = "checkpoint"` (safetensors, relative to the
+    /// manifest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
 }
 
 impl AttackSpec {
@@ -146,6 +150,7 @@ pub(super) struct RawAttack {
     loss: Option<Spanned<String>>,
     backward: Option<Spanned<String>>,
     source: Option<Spanned<String>>,
+    checkpoint: Option<Spanned<String>>,
 }
 
 /// The smallest defense point (post-ReLU map, per example) of the network a job defends.
@@ -501,18 +506,45 @@ impl Resolver<'_> {
             Some("identity") => Backward::Identity,
             _ => Backward::Mask,
         };
-        let source = match choice(&r.source, "source", &["defended", "dense"])?.as_deref() {
+        let sources = ["defended", "dense", "checkpoint"];
+        let source = match choice(&r.source, "source", &sources)?.as_deref() {
             Some("dense") => Source::Dense,
+            Some("checkpoint") => Source::Checkpoint,
             _ => Source::Defended,
+        };
+        let checkpoint = match (&r.checkpoint, source) {
+            (None, Source::Checkpoint) => {
+                let span = r.source.as_ref().map_or(raw.span(), Spanned::span);
+                let msg = "source = \"checkpoint\" needs `checkpoint`, the surrogate network's \
+                           safetensors file (relative to the manifest), of the same \
+                           architecture as the attacked one"
+                    .to_owned();
+                return Err(self.error(span, k("source"), msg));
+            }
+            (Some(c), Source::Checkpoint) => {
+                let base = self.path.parent().unwrap_or(Path::new("."));
+                let allowed = "a safetensors file of a network of the attacked one's \
+                               architecture (the transfer attack's surrogate)";
+                self.checkpoint_file(&base.join(c.get_ref()), c.span(), k("checkpoint"), allowed)?;
+                Some(c.get_ref().clone())
+            }
+            (Some(c), _) => {
+                let msg = "`checkpoint` names a transfer attack's surrogate network; it goes \
+                           with source = \"checkpoint\""
+                    .to_owned();
+                return Err(self.error(c.span(), k("checkpoint"), msg));
+            }
+            (None, _) => None,
         };
         if backward == Backward::Identity {
             let span = r.backward.as_ref().map_or(raw.span(), Spanned::span);
-            if source == Source::Dense {
-                let msg = "backward = \"identity\" differentiates the defended network's \
-                           stochastic points, and a transfer attack (source = \"dense\") \
-                           takes its gradients from the network without them; allowed: one \
-                           of the two"
-                    .to_owned();
+            if source.is_transfer() {
+                let msg = format!(
+                    "backward = \"identity\" differentiates the defended network's stochastic \
+                     points, and a transfer attack (source = \"{}\") takes its gradients from a \
+                     network without them; allowed: one of the two",
+                    source.name()
+                );
                 return Err(self.error(span, k("backward"), msg));
             }
             if !stochastic {
@@ -537,6 +569,7 @@ impl Resolver<'_> {
             loss,
             backward,
             source,
+            checkpoint,
         })
     }
 }

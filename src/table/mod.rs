@@ -138,9 +138,12 @@ pub struct Treatment {
     /// The defense points' backward pass actually used: `identity` (BPDA) or `mask`; empty
     /// for clean inputs and where the gradients come from a deterministic network.
     pub backward: Option<Backward>,
-    /// Where the gradients came from: `defended` (white box) or `dense` (transfer from the
-    /// network without its defense); empty for clean inputs.
+    /// Where the gradients came from: `defended` (white box), `dense` (transfer from the
+    /// network without its defense) or `checkpoint` (transfer from a surrogate network);
+    /// empty for clean inputs.
     pub source: Option<Source>,
+    /// The surrogate network's file (`source = checkpoint` only).
+    pub source_checkpoint: Option<String>,
     /// Passes per gradient estimate actually run: the attack's `gradient_samples`, or 1
     /// against a deterministic defense (empty for clean inputs).
     pub gradient_samples: Option<u32>,
@@ -182,6 +185,7 @@ impl Treatment {
                 .filter(|_| stochastic_gradient)
                 .map(|a| a.effective_backward(defense)),
             source: attack.map(|a| a.source),
+            source_checkpoint: None,
             gradient_samples: attack.map(|a| a.effective_gradient_samples(defense)),
             samples,
         }
@@ -212,8 +216,8 @@ impl Treatment {
     /// The attack's label in CLI tables, reports and plot legends: the kind, then what
     /// departs from the defaults: the loss (always for APGD: `apgd-ce`, `apgd-dlr`;
     /// otherwise only when not the cross-entropy: `pgd-margin`), `-bpda` for the identity
-    /// backward and `-transfer` for gradients from the dense network. `none` for clean
-    /// inputs.
+    /// backward, `-transfer` for gradients from the dense network and `-from-<file stem>`
+    /// from a surrogate network. `none` for clean inputs.
     pub fn attack_label(&self) -> String {
         let mut label = self.attack.name().to_owned();
         if let Some(loss) = self.loss {
@@ -224,8 +228,16 @@ impl Treatment {
         if self.backward == Some(Backward::Identity) {
             label += "-bpda";
         }
-        if self.source == Some(Source::Dense) {
-            label += "-transfer";
+        match self.source {
+            Some(Source::Dense) => label += "-transfer",
+            Some(Source::Checkpoint) => {
+                let file = self.source_checkpoint.as_deref().unwrap_or_default();
+                let stem = std::path::Path::new(file)
+                    .file_stem()
+                    .map_or(String::new(), |s| s.to_string_lossy().into_owned());
+                label = format!("{label}-from-{stem}");
+            }
+            _ => {}
         }
         label
     }
@@ -303,6 +315,7 @@ macro_rules! treated_row {
                 loss: Option<Loss>,
                 backward: Option<Backward>,
                 source: Option<Source>,
+                source_checkpoint: Option<String>,
                 gradient_samples: Option<u32>,
                 samples: u32,
                 $( $(#[serde(rename = $tcol)])? $tail: &'a $tty, )*
@@ -325,6 +338,7 @@ macro_rules! treated_row {
                 loss: Option<Loss>,
                 backward: Option<Backward>,
                 source: Option<Source>,
+                source_checkpoint: Option<String>,
                 gradient_samples: Option<u32>,
                 samples: u32,
                 $( $(#[serde(rename = $tcol)])? $tail: $tty, )*
@@ -349,6 +363,7 @@ macro_rules! treated_row {
                         loss: t.loss,
                         backward: t.backward,
                         source: t.source,
+                        source_checkpoint: t.source_checkpoint.clone(),
                         gradient_samples: t.gradient_samples,
                         samples: t.samples,
                         $( $tail: &self.$tail, )*
@@ -377,6 +392,7 @@ macro_rules! treated_row {
                             loss: r.loss,
                             backward: r.backward,
                             source: r.source,
+                            source_checkpoint: r.source_checkpoint,
                             gradient_samples: r.gradient_samples,
                             samples: r.samples,
                         },

@@ -23,7 +23,7 @@ use crate::policy::PolicyWrapper;
 use crate::progress::TrainProgress;
 use crate::record::{read_rows, write_table, CsvAppender};
 use crate::seed::derive;
-use crate::table::{CifarEvalRow, PredictionRow, ReliabilityRow, Treatment};
+use crate::table::{CifarEvalRow, PredictionRow, ReliabilityRow};
 
 /// The per-cell file of predictions.
 pub const PREDICTIONS: &str = "predictions.csv";
@@ -63,11 +63,7 @@ fn eval_row(
         checkpoint: checkpoint.to_owned(),
         train_seed: cell.network.train_seed(),
         eval_seed: cell.seed,
-        treatment: Treatment::new(
-            &cell.defense,
-            cell.attack.as_ref(),
-            wrapper.effective_samples(),
-        ),
+        treatment: cell.treatment(wrapper.effective_samples()),
         n: m.n,
         accuracy: m.accuracy,
         optimistic_accuracy: m.accuracy,
@@ -110,9 +106,14 @@ pub fn run_cell(
     // where the run lives.
     let (path, name) = cell.network.file(run_dir, manifest_dir);
     let model = load_network(&path, device)?;
-    let wrapper = PolicyWrapper::new(model, cell.defense, cell.attack, cell.samples, cell.seed)
+    let mut wrapper = PolicyWrapper::new(model, cell.defense, cell.attack, cell.samples, cell.seed)
         .context("the cell's defense and attack")?
         .with_max_batch(cell.max_batch as usize);
+    if let Some(file) = &cell.source_checkpoint {
+        let source = load_network(&manifest_dir.join(file), device)
+            .context("the transfer attack's surrogate network (the attack's `checkpoint`)")?;
+        wrapper = wrapper.with_source(source);
+    }
     let data_dir = manifest_dir.join(&cell.data);
     let test = load(&data_dir, Split::Test)?;
     let n = cell.examples as usize;

@@ -92,6 +92,9 @@ pub(super) fn checks_section(run_dir: &Path, md: &mut String) -> Result<()> {
 /// One point of an attack line: (lambda, accuracy, images).
 type Point = (f64, f64, usize);
 
+/// The lines of one plot, in first-seen order: (label, points).
+type Lines = Vec<(String, Vec<Point>)>;
+
 /// Per (network, defense) of the CIFAR-10 rows, when the run has two attacks or more: one
 /// plot of accuracy against lambda with a line per (job, attack) and the worst case of each
 /// job, so that the paper's attacks and the adaptive suite are read side by side. Lambda 0
@@ -116,7 +119,7 @@ pub(super) fn attacks_section(
         return Ok(());
     }
     // (network, defense) -> line -> points; lines in first-seen order.
-    let mut plots: BTreeMap<(String, String), Vec<(String, Vec<Point>)>> = BTreeMap::new();
+    let mut plots: BTreeMap<(String, String), Lines> = BTreeMap::new();
     let mut push = |key: (String, String), line: String, point: Point| {
         let lines = plots.entry(key).or_default();
         match lines.iter_mut().find(|(l, _)| *l == line) {

@@ -436,8 +436,8 @@ lambdas = [0, 4, 16]
         lines[0],
         "job,dataset,data,network,variant,train_job,adv_fraction,adv_lambda,checkpoint,train_seed,\
          eval_seed,defense,frac,sampling,p,sigma,attack,lambda,steps,step_size,random_start,\
-         restarts,loss,backward,source,gradient_samples,samples,n,accuracy,optimistic_accuracy,\
-         mean_confidence,ece,nll"
+         restarts,loss,backward,source,source_checkpoint,gradient_samples,samples,n,accuracy,\
+         optimistic_accuracy,mean_confidence,ece,nll"
     );
     assert_eq!(lines.len(), 1 + 14);
     let field = |line: &str, i: usize| line.split(',').nth(i).unwrap().to_owned();
@@ -449,22 +449,22 @@ lambdas = [0, 4, 16]
     // Dense: one gradient pass; SAP: two; EOT-PGD starts at random, PGD (the paper's
     // iterative attack) at x.
     assert!(
-        lines[4].contains(",pgd,4.0,2,5.0,false,,ce,,defended,1,1,120,"),
+        lines[4].contains(",pgd,4.0,2,5.0,false,,ce,,defended,,1,1,120,"),
         "{}",
         lines[4]
     );
     assert!(
-        lines[13].contains(",eot-pgd,4.0,2,5.0,true,,ce,mask,defended,2,2,120,"),
+        lines[13].contains(",eot-pgd,4.0,2,5.0,true,,ce,mask,defended,,2,2,120,"),
         "{}",
         lines[13]
     );
     assert!(
-        lines[8].contains(",sap,1.0,exact,,,none,0.0,,,,,,,,,2,120,"),
+        lines[8].contains(",sap,1.0,exact,,,none,0.0,,,,,,,,,,2,120,"),
         "{}",
         lines[8]
     );
-    let accuracy = |l: &str| field(l, 28).parse::<f64>().unwrap();
-    let optimistic = |l: &str| field(l, 29).parse::<f64>().unwrap();
+    let accuracy = |l: &str| field(l, 29).parse::<f64>().unwrap();
+    let optimistic = |l: &str| field(l, 30).parse::<f64>().unwrap();
     assert!(accuracy(lines[1]) >= 0.75, "{}", lines[1]);
     assert!(
         accuracy(lines[7]) < accuracy(lines[1]),
@@ -517,7 +517,7 @@ lambdas = [0, 4, 16]
             }
         }
         assert_eq!(count, 120);
-        let row_ece: f64 = field(row, 31).parse().unwrap();
+        let row_ece: f64 = field(row, 32).parse().unwrap();
         assert!((ece - row_ece).abs() < 1e-9, "{row}: {ece}");
     }
 

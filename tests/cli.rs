@@ -159,9 +159,9 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     assert_eq!(
         relative[0],
         "job,game,preset,defense,frac,sampling,p,sigma,attack,lambda,steps,step_size,\
-         random_start,restarts,loss,backward,source,gradient_samples,samples,epsilon,networks,\
-         eval_seeds,n,mean,std,ci95_low,ci95_high,dense_clean_mean,random_mean,random_n,\
-         relative_reward,normalized_reward,worst_attack"
+         random_start,restarts,loss,backward,source,source_checkpoint,gradient_samples,samples,\
+         epsilon,networks,eval_seeds,n,mean,std,ci95_low,ci95_high,dense_clean_mean,random_mean,\
+         random_n,relative_reward,normalized_reward,worst_attack"
     );
     // Then the shipped agent: 3 defenses x 5 lambdas, and the watched games (dense clean,
     // dense and SAP-100 at lambda 4), against the same random baseline.
@@ -169,12 +169,12 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     assert_line_starts(
         &relative,
         6,
-        "breakout-fgsm,Breakout,dopamine-v5,dense,,,,,fgsm,1.0,,,,,ce,,defended,1,1,0.001,1,1,1,",
+        "breakout-fgsm,Breakout,dopamine-v5,dense,,,,,fgsm,1.0,,,,,ce,,defended,,1,1,0.001,1,1,1,",
     );
     assert_line_starts(
         &relative,
         22,
-        "watch,Breakout,dopamine-v5,sap,1.0,exact,,,fgsm,4.0,,,,,ce,mask,defended,10,1,0.001,1,1,1,",
+        "watch,Breakout,dopamine-v5,sap,1.0,exact,,,fgsm,4.0,,,,,ce,mask,defended,,10,1,0.001,1,1,1,",
     );
     for cell in [
         "agent-027-Breakout-file-dense-none-l0-s2018",
@@ -189,12 +189,12 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     assert_line_starts(
         &relative,
         1,
-        "pong-fgsm,Pong,dopamine-v5,dense,,,,,fgsm,0.0,,,,,ce,,defended,1,1,0.001,1,1,2,",
+        "pong-fgsm,Pong,dopamine-v5,dense,,,,,fgsm,0.0,,,,,ce,,defended,,1,1,0.001,1,1,2,",
     );
     assert_line_starts(
         &relative,
         4,
-        "pong-fgsm,Pong,dopamine-v5,sap,1.0,exact,,,fgsm,8.0,,,,,ce,mask,defended,4,2,0.001,1,1,2,",
+        "pong-fgsm,Pong,dopamine-v5,sap,1.0,exact,,,fgsm,8.0,,,,,ce,mask,defended,,4,2,0.001,1,1,2,",
     );
     assert_eq!(lines(&dir.join("rl_eval.csv")).len(), 1 + 4 * 2 + 15 + 3);
     assert!(dir.join("manifest.toml").exists() && dir.join("manifest.resolved.toml").exists());
@@ -204,28 +204,28 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     assert_eq!(
         classifier[0],
         "task,network,checkpoint,train_seed,eval_seed,defense,frac,sampling,p,sigma,attack,\
-         lambda,steps,step_size,random_start,restarts,loss,backward,source,gradient_samples,\
-         samples,n,accuracy,optimistic_accuracy,mean_confidence,ece,nll"
+         lambda,steps,step_size,random_start,restarts,loss,backward,source,source_checkpoint,\
+         gradient_samples,samples,n,accuracy,optimistic_accuracy,mean_confidence,ece,nll"
     );
     assert_eq!(classifier.len(), 1 + 4 * 5);
     let ckpt = "glyphs,mlp,checkpoints/robustness0-glyphs-s2018.safetensors,2018,2018";
     assert_line_starts(
         &classifier,
         1,
-        &format!("{ckpt},dense,,,,,fgsm,0.0,,,,,ce,,defended,1,1,1000,"),
+        &format!("{ckpt},dense,,,,,fgsm,0.0,,,,,ce,,defended,,1,1,1000,"),
     );
     assert_line_starts(
         &classifier,
         6,
-        &format!("{ckpt},sap,1.0,exact,,,fgsm,0.0,,,,,ce,mask,defended,10,10,1000,"),
+        &format!("{ckpt},sap,1.0,exact,,,fgsm,0.0,,,,,ce,mask,defended,,10,10,1000,"),
     );
     assert_line_starts(
         &classifier,
         20,
-        &format!("{ckpt},dropout,,,0.5,,fgsm,64.0,,,,,ce,mask,defended,10,10,1000,"),
+        &format!("{ckpt},dropout,,,0.5,,fgsm,64.0,,,,,ce,mask,defended,,10,10,1000,"),
     );
     // With no attack the classifier is accurate; FGSM at lambda = 64 hurts the dense one.
-    let accuracy = |line: &str| line.split(',').nth(22).unwrap().parse::<f64>().unwrap();
+    let accuracy = |line: &str| line.split(',').nth(23).unwrap().parse::<f64>().unwrap();
     assert!(accuracy(&classifier[1]) > 0.9, "{}", classifier[1]);
     assert!(
         accuracy(&classifier[5]) < accuracy(&classifier[1]),
@@ -319,7 +319,7 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
          cells/cifar-train-002-dense-s2018/final.safetensors,2018,2018,dense,",
     );
     assert!(
-        cifar[4].contains(",sap,1.0,exact,,,fgsm,8.0,,,,,ce,mask,defended,4,4,500,"),
+        cifar[4].contains(",sap,1.0,exact,,,fgsm,8.0,,,,,ce,mask,defended,,4,4,500,"),
         "{}",
         cifar[4]
     );

@@ -76,8 +76,9 @@ fn a_grid_after_training_writes_one_row_per_episode_and_relative_rewards_per_cel
     assert_eq!(
         header,
         "job,game,preset,checkpoint,train_seed,eval_seed,defense,frac,sampling,p,sigma,attack,\
-         lambda,steps,step_size,random_start,restarts,loss,backward,source,gradient_samples,\
-         samples,epsilon,max_episode_frames,episode,return,frames,agent_steps,truncated"
+         lambda,steps,step_size,random_start,restarts,loss,backward,source,source_checkpoint,\
+         gradient_samples,samples,epsilon,max_episode_frames,episode,return,frames,agent_steps,\
+         truncated"
     );
     let rows: Vec<AgentRow> = read_rows(&dir.join("rl_eval.csv")).unwrap();
     assert_eq!(rows.len(), 4 * 2, "4 agent cells x 2 episodes");

@@ -478,13 +478,13 @@ mod tests {
         assert_eq!(
             lines.next().unwrap(),
             "job,variant,checkpoint,train_seed,eval_seed,defense,frac,sampling,p,sigma,attack,\
-             lambda,steps,step_size,random_start,restarts,loss,backward,source,gradient_samples,\
-             samples,bin,bin_low,bin_high,count,accuracy,mean_confidence"
+             lambda,steps,step_size,random_start,restarts,loss,backward,source,source_checkpoint,\
+             gradient_samples,samples,bin,bin_low,bin_high,count,accuracy,mean_confidence"
         );
         assert_eq!(
             lines.next().unwrap(),
-            "j,adv,c.safetensors,,7,dropout,,,0.25,,pgd,4.0,10,1.0,true,,ce,mask,defended,4,2,3,0.2,\
-             0.3,0,,"
+            "j,adv,c.safetensors,,7,dropout,,,0.25,,pgd,4.0,10,1.0,true,,ce,mask,defended,,4,2,3,\
+             0.2,0.3,0,,"
         );
         let back: Vec<ReliabilityRow> = csv::Reader::from_reader(text.as_bytes())
             .deserialize()
@@ -497,8 +497,9 @@ mod tests {
     fn a_row_with_an_unknown_defense_or_attack_is_refused_on_reading() {
         let good = "job,variant,checkpoint,train_seed,eval_seed,defense,frac,sampling,p,sigma,\
                     attack,lambda,steps,step_size,random_start,restarts,loss,backward,source,\
-                    gradient_samples,samples,bin,bin_low,bin_high,count,accuracy,mean_confidence\n\
-                    j,adv,c,,7,DEFENSE,,,,,ATTACK,0,,,,,,,,,1,0,0,0.1,0,,\n";
+                    source_checkpoint,gradient_samples,samples,bin,bin_low,bin_high,count,accuracy,\
+                    mean_confidence\n\
+                    j,adv,c,,7,DEFENSE,,,,,ATTACK,0,,,,,,,,,,1,0,0,0.1,0,,\n";
         let read = |text: &str| {
             csv::Reader::from_reader(text.as_bytes())
                 .deserialize::<ReliabilityRow>()

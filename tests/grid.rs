@@ -524,7 +524,7 @@ fn an_agent_grid_under_adaptive_attacks_writes_every_attack_parameter_and_label(
     let tmp = tempfile::tempdir().unwrap();
     mask_sensitive_network(&tmp.path().join("breakout.safetensors"));
     random_network(&tmp.path().join("surrogate.safetensors"), 4, 8);
-    let text = r#"name = "adaptive"
+    let manifest = r#"name = "adaptive"
 seed = 4
 
 [[eval]]
@@ -546,7 +546,7 @@ lambdas = [4]
 [eval.env]
 max_episode_frames = 200
 "#;
-    std::fs::write(tmp.path().join("a.toml"), text).unwrap();
+    std::fs::write(tmp.path().join("a.toml"), manifest).unwrap();
     ok(&["run", "a.toml", "--run-id", "r"], tmp.path());
     let run_dir = tmp.path().join("results/adaptive/r");
     let rows: Vec<AgentRow> = read_rows(&run_dir.join("rl_eval.csv")).unwrap();
@@ -633,6 +633,23 @@ max_episode_frames = 200
     }
     let clean = relative.iter().find(|r| r.treatment.lambda == 0.0).unwrap();
     assert_eq!(clean.worst_attack, None);
+    // The report puts every attack side by side per game and defense.
+    ok(&["report", run_dir.to_str().unwrap()], tmp.path());
+    let plots: Vec<String> = std::fs::read_dir(run_dir.join("report"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("attacks-Breakout-") && n.ends_with(".svg"))
+        .collect();
+    assert_eq!(plots.len(), 2, "dense and sap-100: {plots:?}");
+    let svg = text(
+        &run_dir
+            .join("report")
+            .join(plots.iter().find(|p| p.contains("sap-100")).unwrap()),
+    );
+    assert!(
+        svg.contains("apgd-dlr") && svg.contains("fgsm-bpda"),
+        "attacks plot"
+    );
 
     // A surrogate of another architecture (Pong's six actions against Breakout's four) fails
     // its cells with one clear error naming the file.

@@ -151,11 +151,7 @@ pub fn bench_defense(rounds: u32, iterations: u32) -> Vec<DefenseBench> {
     for (arch, batch) in nets {
         tch::manual_seed(0);
         let model = Model::new(arch.clone(), device);
-        let outputs = match arch {
-            Architecture::ResNet20 { classes } => classes,
-            Architecture::NatureCnn { actions } => actions,
-            Architecture::Mlp(ref c) => c.outputs,
-        };
+        let outputs = arch.outputs();
         let mut data_rng = ChaCha8Rng::seed_from_u64(1);
         let mut shape = vec![batch];
         shape.extend(arch.input_shape());

@@ -313,6 +313,18 @@ pub fn run_cell(
         return Ok(0);
     }
     let (model, checkpoint_name) = load_network(run_dir, manifest_dir, cell)?;
+    if let Some(a) = cell.attack {
+        let actions = model.arch.outputs();
+        if actions < a.loss.min_classes() {
+            bail!(
+                "the {} loss needs at least {} actions and {} has {actions}; use loss = \"ce\" \
+                 or \"margin\"",
+                a.loss.name(),
+                a.loss.min_classes(),
+                cell.game.name()
+            );
+        }
+    }
     let lanes = (cell.parallel_episodes as usize).clamp(1, todo.len());
     let mut envs = (0..lanes)
         .map(|_| -> Result<Box<dyn Environment>> {

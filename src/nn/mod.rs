@@ -74,6 +74,15 @@ impl Architecture {
         }
     }
 
+    /// The number of outputs: classes, or actions.
+    pub fn outputs(&self) -> i64 {
+        match self {
+            Architecture::NatureCnn { actions } => *actions,
+            Architecture::Mlp(c) => c.outputs,
+            Architecture::ResNet20 { classes } => *classes,
+        }
+    }
+
     /// The shape of one input example.
     pub fn input_shape(&self) -> Vec<i64> {
         match self {

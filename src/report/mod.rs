@@ -233,6 +233,7 @@ pub fn write_report(run_dir: &Path) -> Result<Report> {
     let mut md = format!("# Report: {}\n\n", run_dir.display());
 
     let relative = rl::relative_section(run_dir, &mut out, &mut md)?;
+    rl::attacks_section(run_dir, &mut out, &mut md)?;
     let training = rl::training_section(run_dir, &mut out, &mut md)?;
     cifar::section(run_dir, &dir, &mut out, &mut md)?;
     checks::attacks_section(run_dir, &mut out, &mut md)?;

@@ -346,3 +346,98 @@ pub(super) fn training_section(run_dir: &Path, out: &mut Report, md: &mut String
     }
     Ok(!curves.is_empty())
 }
+
+/// When the run has two attacks or more: per (game, preset, defense), the relative reward
+/// against lambda under every attack of every job, side by side (the paper's FGSM and the
+/// adaptive suite). Each line's lambda 0 is its own clean cell.
+pub(super) fn attacks_section(run_dir: &Path, out: &mut Report, md: &mut String) -> Result<()> {
+    let relative: Vec<RelativeRow> = read_rows(&run_dir.join(files::RELATIVE_REWARD))?;
+    let mut labels: Vec<String> = relative
+        .iter()
+        .filter(|r| r.treatment.attack != AttackName::None)
+        .map(|r| r.treatment.attack_label())
+        .collect();
+    labels.sort();
+    labels.dedup();
+    if labels.len() < 2 {
+        return Ok(());
+    }
+    type Lines<'a> = Vec<(String, Vec<&'a RelativeRow>)>;
+    let mut plots: BTreeMap<(String, String, String), Lines> = BTreeMap::new();
+    for r in relative
+        .iter()
+        .filter(|r| r.treatment.attack != AttackName::None && r.relative_reward.is_some())
+    {
+        let key = (
+            r.game.clone(),
+            r.preset.clone(),
+            r.treatment.defense_label(),
+        );
+        let line = format!("{}: {}", r.job, r.treatment.attack_label());
+        let lines = plots.entry(key).or_default();
+        match lines.iter_mut().find(|(l, _)| *l == line) {
+            Some((_, rows)) => rows.push(r),
+            None => lines.push((line, vec![r])),
+        }
+    }
+    if plots.is_empty() {
+        return Ok(());
+    }
+    *md += "### All attacks side by side\n\n";
+    *md += "Per game and defense, the relative reward against lambda under every attack of \
+            every job (the paper's protocol and the adaptive suite); bands: Student-t 95% CI \
+            of the mean return, scaled the same way.\n\n";
+    for ((game, preset, defense), lines) in plots {
+        let mut lambdas: Vec<f64> = lines
+            .iter()
+            .flat_map(|(_, rows)| rows.iter().map(|r| r.treatment.lambda))
+            .collect();
+        lambdas.sort_by(f64::total_cmp);
+        lambdas.dedup();
+        let at = |l: f64| lambdas.iter().position(|&x| x == l).expect("listed") as f64;
+        let series: Vec<Series> = lines
+            .iter()
+            .map(|(label, rows)| {
+                let mut rows = rows.clone();
+                rows.sort_by(|a, b| a.treatment.lambda.total_cmp(&b.treatment.lambda));
+                // Two attacks that are the same against this defense (BPDA on a dense
+                // network) share a label: one point per lambda.
+                rows.dedup_by(|a, b| a.treatment.lambda == b.treatment.lambda);
+                let points = rows
+                    .iter()
+                    .filter_map(|r| Some((at(r.treatment.lambda), r.relative_reward?)))
+                    .collect();
+                let band = rows
+                    .iter()
+                    .filter_map(|r| {
+                        let d = r.dense_clean_mean.filter(|d| *d != 0.0)?;
+                        let (lo, hi) = (r.ci95_low? / d, r.ci95_high? / d);
+                        Some((at(r.treatment.lambda), lo.min(hi), lo.max(hi)))
+                    })
+                    .collect();
+                Series {
+                    label: label.clone(),
+                    points,
+                    band,
+                }
+            })
+            .collect();
+        let title = format!("{game} ({preset}), {defense}: every attack");
+        let name = format!(
+            "attacks-{}-{}-{}",
+            slug(&game),
+            slug(&preset),
+            slug(&defense)
+        );
+        let x = "lambda (L-inf radius, pixel units 0..255)";
+        let y = "relative reward (mean / dense clean mean)";
+        both(
+            &out.dir.join(&name),
+            &mut out.files,
+            |a| draw_lines(a, &title, x, y, &lambdas, &series),
+            |a| draw_lines(a, &title, x, y, &lambdas, &series),
+        )?;
+        let _ = writeln!(md, "![{title}]({name}.png)\n");
+    }
+    Ok(())
+}

@@ -142,7 +142,7 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     let summary = lines(&dir.join("summary.csv"));
     assert_eq!(
         summary[0],
-        "job,family,game,preset,policy,n,mean,std,ci95_low,ci95_high,truncated"
+        "job,family,game,preset,policy,n,mean,std,ci95_low,ci95_high,truncated,hns"
     );
     // One row per job: the grids' short-game baselines are not pooled with eval1's games.
     assert_eq!(summary.len(), 1 + 5);
@@ -161,11 +161,25 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
         "job,game,preset,defense,frac,sampling,p,sigma,attack,lambda,steps,step_size,\
          random_start,restarts,loss,backward,source,source_checkpoint,gradient_samples,samples,\
          epsilon,networks,eval_seeds,n,mean,std,ci95_low,ci95_high,dense_clean_mean,random_mean,\
-         random_n,relative_reward,normalized_reward,worst_attack"
+         random_n,relative_reward,normalized_reward,hns,worst_attack"
     );
     // Then the shipped agent: 3 defenses x 5 lambdas, and the watched games (dense clean,
     // dense and SAP-100 at lambda 4), against the same random baseline.
     assert_eq!(relative.len(), 1 + 4 + 15 + 3);
+    // Human-normalised scores with the Nature DQN table (Pong: random -20.7, human 9.3;
+    // Breakout: 1.7, 31.8).
+    let header: Vec<&str> = relative[0].split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for line in &relative[1..] {
+        let f: Vec<&str> = line.split(',').collect();
+        let mean: f64 = f[col("mean")].parse().unwrap();
+        let hns: f64 = f[col("hns")].parse().unwrap();
+        let want = match f[col("game")] {
+            "Pong" => (mean + 20.7) / 30.0,
+            _ => (mean - 1.7) / 30.1,
+        };
+        assert!((hns - want).abs() < 1e-9, "{line}");
+    }
     assert_line_starts(
         &relative,
         6,

@@ -10,8 +10,12 @@ pub(super) fn print_collected(c: &crate::experiment::Collected) {
             .last_eval_mean
             .map_or("-".to_owned(), |m| format!("{m:.2}"));
         let state = if t.done { "" } else { " (incomplete)" };
+        let hns = t.last_eval_hns.map_or(String::new(), |h| {
+            format!(" ({:.0}% human-normalised)", 100.0 * h)
+        });
         crate::outln!(
-            "{}{state}: {} training games up to agent step {}, last evaluation mean return {eval}",
+            "{}{state}: {} training games up to agent step {}, last evaluation mean return \
+             {eval}{hns}",
             t.cell,
             t.games,
             t.last_step
@@ -138,14 +142,23 @@ pub fn cifar_table(rows: &[CifarEvalRow]) -> String {
 /// Relative rewards as an aligned text table.
 pub fn relative_table(rows: &[RelativeRow]) -> String {
     let mut out = format!(
-        "{:<14} {:<12} {:<22} {:<14} {:>7} {:>4} {:>10} {:>9} {:>10}",
-        "game", "preset", "defense", "attack", "lambda", "n", "mean", "relative", "normalized"
+        "{:<14} {:<12} {:<22} {:<14} {:>7} {:>4} {:>10} {:>9} {:>10} {:>7}",
+        "game",
+        "preset",
+        "defense",
+        "attack",
+        "lambda",
+        "n",
+        "mean",
+        "relative",
+        "normalized",
+        "hns"
     );
     for r in rows {
         let t = &r.treatment;
         let defense = t.defense_label();
         out.push_str(&format!(
-            "\n{:<14} {:<12} {:<22} {:<14} {:>7} {:>4} {:>10.2} {:>9} {:>10}",
+            "\n{:<14} {:<12} {:<22} {:<14} {:>7} {:>4} {:>10.2} {:>9} {:>10} {:>7}",
             r.game,
             r.preset,
             defense,
@@ -154,7 +167,8 @@ pub fn relative_table(rows: &[RelativeRow]) -> String {
             r.n,
             r.mean,
             opt(r.relative_reward),
-            opt(r.normalized_reward)
+            opt(r.normalized_reward),
+            opt(r.hns)
         ));
     }
     out
@@ -187,8 +201,8 @@ pub fn classifier_table(rows: &[ClassifierRow]) -> String {
 /// The summary as an aligned text table.
 pub fn summary_table(rows: &[SummaryRow]) -> String {
     let mut out = format!(
-        "{:<10} {:<8} {:<16} {:<12} {:<7} {:>4} {:>10} {:>9} {:>21}",
-        "job", "family", "game", "preset", "policy", "n", "mean", "std", "95% CI"
+        "{:<10} {:<8} {:<16} {:<12} {:<7} {:>4} {:>10} {:>9} {:>21} {:>7}",
+        "job", "family", "game", "preset", "policy", "n", "mean", "std", "95% CI", "hns"
     );
     for r in rows {
         let ci = match (r.ci95_low, r.ci95_high) {
@@ -196,7 +210,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
             _ => "-".to_owned(),
         };
         out.push_str(&format!(
-            "\n{:<10} {:<8} {:<16} {:<12} {:<7} {:>4} {:>10.2} {:>9} {:>21}",
+            "\n{:<10} {:<8} {:<16} {:<12} {:<7} {:>4} {:>10.2} {:>9} {:>21} {:>7}",
             r.job,
             r.family,
             r.game,
@@ -205,7 +219,8 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
             r.n,
             r.mean,
             opt(r.std),
-            ci
+            ci,
+            opt(r.hns)
         ));
     }
     out

@@ -10,6 +10,7 @@ pub mod games;
 pub mod palette;
 pub mod preprocess;
 pub mod preset;
+pub mod scores;
 
 pub use self::ale::AtariEnv;
 pub use classic::{ClassicEnv, ClassicGame};

@@ -32,6 +32,8 @@ pub struct TrainSummary {
     pub last_step: u64,
     /// Mean return of the last evaluation.
     pub last_eval_mean: Option<f64>,
+    /// Its human-normalised score (Atari games of the Nature DQN table).
+    pub last_eval_hns: Option<f64>,
 }
 
 /// The run's tables after collecting.
@@ -162,6 +164,7 @@ pub fn relative_rows(
                 random_n: rand.map_or(0, Vec::len),
                 relative_reward: finite(rr.relative),
                 normalized_reward: finite(rr.normalized),
+                hns: crate::env::scores::hns(&first.game, rr.summary.mean),
                 worst_attack: None,
             }
         })
@@ -470,7 +473,7 @@ pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result
             out.cifar_training
                 .push((cell.id(), complete, rows.last().cloned()));
         }
-        let CellKind::Train(_) = &cell.kind else {
+        let CellKind::Train(t) = &cell.kind else {
             continue;
         };
         let dir = cell_dir(run_dir, &cell.id());
@@ -482,6 +485,12 @@ pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result
             games: games.len(),
             last_step: games.last().map_or(0, |g| g.step),
             last_eval_mean,
+            last_eval_hns: match t.game {
+                crate::manifest::GameId::Atari(g) => {
+                    last_eval_mean.and_then(|m| crate::env::scores::hns(g.name(), m))
+                }
+                crate::manifest::GameId::Classic(_) => None,
+            },
         });
     }
     Ok(out)

@@ -94,6 +94,10 @@ pub fn summarize_episodes(rows: &[EpisodeRow]) -> Vec<SummaryRow> {
         .map(|((job, family, game, preset, policy), members)| {
             let returns: Vec<f64> = members.iter().map(|r| r.episode_return).collect();
             let s = summarize(&returns);
+            let hns = match family {
+                Family::Atari => crate::env::scores::hns(&game, s.mean),
+                Family::Classic => None,
+            };
             SummaryRow {
                 job,
                 family,
@@ -106,6 +110,7 @@ pub fn summarize_episodes(rows: &[EpisodeRow]) -> Vec<SummaryRow> {
                 ci95_low: s.ci95.map(|c| c.0),
                 ci95_high: s.ci95.map(|c| c.1),
                 truncated: members.iter().filter(|r| r.truncated).count(),
+                hns,
             }
         })
         .collect()

@@ -147,8 +147,8 @@ fn opt(v: Option<f64>) -> String {
 
 /// The table behind one relative-reward plot, with the references it is scaled by.
 fn relative_table(rows: &[&RelativeRow], md: &mut String) {
-    *md += "| defense | lambda | n | mean return | 95% CI | relative | normalised |\n";
-    *md += "|---|---:|---:|---:|---|---:|---:|\n";
+    *md += "| defense | lambda | n | mean return | 95% CI | relative | normalised | HNS |\n";
+    *md += "|---|---:|---:|---:|---|---:|---:|---:|\n";
     for r in rows {
         let ci = match (r.ci95_low, r.ci95_high) {
             (Some(a), Some(b)) => format!("[{a:.2}, {b:.2}]"),
@@ -156,13 +156,14 @@ fn relative_table(rows: &[&RelativeRow], md: &mut String) {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.2} | {ci} | {} | {} |",
+            "| {} | {} | {} | {:.2} | {ci} | {} | {} | {} |",
             r.treatment.defense_label(),
             trim(r.treatment.lambda),
             r.n,
             r.mean,
             opt(r.relative_reward),
-            opt(r.normalized_reward)
+            opt(r.normalized_reward),
+            opt(r.hns)
         );
     }
     if let Some(r) = rows.first() {

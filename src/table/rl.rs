@@ -90,6 +90,9 @@ pub struct SummaryRow {
     pub ci95_high: Option<f64>,
     /// Episodes cut by the frame cap or time limit.
     pub truncated: usize,
+    /// Human-normalised score of the mean, `(mean - random) / (human - random)` with the
+    /// Nature DQN table's scores ([`crate::env::scores`]); empty for games it lacks.
+    pub hns: Option<f64>,
 }
 
 /// One training game (`train.csv`).
@@ -267,6 +270,9 @@ treated_row! {
         /// `(mean - random_mean) / (dense_clean_mean - random_mean)`; empty when the dense
         /// clean mean is not above the random mean, where it would be meaningless.
         pub normalized_reward: Option<f64>,
+        /// Human-normalised score of the mean, `(mean - random) / (human - random)` with the
+        /// Nature DQN table's scores ([`crate::env::scores`]); empty for games it lacks.
+        pub hns: Option<f64>,
         /// Under attack, where the job ran two attacks or more on the same defense and
         /// lambda: whether this attack's mean return is the lowest of them (the per-attack
         /// stand-in for a worst case, which is not defined per episode); empty otherwise.

@@ -108,14 +108,7 @@ pub(super) fn attacks_section(
     use std::collections::BTreeMap;
     let rows: Vec<CifarEvalRow> = read_rows(&run_dir.join(files::CIFAR_EVAL))?;
     let worst: Vec<WorstCaseRow> = read_rows(&run_dir.join(files::WORST_CASE))?;
-    let mut labels: Vec<String> = rows
-        .iter()
-        .filter(|r| r.treatment.attack != AttackName::None)
-        .map(|r| r.treatment.attack_label())
-        .collect();
-    labels.sort();
-    labels.dedup();
-    if labels.len() < 2 {
+    if super::distinct_attacks(rows.iter().map(|r| &r.treatment)) < 2 {
         return Ok(());
     }
     // (network, defense) -> line -> points; lines in first-seen order.

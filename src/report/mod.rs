@@ -89,6 +89,16 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
+/// How many distinct attacks (by label) the treatments were under, clean inputs aside: the
+/// side-by-side plots need two or more.
+fn distinct_attacks<'a>(treatments: impl Iterator<Item = &'a crate::table::Treatment>) -> usize {
+    let labels: std::collections::BTreeSet<String> = treatments
+        .filter(|t| t.attack != crate::table::AttackName::None)
+        .map(|t| t.attack_label())
+        .collect();
+    labels.len()
+}
+
 /// One line of a plot: label, points (x, y) and the band (x, low, high).
 struct Series {
     label: String,

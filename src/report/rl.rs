@@ -353,14 +353,7 @@ pub(super) fn training_section(run_dir: &Path, out: &mut Report, md: &mut String
 /// adaptive suite). Each line's lambda 0 is its own clean cell.
 pub(super) fn attacks_section(run_dir: &Path, out: &mut Report, md: &mut String) -> Result<()> {
     let relative: Vec<RelativeRow> = read_rows(&run_dir.join(files::RELATIVE_REWARD))?;
-    let mut labels: Vec<String> = relative
-        .iter()
-        .filter(|r| r.treatment.attack != AttackName::None)
-        .map(|r| r.treatment.attack_label())
-        .collect();
-    labels.sort();
-    labels.dedup();
-    if labels.len() < 2 {
+    if super::distinct_attacks(relative.iter().map(|r| &r.treatment)) < 2 {
         return Ok(());
     }
     type Lines<'a> = Vec<(String, Vec<&'a RelativeRow>)>;

@@ -2,6 +2,9 @@
 //! strength ordering of the attacks on a trained network, BPDA's identity backward and the
 //! transfer attack.
 
+mod common;
+
+use common::mlp;
 use rand::SeedableRng;
 use sap_harness::attack::{
     apgd, loss_gradient, Attack, AttackKind, Backward, GradientSpec, Loss, Source,
@@ -10,26 +13,8 @@ use sap_harness::defense::{
     Defense, DefensePoints, DefenseRng, Draws, Sampling, DEFAULT_MAX_BATCH,
 };
 use sap_harness::experiment::robustness::glyphs;
-use sap_harness::nn::{Architecture, MlpConfig, Model};
-use sap_harness::tch::{self, nn::OptimizerConfig, Device, Kind, Tensor};
-
-/// Torch's generator is global to the process: whatever seeds it and draws from it holds
-/// this lock.
-static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn mlp(inputs: i64, hidden: Vec<i64>, outputs: i64, seed: i64) -> Model {
-    let _alone = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed(seed);
-    Model::new(
-        Architecture::Mlp(MlpConfig {
-            inputs,
-            hidden,
-            outputs,
-            input_scale: 1.0 / 255.0,
-        }),
-        Device::Cpu,
-    )
-}
+use sap_harness::nn::Model;
+use sap_harness::tch::{self, nn::OptimizerConfig, Kind, Tensor};
 
 fn set(model: &Model, name: &str, values: &Tensor) {
     tch::no_grad(|| {

@@ -1,42 +1,19 @@
 //! FGSM and PGD against their definitions (DESIGN section 6), and the policy wrapper's
 //! determinism.
 
+mod common;
+
 use std::path::Path;
 
+use common::{mlp, seeded};
 use rand::SeedableRng;
 use sap_harness::attack::{
     input_gradient, Attack, AttackError, AttackKind, Backward, Loss, Source,
 };
 use sap_harness::defense::{Defense, DefensePoints, DefenseRng, Draws, DEFAULT_MAX_BATCH};
-use sap_harness::nn::{checkpoint, Architecture, MlpConfig, Model};
+use sap_harness::nn::{checkpoint, Architecture, Model};
 use sap_harness::policy::{PolicyError, PolicyWrapper};
 use sap_harness::tch::{self, Device, Kind, Tensor};
-
-/// Torch's generator is global to the process and tests run at the same time (one of them
-/// draws from it on purpose while wrappers run): whatever seeds it and draws from it holds
-/// this lock, so that no other test draws in between.
-static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// `f` run right after `tch::manual_seed(seed)`, with torch's generator to itself.
-fn seeded<T>(seed: i64, f: impl FnOnce() -> T) -> T {
-    let _alone = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed(seed);
-    f()
-}
-
-fn mlp(inputs: i64, hidden: Vec<i64>, outputs: i64, seed: i64) -> Model {
-    seeded(seed, || {
-        Model::new(
-            Architecture::Mlp(MlpConfig {
-                inputs,
-                hidden,
-                outputs,
-                input_scale: 1.0 / 255.0,
-            }),
-            Device::Cpu,
-        )
-    })
-}
 
 fn pixels(rows: i64, cols: i64, seed: i64) -> Tensor {
     // Many values at 0 and 255, so clipping matters.

@@ -4,8 +4,34 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use sap_harness::nn::{checkpoint, Architecture, Model};
+use sap_harness::nn::{checkpoint, Architecture, MlpConfig, Model};
 use sap_harness::tch::Device;
+
+/// Torch's generator is global to the process and tests run at the same time: whatever seeds
+/// it and draws from it holds this lock, so that no other test draws in between.
+pub static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `f` run right after `tch::manual_seed(seed)`, with torch's generator to itself.
+pub fn seeded<T>(seed: i64, f: impl FnOnce() -> T) -> T {
+    let _alone = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    sap_harness::tch::manual_seed(seed);
+    f()
+}
+
+/// An MLP on pixel inputs (scaled by 1/255) initialised from `seed`.
+pub fn mlp(inputs: i64, hidden: Vec<i64>, outputs: i64, seed: i64) -> Model {
+    seeded(seed, || {
+        Model::new(
+            Architecture::Mlp(MlpConfig {
+                inputs,
+                hidden,
+                outputs,
+                input_scale: 1.0 / 255.0,
+            }),
+            Device::Cpu,
+        )
+    })
+}
 
 /// `sap ARGS` in `cwd`, logging at info level.
 pub fn sap(args: &[&str], cwd: &Path) -> Command {

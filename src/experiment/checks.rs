@@ -250,7 +250,11 @@ pub fn run_checks(measures: &[Measure]) -> Vec<CheckRow> {
             }
         }
         // Iterative against FGSM with the same backward and source.
-        for m in attacked.iter().filter(|m| m.iterative()) {
+        // At lambda 0 every attack returns its input: nothing to compare.
+        for m in attacked
+            .iter()
+            .filter(|m| m.iterative() && m.treatment.lambda > 0.0)
+        {
             let fgsm = attacked.iter().find(|f| {
                 f.treatment.attack == AttackName::Fgsm
                     && f.treatment.lambda == m.treatment.lambda
@@ -267,7 +271,10 @@ pub fn run_checks(measures: &[Measure]) -> Vec<CheckRow> {
             }
         }
         // The strongest white-box attack against each transfer attack.
-        for t in attacked.iter().filter(|m| !m.white_box()) {
+        for t in attacked
+            .iter()
+            .filter(|m| !m.white_box() && m.treatment.lambda > 0.0)
+        {
             let strongest = attacked
                 .iter()
                 .filter(|m| m.white_box() && m.treatment.lambda == t.treatment.lambda)

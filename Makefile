@@ -12,7 +12,7 @@ setup:
 	@scripts/setup.sh
 
 quickstart: setup
-	@[ -f data/cifar-synth/test_batch.bin ] || ./target/release/sap synth-cifar data/cifar-synth
+	@[ -f data/cifar-synth/SYNTHETIC.txt ] || ./target/release/sap synth-cifar data/cifar-synth
 	./target/release/sap run experiments/quickstart.toml --jobs 2 --report
 
 test:

@@ -20,7 +20,7 @@ fn synthetic() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cifar-synth-grid");
-        if !dir.join("test_batch.bin").is_file() {
+        if !dir.join("SYNTHETIC.txt").is_file() {
             let parent = dir.parent().unwrap();
             ok(
                 &["synth-cifar", dir.to_str().unwrap(), "--seed", "1"],

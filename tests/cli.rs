@@ -46,7 +46,7 @@ fn quickstart() -> PathBuf {
         );
         assert!(short.contains("episodes = 1\nrandom_episodes = 1\nsamples"));
         std::fs::write(&manifest, short).unwrap();
-        if !root.join("data/cifar-synth/test_batch.bin").is_file() {
+        if !root.join("data/cifar-synth/SYNTHETIC.txt").is_file() {
             let out = sap(&["synth-cifar", "data/cifar-synth"], &root);
             assert!(
                 out.status.success(),
@@ -273,6 +273,23 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
             && report.contains("agent-029-Breakout-file-sap-100-fgsm-l4-s2018-episode-0.gif"),
         "{report}"
     );
+    // Learning curves: Atari in emulator frames, classic control in agent steps.
+    let curve = |name: &str| {
+        std::fs::read_to_string(tmp.path().join("res/quickstart/b/report").join(name)).unwrap()
+    };
+    assert!(curve("learning-Pong-dopamine-v5.svg").contains("emulator frames"));
+    // The CIFAR-10 plots and sections say the data is the synthetic stand-in.
+    assert!(
+        curve("cifar-training-resnet20-synth.svg").contains("synthetic CIFAR-10 stand-in")
+            && curve("accuracy-cifar-fgsm-fgsm.svg").contains("synthetic CIFAR-10 stand-in")
+            && report.contains("come from the synthetic stand-in for CIFAR-10"),
+        "synthetic data named"
+    );
+    let cartpole = curve("learning-CartPole-none.svg");
+    assert!(
+        cartpole.contains("agent steps") && !cartpole.contains("emulator frames"),
+        "CartPole's curve"
+    );
     assert_eq!(
         episodes,
         lines(&tmp.path().join("res/quickstart/b/episodes.csv"))
@@ -329,7 +346,7 @@ fn quickstart_runs_end_to_end_and_writes_training_episode_summary_and_classifier
     assert_line_starts(
         &cifar,
         1,
-        "cifar-fgsm,cifar10,../data/cifar-synth,resnet20,dense,resnet20-synth,,,\
+        "cifar-fgsm,cifar10-synthetic,../data/cifar-synth,resnet20,dense,resnet20-synth,,,\
          cells/cifar-train-002-dense-s2018/final.safetensors,2018,2018,dense,",
     );
     assert!(

@@ -307,5 +307,30 @@ pub fn synthesize(dir: &Path, seed: u64) -> Result<(), CifarError> {
     }
     let meta = dir.join("batches.meta.txt");
     std::fs::write(&meta, CLASSES.join("\n") + "\n").map_err(io(&meta))?;
+    let marker = dir.join(SYNTHETIC_MARKER);
+    let text = format!(
+        "A synthetic stand-in for CIFAR-10 written by `sap synth-cifar` (seed {seed}): class \
+         prototypes (a colour and an oriented grating) with noise, in the binary version's \
+         format. It is not CIFAR-10; rows evaluated on it say `cifar10-synthetic`.\n"
+    );
+    std::fs::write(&marker, text).map_err(io(&marker))?;
     Ok(())
+}
+
+/// The file [`synthesize`] leaves in a synthetic set's folder.
+pub const SYNTHETIC_MARKER: &str = "SYNTHETIC.txt";
+
+/// Whether `dir` holds a synthetic set written by [`synthesize`] rather than CIFAR-10.
+pub fn is_synthetic(dir: &Path) -> bool {
+    dir.join(SYNTHETIC_MARKER).is_file()
+}
+
+/// The `dataset` value of rows evaluated on the set in `dir`: `cifar10`, or
+/// `cifar10-synthetic` for a set written by [`synthesize`].
+pub fn dataset_name(dir: &Path) -> &'static str {
+    if is_synthetic(dir) {
+        "cifar10-synthetic"
+    } else {
+        "cifar10"
+    }
 }

@@ -178,7 +178,8 @@ pub(super) fn attacks_section(
                 }
             })
             .collect();
-        let title = format!("CIFAR-10 ResNet-20 {network}, {defense}: every attack");
+        let data = super::cifar::data_title(super::cifar::all_synthetic(&rows));
+        let title = format!("{data} ResNet-20 {network}, {defense}: every attack");
         let name = format!(
             "attacks-{}-{}",
             super::slug(&network),

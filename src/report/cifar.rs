@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -98,9 +98,12 @@ fn metric_series(rows: &[&CifarEvalRow], ece: bool) -> (Vec<f64>, Vec<Series>) {
     (lambdas, series)
 }
 
-/// One line of a reliability diagram: label and (mean confidence, accuracy) per non-empty
-/// bin.
-type Curve = (String, Vec<(f64, f64)>);
+/// One line of a reliability diagram: label and (mean confidence, accuracy, examples) per
+/// non-empty bin.
+type Curve = (String, Vec<(f64, f64, f64)>);
+
+/// Bins with fewer examples than this are drawn hollow: their accuracy is too noisy to read.
+pub const SMALL_BIN: f64 = 10.0;
 
 fn reliability_diagram<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -134,20 +137,39 @@ where
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .label("perfect calibration")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.5)));
+    // A marker's area grows with its bin's examples; bins under SMALL_BIN are hollow.
+    let most = curves
+        .iter()
+        .flat_map(|c| c.1.iter().map(|p| p.2))
+        .fold(1.0f64, f64::max);
+    let radius = |n: f64| 2 + (10.0 * (n / most).sqrt()).round() as i32;
     for (i, (label, points)) in curves.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
+        let xy: Vec<(f64, f64)> = points.iter().map(|p| (p.0, p.1)).collect();
         chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(xy, color.stroke_width(2)))
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .label(label.clone())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });
         chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .draw_series(points.iter().map(|&(x, y, n)| {
+                let style = if n < SMALL_BIN {
+                    color.stroke_width(2)
+                } else {
+                    color.filled()
+                };
+                Circle::new((x, y), radius(n), style)
+            }))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    legend_and_present(&mut chart, area)
+    let all: Vec<(f64, f64)> = curves
+        .iter()
+        .flat_map(|c| c.1.iter().map(|p| (p.0, p.1)))
+        .chain([(0.0, 0.0), (0.5, 0.5), (1.0, 1.0)])
+        .collect();
+    legend_and_present(&mut chart, area, &all)
 }
 
 /// Pooled reliability curves of one job, attack and lambda.
@@ -172,7 +194,7 @@ fn reliability_curves(rows: &[&ReliabilityRow]) -> Vec<Curve> {
             let points = sums
                 .range((label.clone(), 0)..(label.clone(), usize::MAX))
                 .filter(|(_, s)| s.0 > 0.0)
-                .map(|(_, s)| (s.2 / s.0, s.1 / s.0))
+                .map(|(_, s)| (s.2 / s.0, s.1 / s.0, s.0))
                 .collect();
             (label, points)
         })
@@ -226,7 +248,49 @@ where
             .draw_series(points.iter().map(|&p| Circle::new(p, 2, color.filled())))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    legend_and_present(&mut chart, area)
+    let all: Vec<(f64, f64)> = curves.iter().flat_map(|c| c.2.iter().copied()).collect();
+    legend_and_present(&mut chart, area, &all)
+}
+
+/// What a plot title calls the data: `CIFAR-10`, or the synthetic stand-in when every row
+/// came from it.
+pub(super) fn data_title(synthetic: bool) -> &'static str {
+    if synthetic {
+        "synthetic CIFAR-10 stand-in"
+    } else {
+        "CIFAR-10"
+    }
+}
+
+/// Whether the rows were all evaluated on the synthetic stand-in (`dataset` column).
+pub(super) fn all_synthetic(rows: &[CifarEvalRow]) -> bool {
+    !rows.is_empty() && rows.iter().all(|r| r.dataset == "cifar10-synthetic")
+}
+
+/// The `data` folder of every `[[cifar_train]]` job of the run's resolved manifest, by job
+/// name, and whether it holds the synthetic stand-in.
+fn synthetic_training_data(run_dir: &Path) -> Result<BTreeMap<String, bool>> {
+    let mut out = BTreeMap::new();
+    let Some(folder) = crate::experiment::manifest_folder(run_dir)? else {
+        return Ok(out);
+    };
+    let path = run_dir.join(files::RESOLVED);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    let jobs = table.get("cifar_train").and_then(toml::Value::as_array);
+    for job in jobs.into_iter().flatten() {
+        let (Some(name), Some(data)) = (
+            job.get("name").and_then(toml::Value::as_str),
+            job.get("data").and_then(toml::Value::as_str),
+        ) else {
+            continue;
+        };
+        let synthetic = crate::data::cifar::is_synthetic(&folder.join(data));
+        out.insert(name.to_owned(), synthetic);
+    }
+    Ok(out)
 }
 
 /// Learning curves and the last epoch of each CIFAR-10 training cell.
@@ -235,9 +299,12 @@ fn training_section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Strin
     if rows.is_empty() {
         return Ok(());
     }
-    *md += "## CIFAR-10 training
-
-";
+    let synthetic = synthetic_training_data(run_dir)?;
+    *md += "## CIFAR-10 training\n\n";
+    if synthetic.values().any(|&s| s) {
+        *md += "**Trained on the synthetic stand-in for CIFAR-10 (`sap synth-cifar`), not on \
+                CIFAR-10**: these figures show the pipeline, not the paper's numbers.\n\n";
+    }
     *md +=
         "| job | variant | seed | epochs | iterations | loss | train accuracy | test accuracy |\n";
     *md += "|---|---|---:|---:|---:|---:|---:|---:|\n";
@@ -290,7 +357,8 @@ fn training_section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Strin
                 );
             }
         }
-        let title = format!("CIFAR-10 ResNet-20 training, job {job}");
+        let data = data_title(synthetic.get(job).copied().unwrap_or(false));
+        let title = format!("{data} ResNet-20 training, job {job}");
         let base = format!("cifar-training-{}", slug(job));
         both(
             &dir.join(&base),
@@ -312,10 +380,18 @@ pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Str
         return Ok(());
     }
     *md += "## CIFAR-10: accuracy and calibration under attack\n\n";
+    let synthetic = all_synthetic(&rows);
+    if rows.iter().any(|r| r.dataset == "cifar10-synthetic") {
+        *md += "**Rows with `dataset = cifar10-synthetic` come from the synthetic stand-in for \
+                CIFAR-10 (`sap synth-cifar`), not from CIFAR-10**: they show the pipeline, not \
+                the paper's numbers.\n\n";
+    }
     *md += "Lambda is the L-infinity radius in pixel units (0..255); lambda 0 is the clean test \
             set. Accuracy bands: 95% normal-approximation interval of the pooled accuracy over \
             the test images. ECE: 15 equal-width confidence bins. adv: adversarially trained \
-            network; sap-100: stochastic activation pruning with as many draws as units.\n\n";
+            network; sap-100: stochastic activation pruning with as many draws as units. \
+            Reliability diagrams: a marker's area grows with the examples in its bin; hollow \
+            markers are bins of fewer than 10 examples, too few to read.\n\n";
     let mut keys: Vec<(String, String)> = Vec::new();
     for r in rows
         .iter()
@@ -344,7 +420,8 @@ pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Str
         ] {
             let (lambdas, series) = metric_series(&mine, ece);
             let title = format!(
-                "CIFAR-10 ResNet-20: {} under {attack}",
+                "{} ResNet-20: {} under {attack}",
+                data_title(synthetic),
                 if ece { "ECE" } else { "accuracy" }
             );
             let path = dir.join(format!("{name}-{base}"));
@@ -395,7 +472,7 @@ pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Str
             } else {
                 format!("{attack} lambda {}", trim(lambda))
             };
-            let title = format!("Reliability, CIFAR-10 ResNet-20, {what}");
+            let title = format!("Reliability, {} ResNet-20, {what}", data_title(synthetic));
             let name = format!("reliability-{base}-l{}", trim(lambda));
             both(
                 &dir.join(&name),

@@ -183,19 +183,33 @@ where
             .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    legend_and_present(&mut chart, area)
+    let points: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| {
+            s.points
+                .iter()
+                .copied()
+                .chain(s.band.iter().flat_map(|b| [(b.0, b.1), (b.0, b.2)]))
+        })
+        .collect();
+    legend_and_present(&mut chart, area, &points)
 }
 
-/// Draws the legend (series labels) and writes the drawing out.
+/// Draws the legend (series labels) in the corner of the plot that holds the fewest of
+/// `points` (data coordinates; lines between them count through their points), so that it
+/// covers as little data as it can, and writes the drawing out.
 fn legend_and_present<'a, DB: DrawingBackend + 'a>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     area: &DrawingArea<DB, Shift>,
+    points: &[(f64, f64)],
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
+    let (x, y) = (chart.x_range(), chart.y_range());
     chart
         .configure_series_labels()
+        .position(emptiest_corner(points, (x.start, x.end), (y.start, y.end)))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 15))
@@ -203,6 +217,33 @@ where
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     area.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
+}
+
+/// The corner whose box (the outer 45% of each axis) holds the fewest points; ties go to
+/// upper right, upper left, lower right, lower left, in that order.
+fn emptiest_corner(points: &[(f64, f64)], x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    let share = |v: f64, (lo, hi): (f64, f64)| (v - lo) / (hi - lo).max(f64::MIN_POSITIVE);
+    let corners = [
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let count = |right: bool, upper: bool| {
+        points
+            .iter()
+            .filter(|&&(px, py)| {
+                let (sx, sy) = (share(px, x), share(py, y));
+                (if right { sx >= 0.55 } else { sx <= 0.45 })
+                    && (if upper { sy >= 0.55 } else { sy <= 0.45 })
+            })
+            .count()
+    };
+    corners
+        .into_iter()
+        .min_by_key(|&(_, right, upper)| count(right, upper))
+        .map(|c| c.0)
+        .expect("four corners")
 }
 
 /// Writes `<base>.png` with `png` and `<base>.svg` with `svg` (the same drawing on two

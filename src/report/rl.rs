@@ -11,6 +11,7 @@ use plotters::prelude::*;
 
 use super::{both, draw_lines, legend_and_present, slug, trim, Report, Series, PALETTE};
 use crate::experiment::files;
+use crate::manifest::Family;
 use crate::record::read_rows;
 use crate::table::{AttackName, RelativeRow, TrainEvalRow, TrainRow};
 
@@ -138,7 +139,11 @@ where
             .label(format!("seed {seed}: evaluation mean"))
             .legend(move |(x, y)| TriangleMarker::new((x + 9, y), 6, color.filled()));
     }
-    legend_and_present(&mut chart, area)
+    let points: Vec<(f64, f64)> = runs
+        .iter()
+        .flat_map(|(_, g, e)| g.iter().chain(e.iter()).copied())
+        .collect();
+    legend_and_present(&mut chart, area, &points)
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -278,17 +283,35 @@ pub(super) fn training_section(run_dir: &Path, out: &mut Report, md: &mut String
         }
     }
     if !curves.is_empty() {
-        *md += "## Training\n\n| game | preset | seed | games | last frames | last evaluation mean |\n";
+        *md += "## Training\n\nAtari curves are in emulator frames; classic-control ones in \
+                agent steps (one step is one frame there).\n\n";
+        *md += "| game | preset | seed | games | last frames or steps | last evaluation mean |\n";
         *md += "|---|---|---:|---:|---:|---:|\n";
     }
     let mut curve_links = Vec::new();
-    let max_frames = games.iter().map(|g| g.frames).max().unwrap_or(0);
-    let (unit, x_desc) = if max_frames >= 1_000_000 {
-        (1e6, "emulator frames (millions)")
-    } else {
-        (1e3, "emulator frames (thousands)")
-    };
     for ((game, preset), seeds) in &curves {
+        let classic = games
+            .iter()
+            .any(|g| g.game == *game && g.preset == *preset && g.family == Family::Classic);
+        // Atari: emulator frames; classic control: agent steps.
+        let x_of = |step: u64, frames: u64| if classic { step } else { frames };
+        let max_x = games
+            .iter()
+            .filter(|g| g.game == *game && g.preset == *preset)
+            .map(|g| x_of(g.step, g.frames))
+            .max()
+            .unwrap_or(0);
+        let what = if classic {
+            "agent steps"
+        } else {
+            "emulator frames"
+        };
+        let (unit, x_desc) = if max_x >= 1_000_000 {
+            (1e6, format!("{what} (millions)"))
+        } else {
+            (1e3, format!("{what} (thousands)"))
+        };
+        let x_desc = x_desc.as_str();
         let mut runs = Vec::new();
         for &seed in seeds {
             let mine: Vec<&TrainRow> = games
@@ -300,31 +323,31 @@ pub(super) fn training_section(run_dir: &Path, out: &mut Report, md: &mut String
             let points: Vec<(f64, f64)> = mine
                 .iter()
                 .zip(smooth)
-                .map(|(g, m)| (g.frames as f64 / unit, m))
+                .map(|(g, m)| (x_of(g.step, g.frames) as f64 / unit, m))
                 .collect();
             let mut eval_points: Vec<(f64, f64)> = Vec::new();
-            let mut steps: Vec<u64> = Vec::new();
+            let mut at: Vec<u64> = Vec::new();
             for e in evals
                 .iter()
                 .filter(|e| e.game == *game && e.preset == *preset && e.seed == seed)
             {
-                if !steps.contains(&e.frames) {
-                    steps.push(e.frames);
+                if !at.contains(&x_of(e.step, e.frames)) {
+                    at.push(x_of(e.step, e.frames));
                 }
             }
-            for f in steps {
+            for x in at {
                 let r: Vec<f64> = evals
                     .iter()
-                    .filter(|e| e.game == *game && e.seed == seed && e.frames == f)
+                    .filter(|e| e.game == *game && e.seed == seed && x_of(e.step, e.frames) == x)
                     .map(|e| e.episode_return)
                     .collect();
-                eval_points.push((f as f64 / unit, r.iter().sum::<f64>() / r.len() as f64));
+                eval_points.push((x as f64 / unit, r.iter().sum::<f64>() / r.len() as f64));
             }
             let _ = writeln!(
                 md,
                 "| {game} | {preset} | {seed} | {} | {} | {} |",
                 mine.len(),
-                mine.last().map_or(0, |g| g.frames),
+                mine.last().map_or(0, |g| x_of(g.step, g.frames)),
                 opt(eval_points.last().map(|p| p.1))
             );
             runs.push((seed, points, eval_points));

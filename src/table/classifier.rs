@@ -104,7 +104,8 @@ treated_row! {
     pub struct CifarEvalRow {
         /// The `[[cifar_eval]]` job.
         pub job: String,
-        /// The data set (`cifar10`).
+        /// The data set: `cifar10`, or `cifar10-synthetic` for the stand-in `sap synth-cifar`
+        /// writes.
         pub dataset: String,
         /// Its folder as the manifest names it (the real files or a synthetic set).
         pub data: String,
@@ -148,7 +149,8 @@ treated_row! {
     pub struct WorstCaseRow {
         /// The `[[cifar_eval]]` job.
         pub job: String,
-        /// The data set (`cifar10`).
+        /// The data set: `cifar10`, or `cifar10-synthetic` for the stand-in `sap synth-cifar`
+        /// writes.
         pub dataset: String,
         /// Its folder as the manifest names it.
         pub data: String,

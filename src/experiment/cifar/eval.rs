@@ -43,6 +43,7 @@ pub fn load_network(path: &Path, device: Device) -> Result<Model> {
 /// The row of `cell` with metrics `m`.
 fn eval_row(
     cell: &CifarEvalCell,
+    dataset: &str,
     checkpoint: &str,
     wrapper: &PolicyWrapper,
     m: ClassifierMetrics,
@@ -53,7 +54,7 @@ fn eval_row(
     };
     CifarEvalRow {
         job: cell.job_name.clone(),
-        dataset: "cifar10".into(),
+        dataset: dataset.to_owned(),
         data: cell.data.clone(),
         network: architecture().name().into(),
         variant: cell.label.clone(),
@@ -198,7 +199,8 @@ pub fn run_cell(
             p_label: r.p_label,
         })
         .collect();
-    let mut row = eval_row(cell, &name, &wrapper, prediction_metrics(&preds));
+    let dataset = crate::data::cifar::dataset_name(&data_dir);
+    let mut row = eval_row(cell, dataset, &name, &wrapper, prediction_metrics(&preds));
     let optimistic = recorded.iter().filter(|r| r.any_pass_correct).count();
     row.optimistic_accuracy = optimistic as f64 / recorded.len().max(1) as f64;
     let bins = reliability_rows(&row, reliability_bins(&preds));

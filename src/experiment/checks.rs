@@ -225,7 +225,7 @@ pub fn run_checks(measures: &[Measure]) -> Vec<CheckRow> {
             .iter()
             .map(|m| m.treatment.attack_label())
             .collect();
-        labels.dedup();
+        // Distinct labels in first-seen order.
         let mut seen = std::collections::BTreeSet::new();
         labels.retain(|l| seen.insert(l.clone()));
         // Monotone per attack, from the clean row.

@@ -204,9 +204,9 @@ fn mark_worst_attacks(rows: &mut [RelativeRow]) {
 fn worst_case_rows(
     run_dir: &Path,
     manifest: &Manifest,
+    plan: &[crate::manifest::PlanCell],
     done: &[bool],
 ) -> Result<Vec<WorstCaseRow>> {
-    let plan = manifest.plan();
     // Group key -> the group's cells (plan order).
     let mut order: Vec<String> = Vec::new();
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
@@ -418,7 +418,7 @@ pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result
         merge(run_dir, &ids, name)?;
     }
     out.cifar = read_rows(&run_dir.join(files::CIFAR_EVAL))?;
-    out.worst_case = worst_case_rows(run_dir, manifest, &done)?;
+    out.worst_case = worst_case_rows(run_dir, manifest, &plan, &done)?;
     let path = run_dir.join(files::WORST_CASE);
     if !out.worst_case.is_empty() {
         write_table(&path, &out.worst_case)?;

@@ -3,7 +3,7 @@
 //! Map of the crate:
 //! - [`env`]: the `Environment` trait; Atari through ALE with all preprocessing in Rust
 //!   (presets `dopamine-v5`, `nature`), classic control through gym-rs.
-//! - [`data`]: CIFAR-10 (binary version) loader, a synthetic set in its format, and the
+//! - [`data`]: CIFAR-10 loader (binary and Python versions, folders and archives), a synthetic set in its format, and the
 //!   background batch pipeline (shuffle, crop, flip).
 //! - [`defense`]: dense, SAP (exact and independent sampling), dropout, Gaussian noise; a
 //!   host sampler and a tensor-op sampler for activations on an accelerator.

@@ -1,9 +1,15 @@
-//! The CIFAR-10 binary loader on files the tests write, and the synthetic set.
+//! The CIFAR-10 loader on files the tests write, in every published form, and the synthetic
+//! set.
 
-use std::path::Path;
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
 use sap_harness::data::cifar::{
-    load, synthesize, Split, IMAGE_BYTES, RECORDS_PER_FILE, RECORD_BYTES, TEST_FILE, TRAIN_FILES,
+    check, detect, load, synthesize, Container, Format, Split, IMAGE_BYTES, RECORDS_PER_FILE,
+    RECORD_BYTES, TEST_FILE, TRAIN_FILES,
 };
 
 /// A file of the binary format whose record `i` (from `first`) has label `(i * 7) % 10`, a
@@ -57,7 +63,7 @@ fn a_missing_short_or_corrupt_file_is_named_with_what_was_expected() {
     let err = load(&d.join("nowhere"), Split::Train)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("nowhere is not a CIFAR-10 folder"), "{err}");
+    assert!(err.contains("nowhere does not exist"), "{err}");
     assert!(
         err.contains("https://www.cs.toronto.edu/~kriz/cifar.html"),
         "{err}"
@@ -66,6 +72,10 @@ fn a_missing_short_or_corrupt_file_is_named_with_what_was_expected() {
     write_marked(&d.join("data_batch_1.bin"), 0);
     let err = load(d, Split::Train).unwrap_err().to_string();
     assert!(err.contains("data_batch_2.bin is missing"), "{err}");
+    assert!(
+        err.contains("holds the binary version but not all six"),
+        "{err}"
+    );
     assert!(err.contains("sap synth-cifar"), "{err}");
 
     // Short: a test file cut by 100 bytes.
@@ -90,6 +100,156 @@ fn a_missing_short_or_corrupt_file_is_named_with_what_was_expected() {
         err.contains("test_batch.bin: record 5 has label 200"),
         "{err}"
     );
+}
+
+/// The marked set in the binary version (`bin/`) and its other forms written from it by
+/// `tests/data/cifar_forms.py` with the project venv's Python and numpy, once per test run.
+fn forms() -> &'static Path {
+    static FORMS: OnceLock<tempfile::TempDir> = OnceLock::new();
+    FORMS
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let bin = dir.path().join("bin");
+            std::fs::create_dir(&bin).unwrap();
+            marked_set(&bin);
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cifar_forms.py");
+            for args in [
+                vec!["forms".into(), bin.clone(), dir.path().into()],
+                vec!["bad".into(), dir.path().join("bad")],
+            ] {
+                let status = Command::new(common::venv_python())
+                    .arg(&script)
+                    .args(&args)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "cifar_forms.py {args:?} failed");
+            }
+            dir
+        })
+        .path()
+}
+
+#[test]
+fn every_published_form_gives_the_same_images_and_labels_as_the_binary_folder() {
+    let root = forms();
+    let bin = root.join("bin");
+    let (train, test) = (
+        load(&bin, Split::Train).unwrap(),
+        load(&bin, Split::Test).unwrap(),
+    );
+    // A folder holding only an archive, as torchvision's root does before it unpacks.
+    let only_archive = root.join("only-archive");
+    std::fs::create_dir_all(&only_archive).unwrap();
+    let archive = only_archive.join("cifar-10-binary.tar.gz");
+    if !archive.exists() {
+        std::fs::hard_link(root.join("cifar-10-binary.tar.gz"), &archive).unwrap();
+    }
+    let folder = |p: PathBuf| Container::Folder(p);
+    let cases: [(PathBuf, Format, Container); 6] = [
+        (
+            root.join("cifar-10-batches-py"),
+            Format::Python,
+            folder(root.join("cifar-10-batches-py")),
+        ),
+        (root.join("py3"), Format::Python, folder(root.join("py3"))),
+        (
+            root.join("cifar-10-binary.tar.gz"),
+            Format::Binary,
+            Container::Archive(root.join("cifar-10-binary.tar.gz")),
+        ),
+        (
+            root.join("cifar-10-python.tar.gz"),
+            Format::Python,
+            Container::Archive(root.join("cifar-10-python.tar.gz")),
+        ),
+        // The folder the Python archive unpacks in: its cifar-10-batches-py is found.
+        (
+            root.to_path_buf(),
+            Format::Python,
+            folder(root.join("cifar-10-batches-py")),
+        ),
+        (
+            only_archive.clone(),
+            Format::Binary,
+            Container::Archive(archive.clone()),
+        ),
+    ];
+    for (path, format, container) in cases {
+        let source = detect(&path).unwrap();
+        assert_eq!(source.format, format, "{}", path.display());
+        assert_eq!(source.container, container, "{}", path.display());
+        assert_eq!(check(&path).unwrap(), source, "{}", path.display());
+        let t = load(&path, Split::Test).unwrap();
+        assert!(t == test, "{}: the test split differs", path.display());
+        let t = load(&path, Split::Train).unwrap();
+        assert!(t == train, "{}: the training split differs", path.display());
+    }
+}
+
+#[test]
+fn a_bad_pickle_an_incomplete_archive_and_a_truncated_one_are_each_named_with_the_member() {
+    let root = forms();
+    let err = |path: &Path, split| load(path, split).unwrap_err().to_string();
+    let bad = root.join("bad");
+
+    let e = err(&bad.join("shape"), Split::Test);
+    assert!(
+        e.contains(
+            "shape/test_batch: 'data' has shape (10000, 32, 32, 3); expected a pickled dict"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("(10000, 3072)"), "{e}");
+    let e = err(&bad.join("dtype"), Split::Test);
+    assert!(
+        e.contains("dtype/test_batch: 'data' of shape (10000, 3072) holds 122880000 bytes (4 bytes per element, byte order '<'), so its dtype is not uint8"),
+        "{e}"
+    );
+    let e = err(&bad.join("list"), Split::Test);
+    assert!(
+        e.contains("list/test_batch: the pickle holds a list, not a dict"),
+        "{e}"
+    );
+    // The training files of that folder are missing, and the error says which version the
+    // folder seems to hold.
+    let e = err(&bad.join("list"), Split::Train);
+    assert!(e.contains("data_batch_1 is missing"), "{e}");
+    assert!(e.contains("holds the Python version"), "{e}");
+
+    // An archive without its test batch: loading the test split and checking both name it.
+    let incomplete = root.join("no-test.tar.gz");
+    for e in [
+        err(&incomplete, Split::Test),
+        check(&incomplete).unwrap_err().to_string(),
+    ] {
+        assert!(e.contains("no-test.tar.gz has no member test_batch"), "{e}");
+        assert!(e.contains("data_batch_1"), "{e}");
+    }
+    // The training split is whole, so it loads.
+    assert_eq!(load(&incomplete, Split::Train).unwrap().len(), 50_000);
+
+    // An archive cut in half: the error names the member being read when it ended.
+    let whole = std::fs::read(root.join("cifar-10-python.tar.gz")).unwrap();
+    let cut = root.join("cut").join("cifar-10-python.tar.gz");
+    std::fs::create_dir_all(cut.parent().unwrap()).unwrap();
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    for e in [err(&cut, Split::Test), check(&cut).unwrap_err().to_string()] {
+        assert!(e.contains("reading member cifar-10-batches-py/"), "{e}");
+        assert!(e.contains("the archive is truncated or corrupt"), "{e}");
+    }
+
+    // Neither version nor an archive.
+    let other = root.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "x").unwrap();
+    let e = err(&other, Split::Test);
+    assert!(
+        e.contains("is not CIFAR-10 in a form that can be read: a folder holding notes.txt"),
+        "{e}"
+    );
+    assert!(e.contains("cifar-10-python.tar.gz"), "{e}");
+    let e = err(&other.join("notes.txt"), Split::Test);
+    assert!(e.contains("a file that is not gzip-compressed"), "{e}");
 }
 
 #[test]

@@ -90,7 +90,7 @@ fn a_cifar_manifest_expands_into_training_then_one_clean_and_the_attacked_cells_
 }
 
 #[test]
-fn a_data_path_that_is_not_a_cifar_folder_is_one_error_naming_the_key_and_the_files() {
+fn a_data_path_that_holds_no_cifar_form_is_one_error_naming_the_key_and_the_forms() {
     let tmp = tempfile::tempdir().unwrap();
     let e = parse(
         tmp.path(),
@@ -98,7 +98,8 @@ fn a_data_path_that_is_not_a_cifar_folder_is_one_error_naming_the_key_and_the_fi
     )
     .unwrap_err();
     assert!(e.contains("cifar_train[0].data"), "{e}");
-    assert!(e.contains("is not a CIFAR-10 folder"), "{e}");
+    assert!(e.contains("nowhere does not exist"), "{e}");
+    assert!(e.contains("cifar-10-python.tar.gz"), "{e}");
     assert!(
         e.contains("data_batch_1.bin") && e.contains("cs.toronto.edu"),
         "{e}"
@@ -107,7 +108,10 @@ fn a_data_path_that_is_not_a_cifar_folder_is_one_error_naming_the_key_and_the_fi
     std::fs::create_dir_all(tmp.path().join("data")).unwrap();
     std::fs::write(tmp.path().join("data/train.csv"), "a,b\n").unwrap();
     let e = parse(tmp.path(), GRID).unwrap_err();
-    assert!(e.contains("data_batch_1.bin is missing"), "{e}");
+    assert!(
+        e.contains("is not CIFAR-10 in a form that can be read: a folder holding train.csv"),
+        "{e}"
+    );
     // A short file.
     fake_cifar(&tmp.path().join("data"));
     let short = std::fs::File::options()

@@ -6,10 +6,13 @@
 //! A second test saves a checkpoint from Rust and has PyTorch load it with
 //! `load_state_dict(strict=True)`.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::venv_python;
 use sap_harness::defense::DefensePoints;
 use sap_harness::nn::{checkpoint, Architecture, Model};
 use sap_harness::tch::{self, Device, Kind, Reduction, Tensor};
@@ -137,16 +140,6 @@ fn nature_cnn_q_values_and_input_gradients_match_pytorch() {
         &[1, 4, 84, 84],
         &[4],
     );
-}
-
-fn venv_python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup.sh (make test does) to create the project venv",
-        python.display()
-    );
-    python
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! ```toml
 //! [[cifar_train]]
 //! name = "resnet20"
-//! data = "data/cifar-10-batches-bin"   # the binary version's folder, relative to this file
+//! data = "data/cifar-10-batches-py"    # CIFAR-10 in any published form (folder or .tar.gz), relative to this file
 //! variants = ["dense", "adv"]          # adv: a fraction of each batch replaced by FGSM examples
 //! iterations = 64_000                  # He et al. 2016: lr / 10 at 32k and 48k
 //!
@@ -64,7 +64,7 @@ impl std::fmt::Display for Variant {
 pub struct CifarTrainJob {
     /// The name `[[cifar_eval]]` jobs refer to; `cifar_train<i>` by default.
     pub name: String,
-    /// The CIFAR-10 binary folder, relative to the manifest's folder.
+    /// CIFAR-10 in any published form (see [`crate::data::cifar::detect`]), relative to the manifest's folder.
     pub data: String,
     /// Variants trained; each variant x seed is one cell.
     pub variants: Vec<Variant>,
@@ -138,7 +138,7 @@ const TRAIN_IMAGES: u32 = (crate::data::cifar::RECORDS_PER_FILE * 5) as u32;
 pub(super) const TEST_IMAGES: u32 = crate::data::cifar::RECORDS_PER_FILE as u32;
 
 impl Resolver<'_> {
-    /// A data folder: checked to hold the CIFAR-10 binary files (when files are checked).
+    /// A data path: checked to hold CIFAR-10 in one of its forms (when files are checked).
     pub(super) fn cifar_data(
         &self,
         data: &Spanned<String>,

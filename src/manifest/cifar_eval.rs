@@ -24,7 +24,7 @@ pub struct CifarEvalJob {
     /// the manifest's folder.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub checkpoints: BTreeMap<String, String>,
-    /// The CIFAR-10 binary folder whose test split is used.
+    /// CIFAR-10 in any published form (folder or archive) whose test split is used.
     pub data: String,
     /// The trained variants evaluated (`train` only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -143,7 +143,7 @@ impl Resolver<'_> {
             return Err(self.error(v.span(), key("variants"), msg.into()));
         }
         let Some(data) = &job.data else {
-            let msg = "with `checkpoints`, give `data`: the CIFAR-10 binary folder";
+            let msg = "with `checkpoints`, give `data`: CIFAR-10 as a folder or archive";
             return Err(self.error(files.span(), key("data"), msg.into()));
         };
         let data = self.cifar_data(data, key("data"))?;

@@ -146,7 +146,7 @@ pub struct CifarEvalCell {
     /// The `[[cifar_train]]` job that trained it, with its adversarial settings
     /// (`Some((fraction, lambda))` for the adv variant).
     pub trained_by: Option<(String, Option<(f64, f64)>)>,
-    /// The CIFAR-10 binary folder, relative to the manifest's folder.
+    /// CIFAR-10 in any published form (folder or archive), relative to the manifest's folder.
     pub data: String,
     /// Test examples.
     pub examples: u32,

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests that drive the real `sap` binary.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use sap_harness::nn::{checkpoint, Architecture, MlpConfig, Model};
@@ -138,4 +138,15 @@ pub fn copy_models(root: &Path) {
         )
         .unwrap();
     }
+}
+
+/// The project venv's Python (with torch and numpy), which `scripts/setup.sh` creates.
+pub fn venv_python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh (make test does) to create the project venv",
+        python.display()
+    );
+    python
 }

@@ -22,12 +22,17 @@ pub struct CollectArgs {
     pub allow_mixed: bool,
 }
 
-/// Plot a run's tables (PNG and SVG) and summarise them in markdown, under
-/// RUN_DIR/report/.
+/// Plot a run's tables (PNG and SVG) and summarise them in markdown and one HTML page
+/// (RUN_DIR/report/index.html). A run still going is reported from its complete cells and
+/// the rows of running ones, marked partial.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The run directory.
     pub run_dir: PathBuf,
+    /// Redraw every SECONDS until every cell is complete and collected (the page reloads
+    /// itself as often).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub watch: Option<u64>,
 }
 
 /// Write a synthetic CIFAR-10 in the binary version's exact format (6 files of 10,000
@@ -61,12 +66,51 @@ pub(super) fn collect(args: CollectArgs) -> Result<ExitCode> {
 
 /// `sap report`: plots and markdown under RUN_DIR/report/.
 pub(super) fn report(args: ReportArgs) -> Result<ExitCode> {
-    let ReportArgs { run_dir } = args;
-    let r = crate::report::write_report(&run_dir)?;
-    for f in &r.files {
-        crate::outln!("{}", f.display());
+    let ReportArgs { run_dir, watch } = args;
+    let options = crate::report::ReportOptions { refresh: watch };
+    let Some(seconds) = watch else {
+        let r = crate::report::write_report_with(&run_dir, options)?;
+        for f in &r.files {
+            crate::outln!("{}", f.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Since when every cell has been complete but the run not collected.
+    let mut uncollected: Option<std::time::Instant> = None;
+    loop {
+        let r = crate::report::write_report_with(&run_dir, options)?;
+        let page = r.dir.join("index.html");
+        if r.finished {
+            crate::outln!(
+                "{}: finished, all {} cells complete and collected",
+                page.display(),
+                r.cells
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        crate::outln!(
+            "{}: {} of {} cells complete; next redraw in {seconds} s",
+            page.display(),
+            r.complete,
+            r.cells
+        );
+        uncollected = match uncollected {
+            Some(t) if r.complete == r.cells => Some(t),
+            None if r.complete == r.cells => Some(std::time::Instant::now()),
+            _ => None,
+        };
+        // `sap run` collects as soon as its last cell completes; a run left uncollected
+        // for a minute (another scheduler, or a killed `sap run`) is not waited for.
+        if uncollected.is_some_and(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+            crate::outln!(
+                "every cell is complete but the run has not been collected: `sap collect {}` \
+                 writes its tables, then `sap report` draws them",
+                run_dir.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(seconds));
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `sap synth-cifar`: a synthetic CIFAR-10 in the binary format.

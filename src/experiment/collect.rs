@@ -59,12 +59,95 @@ pub struct Collected {
     pub checks: Vec<super::checks::CheckRow>,
     /// The last epoch row of each CIFAR-10 training cell, with whether the cell is complete.
     pub cifar_training: Vec<(String, bool, Option<CifarTrainRow>)>,
+    /// In a partial collection, which cells and rows are partial.
+    pub partial: PartialRows,
 }
 
-/// Concatenates `cells/<id>/<name>` over `ids` into `<run_dir>/<name>`, atomically: the
-/// header once, then every complete line of each cell in order. Returns whether any cell
-/// had the file.
-fn merge(run_dir: &Path, ids: &[String], name: &str) -> Result<bool> {
+/// What a partial collection ([`collect_partial`]) holds of cells that have not completed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PartialRows {
+    /// Each started cell without a completion mark, with the complete rows of each row file
+    /// it has written so far.
+    pub cells: Vec<(String, Vec<(&'static str, usize)>)>,
+    /// Cells not started.
+    pub not_started: usize,
+    /// Keys ([`relative_key`]) of relative-reward rows that hold episodes of those cells.
+    pub relative: BTreeSet<String>,
+    /// Keys ([`train_key`]) of the training runs among them.
+    pub training: BTreeSet<String>,
+    /// Keys ([`cifar_train_key`]) of the CIFAR-10 training runs among them.
+    pub cifar_training: BTreeSet<String>,
+}
+
+/// What identifies a training run's rows (`train.csv`): game, preset and seed.
+pub fn train_key(game: &str, preset: &str, seed: u64) -> String {
+    format!("{game}|{preset}|{seed}")
+}
+
+/// What identifies a CIFAR-10 training run's rows (`cifar_train.csv`): job, variant, seed.
+pub fn cifar_train_key(r: &CifarTrainRow) -> String {
+    format!("{}|{:?}|{}", r.job, r.variant, r.seed)
+}
+
+/// The row files a cell may write, in the order progress lists them.
+const ROW_FILES: [&str; 7] = [
+    files::TRAIN,
+    files::TRAIN_EVAL,
+    files::CIFAR_TRAIN,
+    files::EPISODES,
+    files::RL_EVAL,
+    files::CIFAR_EVAL_PREDICTIONS,
+    files::CLASSIFIER_EVAL,
+];
+
+/// Complete data lines of a CSV file (its header and a torn last line not counted).
+fn data_lines(path: &Path) -> Result<Option<usize>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t.matches('\n').count().saturating_sub(1))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The started cells of `plan` without a completion mark, and the keys of their rows.
+fn partial_rows(
+    run_dir: &Path,
+    plan: &[crate::manifest::PlanCell],
+    done: &[bool],
+) -> Result<PartialRows> {
+    let mut out = PartialRows::default();
+    for (cell, &complete) in plan.iter().zip(done) {
+        let dir = cell_dir(run_dir, &cell.id());
+        if complete {
+            continue;
+        }
+        if !dir.is_dir() {
+            out.not_started += 1;
+            continue;
+        }
+        let mut counts = Vec::new();
+        for name in ROW_FILES {
+            if let Some(n) = data_lines(&dir.join(name))? {
+                counts.push((name, n));
+            }
+        }
+        out.cells.push((cell.id(), counts));
+        let agent: Vec<AgentRow> = read_rows(&dir.join(files::RL_EVAL))?;
+        out.relative.extend(agent.iter().map(group_key));
+        let games: Vec<TrainRow> = read_rows(&dir.join(files::TRAIN))?;
+        out.training
+            .extend(games.iter().map(|g| train_key(&g.game, &g.preset, g.seed)));
+        let epochs: Vec<CifarTrainRow> = read_rows(&dir.join(files::CIFAR_TRAIN))?;
+        out.cifar_training
+            .extend(epochs.iter().map(cifar_train_key));
+    }
+    Ok(out)
+}
+
+/// Concatenates `cells/<id>/<name>` over `ids` into `<out>/<name>`, atomically: the header
+/// once, then every complete line of each cell in order (a line still being written is left
+/// out). Returns whether any cell had the file.
+fn merge(run_dir: &Path, out: &Path, ids: &[String], name: &str) -> Result<bool> {
     let mut header: Option<String> = None;
     let mut body = String::new();
     for id in ids {
@@ -89,7 +172,7 @@ fn merge(run_dir: &Path, ids: &[String], name: &str) -> Result<bool> {
     }
     match header {
         Some(h) => {
-            write_atomic(&run_dir.join(name), (h + &body).as_bytes())?;
+            write_atomic(&out.join(name), (h + &body).as_bytes())?;
             Ok(true)
         }
         None => Ok(false),
@@ -99,10 +182,18 @@ fn merge(run_dir: &Path, ids: &[String], name: &str) -> Result<bool> {
 /// The grouping key of a relative-reward row: every column of an agent row that is not
 /// per network, seed or episode.
 fn group_key(r: &AgentRow) -> String {
-    format!(
-        "{}|{}|{}|{:?}|{}",
-        r.job, r.game, r.preset, r.treatment, r.epsilon
-    )
+    relative_key(&r.job, &r.game, &r.preset, &r.treatment, r.epsilon)
+}
+
+/// What identifies a relative-reward row: its job, game, preset, treatment and epsilon.
+pub fn relative_key(
+    job: &str,
+    game: &str,
+    preset: &str,
+    treatment: &Treatment,
+    epsilon: f64,
+) -> String {
+    format!("{job}|{game}|{preset}|{treatment:?}|{epsilon}")
 }
 
 /// Relative rewards of agent rows: groups in first-seen order, each against the dense clean
@@ -391,22 +482,80 @@ fn check_outputs(run_dir: &Path, ids: &[String]) -> Result<()> {
 
 /// Merges the complete cells' files into the run's tables and writes the summaries. Cells
 /// computed under different settings that rows depend on are refused unless `allow_mixed`.
+/// Leaves `collected.toml`, which says how many cells the tables hold.
 pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result<Collected> {
+    let out = collect_into(run_dir, run_dir, manifest, allow_mixed, false)?;
+    let mark = Collection {
+        cells: out.cells,
+        complete: out.complete,
+    };
+    let text = toml::to_string(&mark).context("writing the collection mark")?;
+    write_atomic(&run_dir.join(files::COLLECTED), text.as_bytes())?;
+    Ok(out)
+}
+
+/// What `collected.toml` records of the last `sap collect`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Collection {
+    /// Cells in the plan.
+    pub cells: usize,
+    /// Complete cells whose rows the run's tables hold.
+    pub complete: usize,
+}
+
+/// The last collection of `run_dir`, if `sap collect` has run there.
+pub fn last_collection(run_dir: &Path) -> Option<Collection> {
+    let text = std::fs::read_to_string(run_dir.join(files::COLLECTED)).ok()?;
+    toml::from_str(&text).ok()
+}
+
+/// The tables of a run that is still going, written into `out` (never into the run's own
+/// tables): the rows of complete cells and those recorded so far by cells that have started
+/// but not completed, with which rows are partial. Summaries of partial groups are over the
+/// episodes so far; the worst case and the provenance check use complete cells only.
+pub fn collect_partial(run_dir: &Path, manifest: &Manifest, out: &Path) -> Result<Collected> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    collect_into(run_dir, out, manifest, false, true)
+}
+
+/// Collects `run_dir`'s cells into tables under `target`: complete cells, and with
+/// `partial` also the rows of started ones.
+fn collect_into(
+    run_dir: &Path,
+    target: &Path,
+    manifest: &Manifest,
+    allow_mixed: bool,
+    partial: bool,
+) -> Result<Collected> {
     let plan = manifest.plan();
     let done: Vec<bool> = plan.iter().map(|c| is_done(run_dir, &c.id())).collect();
-    let ids: Vec<String> = plan
+    let complete_ids: Vec<String> = plan
         .iter()
         .zip(&done)
         .filter(|(_, d)| **d)
         .map(|(c, _)| c.id())
         .collect();
-    check_outputs(run_dir, &ids)?;
-    check_provenance(run_dir, &ids, allow_mixed)?;
+    check_outputs(run_dir, &complete_ids)?;
+    check_provenance(run_dir, &complete_ids, allow_mixed)?;
+    let started: Vec<bool> = plan
+        .iter()
+        .zip(&done)
+        .map(|(c, &d)| d || (partial && cell_dir(run_dir, &c.id()).is_dir()))
+        .collect();
+    let ids: Vec<String> = plan
+        .iter()
+        .zip(&started)
+        .filter(|(_, s)| **s)
+        .map(|(c, _)| c.id())
+        .collect();
     let mut out = Collected {
         cells: plan.len(),
-        complete: ids.len(),
+        complete: complete_ids.len(),
         ..Collected::default()
     };
+    if partial {
+        out.partial = partial_rows(run_dir, &plan, &done)?;
+    }
     for name in [
         files::TRAIN,
         files::TRAIN_EVAL,
@@ -415,23 +564,23 @@ pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result
         files::CIFAR_EVAL,
         files::RELIABILITY,
     ] {
-        merge(run_dir, &ids, name)?;
+        merge(run_dir, target, &ids, name)?;
     }
-    out.cifar = read_rows(&run_dir.join(files::CIFAR_EVAL))?;
+    out.cifar = read_rows(&target.join(files::CIFAR_EVAL))?;
     out.worst_case = worst_case_rows(run_dir, manifest, &plan, &done)?;
-    let path = run_dir.join(files::WORST_CASE);
+    let path = target.join(files::WORST_CASE);
     if !out.worst_case.is_empty() {
         write_table(&path, &out.worst_case)?;
     } else if path.exists() {
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
-    if merge(run_dir, &ids, files::EPISODES)? {
-        let rows: Vec<EpisodeRow> = read_rows(&run_dir.join(files::EPISODES))?;
+    if merge(run_dir, target, &ids, files::EPISODES)? {
+        let rows: Vec<EpisodeRow> = read_rows(&target.join(files::EPISODES))?;
         out.summary = summarize_episodes(&rows);
-        write_table(&run_dir.join(files::SUMMARY), &out.summary)?;
+        write_table(&target.join(files::SUMMARY), &out.summary)?;
     }
-    if merge(run_dir, &ids, files::RL_EVAL)? {
-        let rows: Vec<AgentRow> = read_rows(&run_dir.join(files::RL_EVAL))?;
+    if merge(run_dir, target, &ids, files::RL_EVAL)? {
+        let rows: Vec<AgentRow> = read_rows(&target.join(files::RL_EVAL))?;
         // The random-policy returns behind each (job, game): its baseline cells.
         let mut random: HashMap<(String, String), Vec<f64>> = HashMap::new();
         let mut seen = BTreeSet::new();
@@ -439,7 +588,7 @@ pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result
             let CellKind::Agent(a) = &cell.kind else {
                 continue;
             };
-            if !seen.insert((a.job, a.game.name(), a.baseline)) || !done[a.baseline] {
+            if !seen.insert((a.job, a.game.name(), a.baseline)) || !started[a.baseline] {
                 continue;
             }
             let path = cell_dir(run_dir, &plan[a.baseline].id()).join(files::EPISODES);
@@ -450,16 +599,16 @@ pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result
                 .extend(episodes.iter().map(|e| e.episode_return));
         }
         out.relative = relative_rows(&rows, &random);
-        write_table(&run_dir.join(files::RELATIVE_REWARD), &out.relative)?;
+        write_table(&target.join(files::RELATIVE_REWARD), &out.relative)?;
     }
-    out.classifier = read_rows(&run_dir.join(files::CLASSIFIER_EVAL))?;
+    out.classifier = read_rows(&target.join(files::CLASSIFIER_EVAL))?;
     {
         use super::checks;
         let mut measures = checks::classifier_measures(&out.classifier);
         measures.extend(checks::cifar_measures(&out.cifar));
         measures.extend(checks::agent_measures(&out.relative));
         out.checks = checks::run_checks(&measures);
-        let path = run_dir.join(files::CHECKS);
+        let path = target.join(files::CHECKS);
         if !out.checks.is_empty() {
             write_table(&path, &out.checks)?;
         } else if path.exists() {

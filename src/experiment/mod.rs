@@ -23,7 +23,10 @@ use crate::record::{read_rows, write_atomic, CsvAppender};
 use crate::stats::summarize;
 use crate::table::{AgentRow, ClassifierRow, EpisodeRow, SummaryRow};
 
-pub use collect::{collect, Collected, TrainSummary};
+pub use collect::{
+    cifar_train_key, collect, collect_partial, last_collection, relative_key, train_key, Collected,
+    Collection, PartialRows, TrainSummary,
+};
 
 /// File names inside a run directory.
 pub mod files {
@@ -67,6 +70,8 @@ pub mod files {
     pub const WORST_CASE: &str = "worst_case.csv";
     /// The gradient-masking checks of every evaluation, passed or failed.
     pub const CHECKS: &str = "checks.csv";
+    /// What the last `sap collect` collected (cells in the plan, complete cells).
+    pub const COLLECTED: &str = "collected.toml";
 }
 
 /// What a summary row groups by: (job, family, game, preset, policy).

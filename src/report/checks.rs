@@ -12,8 +12,8 @@ use crate::record::read_rows;
 use crate::table::WorstCaseRow;
 
 /// Appends the worst-case table, if the run has one.
-pub(super) fn worst_case_section(run_dir: &Path, md: &mut String) -> Result<()> {
-    let rows: Vec<WorstCaseRow> = read_rows(&run_dir.join(files::WORST_CASE))?;
+pub(super) fn worst_case_section(tables: &Path, md: &mut String) -> Result<()> {
+    let rows: Vec<WorstCaseRow> = read_rows(&tables.join(files::WORST_CASE))?;
     if rows.is_empty() {
         return Ok(());
     }
@@ -44,8 +44,8 @@ pub(super) fn worst_case_section(run_dir: &Path, md: &mut String) -> Result<()> 
 
 /// Appends the gradient-masking checks, if the run has any: the count, then every failed
 /// check with its numbers.
-pub(super) fn checks_section(run_dir: &Path, md: &mut String) -> Result<()> {
-    let rows: Vec<CheckRow> = read_rows(&run_dir.join(files::CHECKS))?;
+pub(super) fn checks_section(tables: &Path, md: &mut String) -> Result<()> {
+    let rows: Vec<CheckRow> = read_rows(&tables.join(files::CHECKS))?;
     if rows.is_empty() {
         return Ok(());
     }
@@ -100,14 +100,14 @@ type Lines = Vec<(String, Vec<Point>)>;
 /// job, so that the paper's attacks and the adaptive suite are read side by side. Lambda 0
 /// of every line is its job's clean row.
 pub(super) fn attacks_section(
-    run_dir: &Path,
+    tables: &Path,
     out: &mut super::Report,
     md: &mut String,
 ) -> Result<()> {
     use crate::table::{AttackName, CifarEvalRow};
     use std::collections::BTreeMap;
-    let rows: Vec<CifarEvalRow> = read_rows(&run_dir.join(files::CIFAR_EVAL))?;
-    let worst: Vec<WorstCaseRow> = read_rows(&run_dir.join(files::WORST_CASE))?;
+    let rows: Vec<CifarEvalRow> = read_rows(&tables.join(files::CIFAR_EVAL))?;
+    let worst: Vec<WorstCaseRow> = read_rows(&tables.join(files::WORST_CASE))?;
     if super::distinct_attacks(rows.iter().map(|r| &r.treatment)) < 2 {
         return Ok(());
     }

@@ -21,7 +21,7 @@ use plotters::prelude::*;
 
 use super::{both, draw_lines, legend_and_present, slug, trim, Report, Series, PALETTE};
 use crate::defense::Defense;
-use crate::experiment::files;
+use crate::experiment::{cifar_train_key, files, PartialRows};
 use crate::manifest::Variant;
 use crate::record::read_rows;
 use crate::table::{AttackName, Treatment};
@@ -293,9 +293,17 @@ fn synthetic_training_data(run_dir: &Path) -> Result<BTreeMap<String, bool>> {
     Ok(out)
 }
 
-/// Learning curves and the last epoch of each CIFAR-10 training cell.
-fn training_section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut String) -> Result<()> {
-    let rows: Vec<CifarTrainRow> = read_rows(&run_dir.join(files::CIFAR_TRAIN))?;
+/// Learning curves and the last epoch of each CIFAR-10 training cell, from the tables in
+/// `tables`; runs still training are marked partial.
+fn training_section(
+    run_dir: &Path,
+    tables: &Path,
+    partial: &PartialRows,
+    out: &mut Report,
+    md: &mut String,
+) -> Result<()> {
+    let dir = out.dir.clone();
+    let rows: Vec<CifarTrainRow> = read_rows(&tables.join(files::CIFAR_TRAIN))?;
     if rows.is_empty() {
         return Ok(());
     }
@@ -326,6 +334,7 @@ fn training_section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Strin
             (1.0, "SGD iterations (one row per epoch)")
         };
         let mut curves: Vec<TrainCurve> = Vec::new();
+        let mut still = false;
         let mut runs: Vec<(Variant, u64)> = Vec::new();
         for r in rows.iter().filter(|r| r.job == job) {
             if !runs.contains(&(r.variant, r.seed)) {
@@ -350,15 +359,23 @@ fn training_section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Strin
                 mine.iter().map(|r| (x(r), r.train_accuracy)).collect(),
             ));
             if let Some(last) = mine.last() {
+                let running = partial.cifar_training.contains(&cifar_train_key(last));
+                still |= running;
                 let _ = writeln!(
                     md,
-                    "| {job} | {variant} | {seed} | {} | {} | {:.4} | {:.4} | {:.4} |",
-                    last.epoch, last.iteration, last.loss, last.train_accuracy, last.test_accuracy
+                    "| {job} | {variant} | {seed}{} | {} | {} | {:.4} | {:.4} | {:.4} |",
+                    if running { " *(partial)*" } else { "" },
+                    last.epoch,
+                    last.iteration,
+                    last.loss,
+                    last.train_accuracy,
+                    last.test_accuracy
                 );
             }
         }
         let data = data_title(synthetic.get(job).copied().unwrap_or(false));
-        let title = format!("{data} ResNet-20 training, job {job}");
+        let suffix = if still { " (partial)" } else { "" };
+        let title = format!("{data} ResNet-20 training, job {job}{suffix}");
         let base = format!("cifar-training-{}", slug(job));
         both(
             &dir.join(&base),
@@ -371,11 +388,20 @@ fn training_section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut Strin
     Ok(())
 }
 
-/// Adds the CIFAR-10 plots and tables of `run_dir` to the report.
-pub(super) fn section(run_dir: &Path, dir: &Path, out: &mut Report, md: &mut String) -> Result<()> {
-    training_section(run_dir, dir, out, md)?;
-    let rows: Vec<CifarEvalRow> = read_rows(&run_dir.join(files::CIFAR_EVAL))?;
-    let bins: Vec<ReliabilityRow> = read_rows(&run_dir.join(files::RELIABILITY))?;
+/// Adds the CIFAR-10 plots and tables of `run_dir` to the report, from the tables in
+/// `tables`.
+pub(super) fn section(
+    run_dir: &Path,
+    tables: &Path,
+    partial: &PartialRows,
+    out: &mut Report,
+    md: &mut String,
+) -> Result<()> {
+    training_section(run_dir, tables, partial, out, md)?;
+    let dir = out.dir.clone();
+    let dir = dir.as_path();
+    let rows: Vec<CifarEvalRow> = read_rows(&tables.join(files::CIFAR_EVAL))?;
+    let bins: Vec<ReliabilityRow> = read_rows(&tables.join(files::RELIABILITY))?;
     if rows.is_empty() {
         return Ok(());
     }

@@ -9,12 +9,17 @@
 //!   per seed (a moving mean over 10 games), with the evaluation means as points.
 //! - CIFAR-10 accuracy, ECE and reliability diagrams ([`cifar`]).
 //! - `report.md`: the tables behind the plots, and links to them.
+//! - `index.html`: one page with every plot, the tables of `report.md` and the run's CSV
+//!   tables, plain HTML that opens from the folder (or a copy of it) without a server.
+//!
+//! A run that is still going is reported too: see [`write_report_with`].
 //!
 //! PNG text needs a TrueType font: DejaVu Sans (Debian's `fonts-dejavu-core`, which
 //! `scripts/setup.sh` installs) or the file `SAP_FONT` names. SVG text needs none.
 
 mod checks;
 mod cifar;
+mod html;
 mod rl;
 mod videos;
 
@@ -48,8 +53,14 @@ const PALETTE: [RGBColor; 8] = [
 pub struct Report {
     /// The folder.
     pub dir: PathBuf,
-    /// Every file written (plots and the markdown).
+    /// Every file written (plots, the markdown and the HTML page).
     pub files: Vec<PathBuf>,
+    /// Cells in the run's plan.
+    pub cells: usize,
+    /// Complete cells.
+    pub complete: usize,
+    /// Whether the report shows the run's own tables: every cell complete and collected.
+    pub finished: bool,
 }
 
 /// Registers the PNG font once per process.
@@ -265,8 +276,25 @@ fn both(
     Ok(())
 }
 
-/// Writes the plots and `report.md` of a collected run under `run_dir/report/`.
+/// How a report is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// Seconds between redraws under `sap report --watch`: `index.html` asks the browser to
+    /// reload it as often (a `meta` refresh, no script).
+    pub refresh: Option<u64>,
+}
+
+/// Writes the plots, `report.md` and `index.html` of a run under `run_dir/report/`.
 pub fn write_report(run_dir: &Path) -> Result<Report> {
+    write_report_with(run_dir, ReportOptions::default())
+}
+
+/// Writes the report of `run_dir`, finished or not. A run whose every cell is complete and
+/// collected is reported from its own tables. Otherwise the report collects into
+/// `report/tables/` (never touching the run's tables) the rows of complete cells and those
+/// recorded so far by cells that have started, and marks what is partial: a progress table
+/// of the unfinished cells, "(partial)" in plot titles, *(partial)* in table rows.
+pub fn write_report_with(run_dir: &Path, options: ReportOptions) -> Result<Report> {
     if !run_dir.join(files::RESOLVED).is_file() {
         bail!(
             "{} is not a run directory (no {}); pass results/<manifest>/<run id>",
@@ -275,30 +303,110 @@ pub fn write_report(run_dir: &Path) -> Result<Report> {
         );
     }
     register_font()?;
+    let manifest = crate::manifest::Manifest::load_run(run_dir)?;
+    let plan = manifest.plan();
+    let complete = plan
+        .iter()
+        .filter(|c| crate::experiment::is_done(run_dir, &c.id()))
+        .count();
     let dir = run_dir.join("report");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let scratch = dir.join(PARTIAL_TABLES);
+    let whole = crate::experiment::Collection {
+        cells: plan.len(),
+        complete: plan.len(),
+    };
+    let official =
+        complete == plan.len() && crate::experiment::last_collection(run_dir) == Some(whole);
+    let (tables, partial) = if official {
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch)
+                .with_context(|| format!("removing {}", scratch.display()))?;
+        }
+        (
+            run_dir.to_path_buf(),
+            crate::experiment::PartialRows::default(),
+        )
+    } else {
+        let c = crate::experiment::collect_partial(run_dir, &manifest, &scratch)?;
+        (scratch.clone(), c.partial)
+    };
     let mut out = Report {
         dir: dir.clone(),
         files: Vec::new(),
+        cells: plan.len(),
+        complete,
+        finished: official,
     };
     let mut md = format!("# Report: {}\n\n", run_dir.display());
+    if !official {
+        progress_section(&out, &partial, &mut md);
+    }
 
-    let relative = rl::relative_section(run_dir, &mut out, &mut md)?;
-    rl::attacks_section(run_dir, &mut out, &mut md)?;
-    let training = rl::training_section(run_dir, &mut out, &mut md)?;
-    cifar::section(run_dir, &dir, &mut out, &mut md)?;
-    checks::attacks_section(run_dir, &mut out, &mut md)?;
-    checks::worst_case_section(run_dir, &mut md)?;
-    checks::checks_section(run_dir, &mut md)?;
+    let relative = rl::relative_section(&tables, &partial, &mut out, &mut md)?;
+    rl::attacks_section(&tables, &partial, &mut out, &mut md)?;
+    let training = rl::training_section(&tables, &partial, &mut out, &mut md)?;
+    cifar::section(run_dir, &tables, &partial, &mut out, &mut md)?;
+    checks::attacks_section(&tables, &mut out, &mut md)?;
+    checks::worst_case_section(&tables, &mut md)?;
+    checks::checks_section(&tables, &mut md)?;
     videos::section(run_dir, &mut out, &mut md)?;
     let has_cifar =
-        run_dir.join(files::CIFAR_EVAL).is_file() || run_dir.join(files::CIFAR_TRAIN).is_file();
+        tables.join(files::CIFAR_EVAL).is_file() || tables.join(files::CIFAR_TRAIN).is_file();
     if !relative && !training && !has_cifar {
-        md += "No relative rewards or training rows yet: run `sap collect` once cells are \
-               complete.\n";
+        md += "No relative rewards or training rows yet.\n";
     }
     let md_path = dir.join("report.md");
     write_atomic(&md_path, md.as_bytes())?;
     out.files.push(md_path);
+    let html_path = dir.join("index.html");
+    let page = html::page(run_dir, &tables, &out, &md, options)?;
+    write_atomic(&html_path, page.as_bytes())?;
+    out.files.push(html_path);
     Ok(out)
+}
+
+/// Where a report of an unfinished run keeps the tables it collected, under `report/`.
+pub const PARTIAL_TABLES: &str = "tables";
+
+/// The opening of an unfinished run's report: how far it is, and which cells are partial.
+fn progress_section(out: &Report, partial: &crate::experiment::PartialRows, md: &mut String) {
+    use std::fmt::Write as _;
+    if out.complete == out.cells {
+        let _ = writeln!(
+            md,
+            "**Every cell is complete, but `sap collect` has not collected them all**: this \
+             report's tables were collected into `report/{PARTIAL_TABLES}/` by the report \
+             itself; `sap collect` writes the run's own.\n"
+        );
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "**Partial report: the run is not finished.** Cells complete: {} of {}. Started but \
+         not complete: {} (their rows so far are included, marked *partial* in tables and \
+         \"(partial)\" in plot titles). Not started: {}. The tables behind this report are \
+         in `report/{PARTIAL_TABLES}/`; the run's own tables are written by `sap collect`.\n",
+        out.complete,
+        out.cells,
+        partial.cells.len(),
+        partial.not_started
+    );
+    if partial.cells.is_empty() {
+        return;
+    }
+    *md += "| partial cell | rows so far |\n|---|---|\n";
+    for (id, counts) in &partial.cells {
+        let rows = if counts.is_empty() {
+            "none yet".to_string()
+        } else {
+            counts
+                .iter()
+                .map(|(f, n)| format!("{f}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(md, "| `{id}` | {rows} |");
+    }
+    *md += "\n";
 }

@@ -10,7 +10,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{both, draw_lines, legend_and_present, slug, trim, Report, Series, PALETTE};
-use crate::experiment::files;
+use crate::experiment::{files, relative_key, train_key, PartialRows};
 use crate::manifest::Family;
 use crate::record::read_rows;
 use crate::table::{AttackName, RelativeRow, TrainEvalRow, TrainRow};
@@ -151,7 +151,7 @@ fn opt(v: Option<f64>) -> String {
 }
 
 /// The table behind one relative-reward plot, with the references it is scaled by.
-fn relative_table(rows: &[&RelativeRow], md: &mut String) {
+fn relative_table(rows: &[&RelativeRow], partial: &PartialRows, md: &mut String) {
     *md += "| defense | lambda | n | mean return | 95% CI | relative | normalised | HNS |\n";
     *md += "|---|---:|---:|---:|---|---:|---:|---:|\n";
     for r in rows {
@@ -159,9 +159,14 @@ fn relative_table(rows: &[&RelativeRow], md: &mut String) {
             (Some(a), Some(b)) => format!("[{a:.2}, {b:.2}]"),
             _ => "-".to_owned(),
         };
+        let mark = if is_partial(partial, r) {
+            " *(partial)*"
+        } else {
+            ""
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.2} | {ci} | {} | {} | {} |",
+            "| {}{mark} | {} | {} | {:.2} | {ci} | {} | {} | {} |",
             r.treatment.defense_label(),
             trim(r.treatment.lambda),
             r.n,
@@ -189,10 +194,36 @@ fn relative_table(rows: &[&RelativeRow], md: &mut String) {
     }
 }
 
+/// Whether a relative-reward row holds episodes of cells that have not completed.
+fn is_partial(partial: &PartialRows, r: &RelativeRow) -> bool {
+    partial.relative.contains(&relative_key(
+        &r.job,
+        &r.game,
+        &r.preset,
+        &r.treatment,
+        r.epsilon,
+    ))
+}
+
+/// " (partial)" when any of `rows` holds episodes of cells that have not completed.
+fn partial_suffix(partial: &PartialRows, rows: &[&RelativeRow]) -> &'static str {
+    if rows.iter().any(|r| is_partial(partial, r)) {
+        " (partial)"
+    } else {
+        ""
+    }
+}
+
 /// The relative-reward section: per job, game and attack, the plots against lambda and the
-/// table behind them. Returns whether the run has relative rewards.
-pub(super) fn relative_section(run_dir: &Path, out: &mut Report, md: &mut String) -> Result<bool> {
-    let relative: Vec<RelativeRow> = read_rows(&run_dir.join(files::RELATIVE_REWARD))?;
+/// table behind them, from the tables in `tables`. Returns whether the run has relative
+/// rewards.
+pub(super) fn relative_section(
+    tables: &Path,
+    partial: &PartialRows,
+    out: &mut Report,
+    md: &mut String,
+) -> Result<bool> {
+    let relative: Vec<RelativeRow> = read_rows(&tables.join(files::RELATIVE_REWARD))?;
     let mut groups: Vec<(PlotKey, Vec<&RelativeRow>)> = Vec::new();
     for r in &relative {
         let key = (
@@ -225,7 +256,8 @@ pub(super) fn relative_section(run_dir: &Path, out: &mut Report, md: &mut String
             }
         }
         let base = format!("{}-{}-{}", slug(job), slug(game), slug(attack));
-        let title_for = |what: &str| format!("{game} ({preset}): {what} under {attack}");
+        let suffix = partial_suffix(partial, &rows);
+        let title_for = |what: &str| format!("{game} ({preset}): {what} under {attack}{suffix}");
         let mut links = Vec::new();
         for (name, normalized, y) in [
             (
@@ -259,7 +291,7 @@ pub(super) fn relative_section(run_dir: &Path, out: &mut Report, md: &mut String
             links.push(format!("![{title}]({name}-{base}.png)"));
         }
         let _ = writeln!(md, "### {game} ({preset}), {attack}, job `{job}`\n");
-        relative_table(&rows, md);
+        relative_table(&rows, partial, md);
         for l in links {
             let _ = writeln!(md, "{l}\n");
         }
@@ -269,10 +301,16 @@ pub(super) fn relative_section(run_dir: &Path, out: &mut Report, md: &mut String
 }
 
 /// The training section: per game and preset, the learning curves of every seed and a
-/// table of each run's last figures. Returns whether the run has training rows.
-pub(super) fn training_section(run_dir: &Path, out: &mut Report, md: &mut String) -> Result<bool> {
-    let games: Vec<TrainRow> = read_rows(&run_dir.join(files::TRAIN))?;
-    let evals: Vec<TrainEvalRow> = read_rows(&run_dir.join(files::TRAIN_EVAL))?;
+/// table of each run's last figures, from the tables in `tables`. Returns whether the run
+/// has training rows.
+pub(super) fn training_section(
+    tables: &Path,
+    partial: &PartialRows,
+    out: &mut Report,
+    md: &mut String,
+) -> Result<bool> {
+    let games: Vec<TrainRow> = read_rows(&tables.join(files::TRAIN))?;
+    let evals: Vec<TrainEvalRow> = read_rows(&tables.join(files::TRAIN_EVAL))?;
     let mut curves: Vec<((String, String), Vec<u64>)> = Vec::new();
     for g in &games {
         let key = (g.game.clone(), g.preset.clone());
@@ -313,7 +351,12 @@ pub(super) fn training_section(run_dir: &Path, out: &mut Report, md: &mut String
         };
         let x_desc = x_desc.as_str();
         let mut runs = Vec::new();
+        let mut training = Vec::new();
         for &seed in seeds {
+            let still = partial.training.contains(&train_key(game, preset, seed));
+            if still {
+                training.push(seed.to_string());
+            }
             let mine: Vec<&TrainRow> = games
                 .iter()
                 .filter(|g| g.game == *game && g.preset == *preset && g.seed == seed)
@@ -345,14 +388,24 @@ pub(super) fn training_section(run_dir: &Path, out: &mut Report, md: &mut String
             }
             let _ = writeln!(
                 md,
-                "| {game} | {preset} | {seed} | {} | {} | {} |",
+                "| {game} | {preset} | {seed}{} | {} | {} | {} |",
+                if still { " *(partial)*" } else { "" },
                 mine.len(),
                 mine.last().map_or(0, |g| x_of(g.step, g.frames)),
                 opt(eval_points.last().map(|p| p.1))
             );
             runs.push((seed, points, eval_points));
         }
-        let title = format!("{game} ({preset}): Double DQN training");
+        let title = match training.as_slice() {
+            [] => format!("{game} ({preset}): Double DQN training"),
+            [one] => {
+                format!("{game} ({preset}): Double DQN training (partial: seed {one} unfinished)")
+            }
+            many => format!(
+                "{game} ({preset}): Double DQN training (partial: seeds {} unfinished)",
+                many.join(", ")
+            ),
+        };
         let base = format!("learning-{}-{}", slug(game), slug(preset));
         both(
             &out.dir.join(&base),
@@ -374,8 +427,13 @@ pub(super) fn training_section(run_dir: &Path, out: &mut Report, md: &mut String
 /// When the run has two attacks or more: per (game, preset, defense), the relative reward
 /// against lambda under every attack of every job, side by side (the paper's FGSM and the
 /// adaptive suite). Each line's lambda 0 is its own clean cell.
-pub(super) fn attacks_section(run_dir: &Path, out: &mut Report, md: &mut String) -> Result<()> {
-    let relative: Vec<RelativeRow> = read_rows(&run_dir.join(files::RELATIVE_REWARD))?;
+pub(super) fn attacks_section(
+    tables: &Path,
+    partial: &PartialRows,
+    out: &mut Report,
+    md: &mut String,
+) -> Result<()> {
+    let relative: Vec<RelativeRow> = read_rows(&tables.join(files::RELATIVE_REWARD))?;
     if super::distinct_attacks(relative.iter().map(|r| &r.treatment)) < 2 {
         return Ok(());
     }
@@ -439,7 +497,9 @@ pub(super) fn attacks_section(run_dir: &Path, out: &mut Report, md: &mut String)
                 }
             })
             .collect();
-        let title = format!("{game} ({preset}), {defense}: every attack");
+        let all: Vec<&RelativeRow> = lines.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+        let suffix = partial_suffix(partial, &all);
+        let title = format!("{game} ({preset}), {defense}: every attack{suffix}");
         let name = format!(
             "attacks-{}-{}-{}",
             slug(&game),

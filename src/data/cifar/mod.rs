@@ -611,9 +611,19 @@ pub fn synthesize(dir: &Path, seed: u64) -> Result<(), CifarError> {
 /// The file [`synthesize`] leaves in a synthetic set's folder.
 pub const SYNTHETIC_MARKER: &str = "SYNTHETIC.txt";
 
-/// Whether `dir` holds a synthetic set written by [`synthesize`] rather than CIFAR-10.
+/// Whether the data path `dir` holds a synthetic set written by [`synthesize`] rather than
+/// CIFAR-10 (its marker sits in the folder of the files).
 pub fn is_synthetic(dir: &Path) -> bool {
-    dir.join(SYNTHETIC_MARKER).is_file()
+    if dir.join(SYNTHETIC_MARKER).is_file() {
+        return true;
+    }
+    match detect(dir) {
+        Ok(Source {
+            container: Container::Folder(files),
+            ..
+        }) => files.join(SYNTHETIC_MARKER).is_file(),
+        _ => false,
+    }
 }
 
 /// The `dataset` value of rows evaluated on the set in `dir`: `cifar10`, or

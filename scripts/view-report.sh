@@ -3,7 +3,8 @@
 # (Debian's `chromium`, installed here if missing), and
 #   1. checks the page as the browser parsed it: every image and link it holds points at a
 #      file of the run folder (relative links, so the folder can be copied anywhere);
-#   2. saves a screenshot of the page's top, 1200 px wide, for a person to look at.
+#   2. saves a screenshot of the page, 1200 px wide and SAP_SHOT_HEIGHT px tall (default
+#      2400: the top of a long page), for a person to look at.
 #
 #   scripts/view-report.sh RUN_DIR [SCREENSHOT.png]   (default RUN_DIR/report/screenshot.png)
 #
@@ -64,6 +65,6 @@ print(f"[view-report] the page holds {p.imgs} images and {p.tables} tables; "
 PY
 
 # 2. The screenshot.
-chromium "${flags[@]}" --window-size=1200,2400 --screenshot="$shot" "file://$page" 2>/dev/null
+chromium "${flags[@]}" --window-size=1200,"${SAP_SHOT_HEIGHT:-2400}" --screenshot="$shot" "file://$page" 2>/dev/null
 [[ -s "$shot" ]] || { log "chromium wrote no screenshot"; exit 1; }
 log "screenshot: $shot"

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -50,31 +50,23 @@ fn pngs(report: &Path) -> Vec<String> {
     out
 }
 
-#[test]
-fn a_report_of_a_run_killed_mid_way_renders_its_rows_so_far_and_marks_the_partial_cells() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("live.toml"), MANIFEST).unwrap();
-    let run_dir = tmp.path().join("res/live/r");
-    let args = [
-        "run",
-        "live.toml",
-        "--out",
-        "res",
-        "--run-id",
-        "r",
-        "--jobs",
-        "1",
-    ];
-    let mut child = sap(&args, tmp.path())
+/// Starts `sap run live.toml` as run `id` (cells one at a time) and kills it once `file`
+/// of cell `cell` holds `lines` rows; returns the run folder.
+fn killed_run(root: &Path, id: &str, cell: &str, file: &str, lines: usize) -> PathBuf {
+    std::fs::write(root.join("live.toml"), MANIFEST).unwrap();
+    let run_dir = root.join("res/live").join(id);
+    let mut child = sap(&run_args(id), root)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Killed once the first cell is complete and the second has recorded 20 games.
-    let second = run_dir.join("cells").join(SECOND);
+    let path = run_dir.join("cells").join(cell).join(file);
     let start = Instant::now();
-    while data_lines(&second.join("train.csv")) < 20 {
-        assert!(start.elapsed() < Duration::from_secs(300), "no rows");
+    while data_lines(&path) < lines {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no rows in {file}"
+        );
         assert!(
             child.try_wait().unwrap().is_none(),
             "finished before the kill"
@@ -83,6 +75,30 @@ fn a_report_of_a_run_killed_mid_way_renders_its_rows_so_far_and_marks_the_partia
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    run_dir
+}
+
+/// `sap run live.toml` as run `id`, one cell at a time.
+fn run_args(id: &str) -> [&str; 8] {
+    [
+        "run",
+        "live.toml",
+        "--out",
+        "res",
+        "--run-id",
+        id,
+        "--jobs",
+        "1",
+    ]
+}
+
+#[test]
+fn a_report_of_a_run_killed_mid_way_renders_its_rows_so_far_and_marks_the_partial_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Killed once the first cell is complete and the second has recorded 20 games.
+    let run_dir = killed_run(tmp.path(), "r", SECOND, "train.csv", 20);
+    let args = run_args("r");
+    let second = run_dir.join("cells").join(SECOND);
     assert!(run_dir
         .join("cells")
         .join(FIRST)
@@ -174,35 +190,9 @@ fn a_report_of_a_run_killed_mid_way_renders_its_rows_so_far_and_marks_the_partia
 #[test]
 fn watching_an_unfinished_run_redraws_until_it_is_collected_then_returns() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("live.toml"), MANIFEST).unwrap();
-    let run_dir = tmp.path().join("res/live/w");
-    let args = [
-        "run",
-        "live.toml",
-        "--out",
-        "res",
-        "--run-id",
-        "w",
-        "--jobs",
-        "1",
-    ];
     // A run stopped with its first cell under way.
-    let mut child = sap(&args, tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let first = run_dir.join("cells").join(FIRST).join("train.csv");
-    let start = Instant::now();
-    while data_lines(&first) < 5 {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the run did not start"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let run_dir = killed_run(tmp.path(), "w", FIRST, "train.csv", 5);
+    let args = run_args("w");
     // The watch draws the unfinished run, then the run is resumed to its end: the watch
     // returns by itself once the run is collected.
     let mut watch = sap(

@@ -662,6 +662,27 @@ lambdas = [0, 4, 16]
             && md.contains("## Gradient-masking checks"),
         "{md}"
     );
+
+    // The training cell as if killed after its first epoch: the report of the unfinished
+    // run marks it partial, in its table row and its plot's title.
+    let train = std::fs::read_dir(dir.join("cells"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("cifar-train"))
+        .unwrap();
+    std::fs::remove_file(train.join("done.toml")).unwrap();
+    let epochs = text(&train.join("cifar_train.csv"));
+    let first: Vec<&str> = epochs.lines().take(2).collect();
+    std::fs::write(train.join("cifar_train.csv"), first.join("\n") + "\n").unwrap();
+    ok(&["report", dir.to_str().unwrap()], tmp.path());
+    let md = text(&dir.join("report/report.md"));
+    assert!(md.contains("cifar_train.csv: 1"), "{md}");
+    assert!(md.contains("| resnet | dense | "), "{md}");
+    assert!(md.contains(" *(partial)* | 1 |"), "{md}");
+    assert!(
+        md.contains("ResNet-20 training, job resnet (partial)"),
+        "{md}"
+    );
 }
 
 #[test]

@@ -235,3 +235,83 @@ fn watch_refuses_zero_seconds_naming_the_flag() {
     assert!(err.contains("--watch"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Makes a complete cell look killed mid-way: no completion mark, and only the first `keep`
+/// rows of `file`.
+fn unfinish(cell: &Path, file: &str, keep: usize) {
+    std::fs::remove_file(cell.join("done.toml")).unwrap();
+    let text = std::fs::read_to_string(cell.join(file)).unwrap();
+    let lines: Vec<&str> = text.lines().take(keep + 1).collect();
+    std::fs::write(cell.join(file), lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn an_unfinished_agent_cell_marks_its_relative_reward_row_and_the_rows_scaled_by_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::random_network(&tmp.path().join("breakout.safetensors"), 4, 3);
+    let manifest = r#"name = "agents"
+seed = 4
+
+[[eval]]
+policy = "agent"
+family = "atari"
+checkpoints = { Breakout = "breakout.safetensors" }
+episodes = 3
+random_episodes = 2
+defenses = [{ kind = "dense" }]
+attacks = [{ kind = "fgsm", gradient_samples = 1 }]
+lambdas = [0, 8]
+
+[eval.env]
+max_episode_frames = 300
+"#;
+    std::fs::write(tmp.path().join("agents.toml"), manifest).unwrap();
+    ok(
+        &["run", "agents.toml", "--out", "res", "--run-id", "a"],
+        tmp.path(),
+    );
+    let run_dir = tmp.path().join("res/agents/a");
+    let cell = |part: &str| {
+        std::fs::read_dir(run_dir.join("cells"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().contains(part))
+            .unwrap_or_else(|| panic!("no cell {part}"))
+    };
+    let report = |run_dir: &Path| {
+        ok(&["report", run_dir.to_str().unwrap()], tmp.path());
+        std::fs::read_to_string(run_dir.join("report/report.md")).unwrap()
+    };
+    let md = report(&run_dir);
+    assert!(!md.contains("partial"), "{md}");
+    assert!(md.contains("| dense | 8 | 3 |"), "{md}");
+
+    // The attacked cell stopped after one episode: its row is partial, the clean one not.
+    let l8 = cell("fgsm-l8");
+    let saved: Vec<(&str, Vec<u8>)> = ["done.toml", "rl_eval.csv"]
+        .into_iter()
+        .map(|f| (f, std::fs::read(l8.join(f)).unwrap()))
+        .collect();
+    unfinish(&l8, "rl_eval.csv", 1);
+    let md = report(&run_dir);
+    assert!(md.contains("Cells complete: 2 of 3"), "{md}");
+    assert!(md.contains("rl_eval.csv: 1 |"), "{md}");
+    assert!(md.contains("| dense *(partial)* | 8 | 1 |"), "{md}");
+    assert!(md.contains("| dense | 0 | 3 |"), "{md}");
+    for (f, bytes) in saved {
+        std::fs::write(l8.join(f), bytes).unwrap();
+    }
+
+    // The dense clean cell instead: every row scaled by its mean is partial too.
+    unfinish(&cell("fgsm-l0"), "rl_eval.csv", 2);
+    let md = report(&run_dir);
+    assert!(md.contains("Cells complete: 2 of 3"), "{md}");
+    assert!(md.contains("| dense *(partial)* | 0 | 2 |"), "{md}");
+    assert!(md.contains("| dense *(partial)* | 8 | 3 |"), "{md}");
+    // The run's own tables still hold the complete run.
+    let own = std::fs::read_to_string(run_dir.join("relative_reward.csv")).unwrap();
+    let partial =
+        std::fs::read_to_string(run_dir.join("report/tables/relative_reward.csv")).unwrap();
+    assert_ne!(own, partial);
+    assert_eq!(own.lines().count(), partial.lines().count());
+}

@@ -73,6 +73,9 @@ pub struct PartialRows {
     pub not_started: usize,
     /// Keys ([`relative_key`]) of relative-reward rows that hold episodes of those cells.
     pub relative: BTreeSet<String>,
+    /// `job|game` of the relative-reward rows whose reference is partial: the dense clean
+    /// mean or the random-policy mean holds episodes of those cells.
+    pub references: BTreeSet<String>,
     /// Keys ([`train_key`]) of the training runs among them.
     pub training: BTreeSet<String>,
     /// Keys ([`cifar_train_key`]) of the CIFAR-10 training runs among them.
@@ -134,6 +137,16 @@ fn partial_rows(
         out.cells.push((cell.id(), counts));
         let agent: Vec<AgentRow> = read_rows(&dir.join(files::RL_EVAL))?;
         out.relative.extend(agent.iter().map(group_key));
+        let reference = |job: &str, game: &str| format!("{job}|{game}");
+        out.references.extend(
+            agent
+                .iter()
+                .filter(|r| r.treatment.is_dense_clean())
+                .map(|r| reference(&r.job, &r.game)),
+        );
+        let episodes: Vec<EpisodeRow> = read_rows(&dir.join(files::EPISODES))?;
+        out.references
+            .extend(episodes.iter().map(|e| reference(&e.job, &e.game)));
         let games: Vec<TrainRow> = read_rows(&dir.join(files::TRAIN))?;
         out.training
             .extend(games.iter().map(|g| train_key(&g.game, &g.preset, g.seed)));

@@ -194,15 +194,14 @@ fn relative_table(rows: &[&RelativeRow], partial: &PartialRows, md: &mut String)
     }
 }
 
-/// Whether a relative-reward row holds episodes of cells that have not completed.
+/// Whether a relative-reward row, or the dense clean or random mean it is scaled by, holds
+/// episodes of cells that have not completed.
 fn is_partial(partial: &PartialRows, r: &RelativeRow) -> bool {
-    partial.relative.contains(&relative_key(
-        &r.job,
-        &r.game,
-        &r.preset,
-        &r.treatment,
-        r.epsilon,
-    ))
+    let key = relative_key(&r.job, &r.game, &r.preset, &r.treatment, r.epsilon);
+    partial.relative.contains(&key)
+        || partial
+            .references
+            .contains(&format!("{}|{}", r.job, r.game))
 }
 
 /// " (partial)" when any of `rows` holds episodes of cells that have not completed.

@@ -497,6 +497,13 @@ pub fn check(path: &Path) -> Result<Source, CifarError> {
 /// [`detect`]). Every version gives the same images and labels in the same order.
 pub fn load(path: &Path, split: Split) -> Result<CifarSplit, CifarError> {
     let source = detect(path)?;
+    tracing::info!(
+        "reading the CIFAR-10 {} split from {source}",
+        match split {
+            Split::Train => "training",
+            Split::Test => "test",
+        }
+    );
     let mut out = CifarSplit::empty();
     match &source.container {
         Container::Folder(dir) => {

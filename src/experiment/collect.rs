@@ -527,6 +527,10 @@ pub fn last_collection(run_dir: &Path) -> Option<Collection> {
 /// but not completed, with which rows are partial. Summaries of partial groups are over the
 /// episodes so far; the worst case and the provenance check use complete cells only.
 pub fn collect_partial(run_dir: &Path, manifest: &Manifest, out: &Path) -> Result<Collected> {
+    // A fresh folder, so that no table of an earlier collection outlives its rows.
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("removing {}", out.display()))?;
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     collect_into(run_dir, out, manifest, false, true)
 }

@@ -92,6 +92,22 @@ pub fn cifar_train_key(r: &CifarTrainRow) -> String {
     format!("{}|{:?}|{}", r.job, r.variant, r.seed)
 }
 
+/// Every table a collection writes, in the order a report's page lists them.
+pub const TABLES: [&str; 12] = [
+    files::RELATIVE_REWARD,
+    files::SUMMARY,
+    files::CIFAR_EVAL,
+    files::CLASSIFIER_EVAL,
+    files::WORST_CASE,
+    files::CHECKS,
+    files::CIFAR_TRAIN,
+    files::TRAIN_EVAL,
+    files::TRAIN,
+    files::RL_EVAL,
+    files::EPISODES,
+    files::RELIABILITY,
+];
+
 /// The row files a cell may write, in the order progress lists them.
 const ROW_FILES: [&str; 7] = [
     files::TRAIN,
@@ -527,11 +543,14 @@ pub fn last_collection(run_dir: &Path) -> Option<Collection> {
 /// but not completed, with which rows are partial. Summaries of partial groups are over the
 /// episodes so far; the worst case and the provenance check use complete cells only.
 pub fn collect_partial(run_dir: &Path, manifest: &Manifest, out: &Path) -> Result<Collected> {
-    // A fresh folder, so that no table of an earlier collection outlives its rows.
-    if out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("removing {}", out.display()))?;
-    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // No table of an earlier collection outlives its rows.
+    for name in TABLES {
+        let path = out.join(name);
+        if path.is_file() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
     collect_into(run_dir, out, manifest, false, true)
 }
 

@@ -25,7 +25,7 @@ use crate::table::{AgentRow, ClassifierRow, EpisodeRow, SummaryRow};
 
 pub use collect::{
     cifar_train_key, collect, collect_partial, last_collection, relative_key, train_key, Collected,
-    Collection, PartialRows, TrainSummary,
+    Collection, PartialRows, TrainSummary, TABLES,
 };
 
 /// File names inside a run directory.

@@ -11,23 +11,7 @@ use anyhow::{Context, Result};
 use pulldown_cmark::{html, Options, Parser};
 
 use super::{Report, ReportOptions, PARTIAL_TABLES};
-use crate::experiment::files;
-
-/// The run's CSV tables, in the order the page shows them.
-const TABLES: [&str; 12] = [
-    files::RELATIVE_REWARD,
-    files::SUMMARY,
-    files::CIFAR_EVAL,
-    files::CLASSIFIER_EVAL,
-    files::WORST_CASE,
-    files::CHECKS,
-    files::CIFAR_TRAIN,
-    files::TRAIN_EVAL,
-    files::TRAIN,
-    files::RL_EVAL,
-    files::EPISODES,
-    files::RELIABILITY,
-];
+use crate::experiment::TABLES;
 
 /// Rows of a CSV table shown on the page; the link opens the whole file.
 pub const SHOWN_ROWS: usize = 200;

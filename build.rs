@@ -2,17 +2,27 @@
 //! so `sap` runs without LD_LIBRARY_PATH; links the C++ runtime that ALE needs; compiles
 //! `src/native/torch_config.cpp` (the libtorch settings tch does not expose: deterministic
 //! algorithms, the CPU kernel set, library versions); and records the versions and the git
-//! commit that `sap` writes into every run directory.
+//! commit that `sap` writes into every run directory; and records where the standard ROM
+//! files are (the ale-py wheel beside the torch wheel).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
     // Set by torch-sys (`links = "tch"`): the folder holding libtorch_cpu.so and friends.
-    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").ok();
+    if let Some(lib) = &lib {
         println!("cargo:rustc-link-arg=-Wl,-rpath={lib}");
-        compile_torch_config(Path::new(&lib));
+        compile_torch_config(Path::new(lib));
     }
+    let roms = rom_dir(lib.as_deref());
+    println!("cargo:rustc-env=SAP_ROM_DIR={}", roms.display());
+    // <venv>/lib/pythonX.Y/site-packages/ale_py/roms -> <venv>/bin/python
+    let python = roms
+        .ancestors()
+        .nth(5)
+        .map_or_else(|| PathBuf::from("python3"), |venv| venv.join("bin/python"));
+    println!("cargo:rustc-env=SAP_VENV_PYTHON={}", python.display());
     // ale-sys links ALE statically but not the C++ standard library it needs.
     println!("cargo:rustc-link-lib=stdc++");
     println!("cargo:rustc-env=SAP_GIT_COMMIT={}", git_commit());
@@ -23,6 +33,26 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/native/torch_config.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+}
+
+/// The standard ROM files: `ale_py/roms` in the site-packages that hold the torch wheel
+/// (`<site-packages>/torch/lib`), where `scripts/setup.sh` installs ale-py; without a torch
+/// wheel, the project venv's site-packages.
+fn rom_dir(torch_lib: Option<&str>) -> PathBuf {
+    let site_packages = torch_lib
+        .map(Path::new)
+        .and_then(|lib| lib.parent()?.parent())
+        .filter(|sp| sp.join("torch").is_dir())
+        .map(Path::to_path_buf)
+        .or_else(|| {
+            let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").ok()?);
+            let lib = std::fs::read_dir(root.join(".venv/lib")).ok()?;
+            lib.flatten()
+                .map(|e| e.path().join("site-packages"))
+                .find(|p| p.is_dir())
+        })
+        .unwrap_or_else(|| PathBuf::from(".venv/lib/python3/site-packages"));
+    site_packages.join("ale_py").join("roms")
 }
 
 /// The shim against libtorch's headers, which sit beside its `lib` folder.

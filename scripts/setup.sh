@@ -6,7 +6,9 @@
 #   fonts-dejavu-core (text in `sap report`'s PNG plots); with
 #   SAP_WITH_SLURM=1 also slurm-wlm and munge (the one-node Slurm of the integration test,
 #   scripts/local-slurm.sh).
-#   .venv/: Python venv holding the PyPI wheel torch==2.13.0, whose libtorch tch links.
+#   .venv/: Python venv holding the PyPI wheel torch==2.13.0, whose libtorch tch links, and
+#   ale-py==0.12.1, whose wheel carries the standard Atari ROM files `sap` plays (and the ALE
+#   that the conformance check compares against).
 #
 # Environment: SAP_PROFILE=release|dev (default release), SAP_SKIP_BUILD=1 to stop after
 # installing, SAP_WITH_SLURM=1 for the Slurm packages.
@@ -14,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.13.0
+ALE_PY_VERSION=0.12.1
 VENV=.venv
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -56,9 +59,20 @@ if ! have_torch; then
     have_torch || { log "torch $TORCH_VERSION, numpy or safetensors did not import from $VENV"; exit 1; }
 fi
 
+# 4. The standard Atari ROMs: the files the ale-py wheel ships (3 MB). `sap` checks each
+#    file's MD5 against its own table before ALE loads it.
+have_ale_py() {
+    "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('ale-py') != '$ALE_PY_VERSION')" 2>/dev/null
+}
+if ! have_ale_py; then
+    log "installing ale-py==$ALE_PY_VERSION into $VENV (the standard Atari ROM files)"
+    "$VENV/bin/python" -m pip install --quiet "ale-py==$ALE_PY_VERSION"
+    have_ale_py || { log "ale-py $ALE_PY_VERSION did not install into $VENV"; exit 1; }
+fi
+
 [[ "${SAP_SKIP_BUILD:-0}" == 1 ]] && exit 0
 
-# 4. Build. tch finds libtorch through the venv's python; build.rs adds the rpath.
+# 5. Build. tch finds libtorch through the venv's python; build.rs adds the rpath.
 export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/$VENV/bin:$PATH"
 profile=${SAP_PROFILE:-release}
 if [[ $profile == release ]]; then

@@ -107,7 +107,7 @@ pub struct Provenance {
     pub mkl: String,
     /// oneDNN's version line, as libtorch reports it.
     pub onednn: String,
-    /// The ALE build (the `ale-sys` crate, which bundles ALE 0.6 and its ROMs).
+    /// The ALE build that emulated the games (`ALE 0.6.0 (ale-sys 0.1.2)`).
     pub ale: String,
     /// `sap`'s version.
     pub sap: String,
@@ -121,6 +121,38 @@ pub struct Provenance {
     pub deterministic: bool,
     /// Where networks run: `cpu` or `cuda`.
     pub device: String,
+    /// The ROM file of an Atari cell's game (absent for other cells and in run records).
+    /// Not among [`Provenance::rows_key`]: cells of different games differ here by nature;
+    /// `sap collect` compares it per game instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rom: Option<RomRecord>,
+}
+
+/// Which ROM file an Atari cell played.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RomRecord {
+    /// The game (CamelCase).
+    pub game: String,
+    /// ALE's file name (`bank_heist.bin`).
+    pub file: String,
+    /// The file's MD5.
+    pub md5: String,
+}
+
+impl RomRecord {
+    /// The record of `game`'s standard ROM file, the only one `sap` loads.
+    pub fn standard(game: crate::env::Game) -> Self {
+        RomRecord {
+            game: game.name().to_owned(),
+            file: game.rom_filename(),
+            md5: game.expected_md5().to_owned(),
+        }
+    }
+}
+
+/// The ALE build `sap` emulates with.
+pub fn ale_version() -> String {
+    format!("ALE 0.6.0 (ale-sys {})", env!("SAP_ALE_SYS_VERSION"))
 }
 
 /// Copies a C string that the shim writes into a buffer.
@@ -270,7 +302,7 @@ impl Provenance {
             torch,
             mkl: shim_string(sap_torch_mkl_version),
             onednn: shim_string(sap_torch_onednn_version),
-            ale: format!("ale-sys {}", env!("SAP_ALE_SYS_VERSION")),
+            ale: ale_version(),
             sap: env!("CARGO_PKG_VERSION").to_owned(),
             commit: env!("SAP_GIT_COMMIT").to_owned(),
             threads,
@@ -282,6 +314,7 @@ impl Provenance {
             } else {
                 "cpu".to_owned()
             },
+            rom: None,
         }
     }
 

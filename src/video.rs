@@ -67,7 +67,9 @@ fn gray(v: u8) -> u8 {
 
 /// What one agent step shows.
 pub struct Frame<'a> {
-    /// The game screen after the step, ALE palette indices (`[210 * 160]`).
+    /// The game screen after the step, ALE palette indices (`[height * 160]`; the video
+    /// shows its top 210 rows, all of the screen for every game but the few ALE renders
+    /// taller).
     pub screen: &'a [u8],
     /// The newest frame of the clean observation the step's action was chosen on
     /// (`[84 * 84]`).

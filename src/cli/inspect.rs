@@ -8,7 +8,6 @@ use clap::Args;
 
 use super::tables::human;
 use crate::bench::Rates;
-use crate::env::{ale::action_counts, ClassicEnv, ClassicGame, Environment, Game};
 use crate::manifest::{CellKind, Manifest, Stage};
 
 /// Check a manifest and report the first problem, with file, line, column and key.
@@ -175,22 +174,3 @@ fn duration(seconds: f64) -> String {
     }
 }
 
-/// `sap games`: every game with its action counts.
-pub(super) fn games() -> Result<ExitCode> {
-    crate::outln!(
-        "{:<8} {:<18} {:>7} {:>5}",
-        "family",
-        "game",
-        "minimal",
-        "full"
-    );
-    for game in Game::all() {
-        let (minimal, full) = action_counts(game)?;
-        crate::outln!("{:<8} {:<18} {minimal:>7} {full:>5}", "atari", game.name());
-    }
-    for game in ClassicGame::ALL {
-        let n = ClassicEnv::new(game).num_actions();
-        crate::outln!("{:<8} {:<18} {n:>7} {n:>5}", "classic", game.name());
-    }
-    Ok(ExitCode::SUCCESS)
-}

@@ -1,6 +1,7 @@
 //! The `sap` command line: its arguments and a dispatcher. Each subcommand's work lives in
 //! its own file; the tables they print in `tables`.
 
+mod atari;
 mod bench;
 mod inspect;
 mod results;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+pub use atari::{ConformanceArgs, GamesArgs};
 pub use bench::{BenchArgs, BenchTarget};
 pub use inspect::{PlanArgs, ValidateArgs};
 pub use results::{CollectArgs, ReportArgs, SynthCifarArgs};
@@ -68,10 +70,18 @@ pub enum Command {
     /// Print the numbered cells a manifest expands into.
     #[command(after_help = "Example:\n  sap plan experiments/quickstart.toml")]
     Plan(PlanArgs),
-    /// List every game: bundled Atari ROMs with minimal and full action counts, and the
-    /// classic-control tasks.
-    #[command(after_help = "Example:\n  sap games")]
-    Games,
+    /// List every game: the Atari games with their action counts, ROM file MD5 and
+    /// conformance with ale-py, and the classic-control tasks; --check plays each Atari game
+    /// in a child process.
+    #[command(after_help = "Examples:\n  sap games\n  sap games --check\n  \
+                            sap games --check --games Pong,BankHeist --frames 5000")]
+    Games(GamesArgs),
+    /// Compare every Atari game frame for frame with ale-py 0.12 (the ALE of Gymnasium,
+    /// CleanRL, SB3 and Dopamine) and print where each first differs.
+    #[command(after_help = "Examples:\n  sap conformance --games Pong,Breakout\n  \
+                            sap conformance --write docs   # the committed table\n  \
+                            sap conformance --games Pong --expect-recorded")]
+    Conformance(ConformanceArgs),
     /// Measure throughput; prints ratios measured side by side in one run.
     #[command(
         after_help = "Examples:\n  sap bench env --games Pong,Breakout --frames 200000\n  \
@@ -95,7 +105,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Collect(a) => results::collect(a),
         Command::Validate(a) => inspect::validate(a),
         Command::Plan(a) => inspect::plan(a),
-        Command::Games => inspect::games(),
+        Command::Games(a) => atari::games(a),
+        Command::Conformance(a) => atari::conformance(a),
         Command::Bench(a) => bench::run(a),
     }
 }

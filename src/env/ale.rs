@@ -22,10 +22,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::games::Game;
 use super::palette::NTSC_RGB;
-use super::preprocess::{
-    clip_reward, AreaResizer, FrameStack, PaletteLut, FRAME_SIDE, SCREEN_HEIGHT, SCREEN_WIDTH,
-    STACK_DEPTH,
-};
+use super::preprocess::{clip_reward, AreaResizer, FrameStack, PaletteLut, FRAME_SIDE, STACK_DEPTH};
 use super::preset::{ActionSet, AtariSettings, Mode};
 use super::{EnvError, Environment, Observation, Step};
 
@@ -35,8 +32,6 @@ const NOOP: i32 = 0;
 const FIRE: i32 = 1;
 /// ALE's action code for UP.
 const UP: i32 = 2;
-/// Pixels in one ALE screen.
-const SCREEN_LEN: usize = SCREEN_HEIGHT * SCREEN_WIDTH;
 
 /// An owned ALE instance: a thin safe layer over `ale-sys`.
 ///
@@ -110,18 +105,39 @@ impl AleHandle {
         unsafe { ale_sys::lives(self.raw()) }
     }
 
-    /// Copies the screen as palette indices (`[210 * 160]`).
+    /// The loaded game's screen as (height, width). Most games are 210 x 160, but ALE
+    /// renders some taller (Adventure and AirRaid 250, JourneyEscape 230, Pooyan 220,
+    /// Carnival 214), so every screen buffer is sized from here.
+    pub fn screen_dims(&mut self) -> (usize, usize) {
+        // SAFETY: valid handle.
+        unsafe {
+            (
+                ale_sys::getScreenHeight(self.raw()).max(0) as usize,
+                ale_sys::getScreenWidth(self.raw()).max(0) as usize,
+            )
+        }
+    }
+
+    /// Copies the screen as palette indices (`[height * width]`, [`Self::screen_dims`]).
+    ///
+    /// # Panics
+    /// If `out` is not exactly one screen long: ALE would write past a shorter buffer.
     #[inline]
     pub fn screen_indices(&mut self, out: &mut [u8]) {
-        assert_eq!(out.len(), SCREEN_LEN);
-        // SAFETY: `out` holds a whole 210x160 screen.
+        let (h, w) = self.screen_dims();
+        assert_eq!(out.len(), h * w, "screen buffer of the wrong size");
+        // SAFETY: `out` holds a whole screen of ALE's current dimensions.
         unsafe { ale_sys::getScreen(self.raw(), out.as_mut_ptr()) }
     }
 
-    /// Copies the screen as interleaved RGB (`[210 * 160 * 3]`).
+    /// Copies the screen as interleaved RGB (`[height * width * 3]`).
+    ///
+    /// # Panics
+    /// If `out` is not exactly one RGB screen long.
     pub fn screen_rgb(&mut self, out: &mut [u8]) {
-        assert_eq!(out.len(), SCREEN_LEN * 3);
-        // SAFETY: `out` holds a whole 210x160 RGB screen.
+        let (h, w) = self.screen_dims();
+        assert_eq!(out.len(), h * w * 3, "RGB screen buffer of the wrong size");
+        // SAFETY: `out` holds a whole RGB screen of ALE's current dimensions.
         unsafe { ale_sys::getScreenRGB(self.raw(), out.as_mut_ptr()) }
     }
 
@@ -188,15 +204,18 @@ impl Drop for AleSnapshot {
     }
 }
 
-/// A ROM written to a private temporary folder, where ALE can load it by file name.
+/// A standard ROM file (checked by MD5, [`super::roms`]) copied to a private temporary
+/// folder under its canonical name, where ALE loads it: ALE reads exactly the checked bytes.
 pub struct StagedRom {
     _dir: tempfile::TempDir,
     path: CString,
+    md5: &'static str,
 }
 
 impl StagedRom {
-    /// Writes the game's bundled ROM under its canonical file name.
+    /// Reads and checks the game's ROM from the ROM folder in force, and stages it.
     pub fn new(game: Game) -> Result<Self, EnvError> {
+        let rom = super::roms::read_verified(game)?;
         let staging = |source| EnvError::RomStaging {
             game: game.name().into(),
             source,
@@ -206,9 +225,18 @@ impl StagedRom {
             .tempdir()
             .map_err(staging)?;
         let path = dir.path().join(game.rom_filename());
-        std::fs::write(&path, game.rom_data()).map_err(staging)?;
+        std::fs::write(&path, &rom.bytes).map_err(staging)?;
         let path = CString::new(path.to_string_lossy().into_owned()).expect("temp path has NUL");
-        Ok(Self { _dir: dir, path })
+        Ok(Self {
+            _dir: dir,
+            path,
+            md5: rom.md5(),
+        })
+    }
+
+    /// The MD5 of the staged file (the standard one).
+    pub fn md5(&self) -> &'static str {
+        self.md5
     }
 
     /// The ROM's path.
@@ -244,7 +272,7 @@ pub fn action_counts(game: Game) -> Result<(usize, usize), EnvError> {
     Ok((ale.minimal_actions().len(), ale.legal_actions().len()))
 }
 
-/// An Atari game with the DESIGN section 4 preprocessing.
+/// An Atari game with the preprocessing of the Atari presets (`docs/ARCHITECTURE.md`).
 pub struct AtariEnv {
     game: Game,
     settings: AtariSettings,
@@ -291,7 +319,9 @@ impl AtariEnv {
             ActionSet::Full => ale.legal_actions(),
         };
         let lut = PaletteLut::new(&NTSC_RGB);
-        let mut start_screen = vec![0; SCREEN_LEN];
+        let (height, width) = ale.screen_dims();
+        let screen_len = height * width;
+        let mut start_screen = vec![0; screen_len];
         ale.screen_indices(&mut start_screen);
         check_palette(&mut ale, game, &lut, &start_screen)?;
         let start = ale.clone_system_state();
@@ -303,10 +333,10 @@ impl AtariEnv {
             start_screen,
             actions,
             lut,
-            resizer: AreaResizer::atari(),
+            resizer: AreaResizer::new(height, width, FRAME_SIDE, FRAME_SIDE),
             stack: FrameStack::new(STACK_DEPTH, FRAME_SIDE * FRAME_SIDE),
-            screens: [vec![0; SCREEN_LEN], vec![0; SCREEN_LEN]],
-            pooled: vec![0; SCREEN_LEN],
+            screens: [vec![0; screen_len], vec![0; screen_len]],
+            pooled: vec![0; screen_len],
             frame: vec![0; FRAME_SIDE * FRAME_SIDE],
             held: NOOP,
             sticky_rng: ChaCha8Rng::seed_from_u64(0),
@@ -410,7 +440,7 @@ fn check_palette(
     lut: &PaletteLut,
     indices: &[u8],
 ) -> Result<(), EnvError> {
-    let mut rgb = vec![0u8; SCREEN_LEN * 3];
+    let mut rgb = vec![0u8; indices.len() * 3];
     ale.screen_rgb(&mut rgb);
     for (&index, px) in indices.iter().zip(rgb.chunks_exact(3)) {
         let ale_rgb = (px[0] as u32) << 16 | (px[1] as u32) << 8 | px[2] as u32;

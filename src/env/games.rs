@@ -1,88 +1,110 @@
-//! The Atari games this harness can run: the ROMs bundled with the `ale` crate, named in
-//! CamelCase (`Pong`, `SpaceInvaders`, `MontezumaRevenge`).
+//! The Atari games this harness can run: every game ALE 0.6 has settings for (76), each with
+//! the standard ROM file of the community's set, named in CamelCase (`Pong`, `SpaceInvaders`,
+//! `MontezumaRevenge`).
 //!
-//! Defender is bundled but left out: ALE 0.6's `DefenderSettings::setMode` presses SELECT
-//! until a RAM byte reads mode 1, which never happens with the bundled ROM, so loading it
-//! hangs forever.
+//! The standard set is the one `ale-py` ships (formerly AutoROM's), which Gymnasium, CleanRL,
+//! Stable-Baselines3 and Dopamine run. Each game's expected MD5 below is copied from
+//! `ale_py/roms/md5.json` of the `ale-py` 0.12.1 wheel; [`super::roms`] refuses any other
+//! file. How each game compares with ale-py 0.12 frame for frame is in
+//! [`super::conformance`].
 
-use ale::BundledRom;
-
-/// Every bundled game: its CamelCase name and the ROM.
-const GAMES: [(&str, BundledRom); 61] = [
-    ("Adventure", BundledRom::Adventure),
-    ("AirRaid", BundledRom::AirRaid),
-    ("Alien", BundledRom::Alien),
-    ("Amidar", BundledRom::Amidar),
-    ("Assault", BundledRom::Assault),
-    ("Asterix", BundledRom::Asterix),
-    ("Asteroids", BundledRom::Asteroids),
-    ("Atlantis", BundledRom::Atlantis),
-    ("BankHeist", BundledRom::BankHeist),
-    ("BattleZone", BundledRom::BattleZone),
-    ("BeamRider", BundledRom::BeamRider),
-    ("Berzerk", BundledRom::Berzerk),
-    ("Bowling", BundledRom::Bowling),
-    ("Boxing", BundledRom::Boxing),
-    ("Breakout", BundledRom::Breakout),
-    ("Carnival", BundledRom::Carnival),
-    ("Centipede", BundledRom::Centipede),
-    ("ChopperCommand", BundledRom::ChopperCommand),
-    ("CrazyClimber", BundledRom::CrazyClimber),
-    ("DemonAttack", BundledRom::DemonAttack),
-    ("DoubleDunk", BundledRom::DoubleDunk),
-    ("ElevatorAction", BundledRom::ElevatorAction),
-    ("Enduro", BundledRom::Enduro),
-    ("FishingDerby", BundledRom::FishingDerby),
-    ("Freeway", BundledRom::Freeway),
-    ("Frostbite", BundledRom::Frostbite),
-    ("Gopher", BundledRom::Gopher),
-    ("Gravitar", BundledRom::Gravitar),
-    ("Hero", BundledRom::Hero),
-    ("IceHockey", BundledRom::IceHockey),
-    ("JamesBond", BundledRom::JamesBond),
-    ("JourneyEscape", BundledRom::JourneyEscape),
-    ("Kaboom", BundledRom::Kaboom),
-    ("Kangaroo", BundledRom::Kangaroo),
-    ("Krull", BundledRom::Krull),
-    ("KungFuMaster", BundledRom::KungFuMaster),
-    ("MontezumaRevenge", BundledRom::MontezumaRevenge),
-    ("MsPacman", BundledRom::MsPacman),
-    ("NameThisGame", BundledRom::NameThisGame),
-    ("Phoenix", BundledRom::Phoenix),
-    ("Pitfall", BundledRom::Pitfall),
-    ("Pong", BundledRom::Pong),
-    ("Pooyan", BundledRom::Pooyan),
-    ("PrivateEye", BundledRom::PrivateEye),
-    ("QBert", BundledRom::QBert),
-    ("RiverRaid", BundledRom::RiverRaid),
-    ("RoadRunner", BundledRom::RoadRunner),
-    ("RoboTank", BundledRom::RoboTank),
-    ("Seaquest", BundledRom::Seaquest),
-    ("Skiing", BundledRom::Skiing),
-    ("SpaceInvaders", BundledRom::SpaceInvaders),
-    ("StarGunner", BundledRom::StarGunner),
-    ("Tennis", BundledRom::Tennis),
-    ("TimePilot", BundledRom::TimePilot),
-    ("Tutankham", BundledRom::Tutankham),
-    ("UpNDown", BundledRom::UpNDown),
-    ("Venture", BundledRom::Venture),
-    ("VideoPinball", BundledRom::VideoPinball),
-    ("WizardOfWor", BundledRom::WizardOfWor),
-    ("YarsRevenge", BundledRom::YarsRevenge),
-    ("Zaxxon", BundledRom::Zaxxon),
+/// Every game: its CamelCase name, ALE's ROM id (the file is `<id>.bin`; ALE picks the
+/// game's settings by this name) and the MD5 of the standard file (ale-py 0.12.1).
+const GAMES: [(&str, &str, &str); 76] = [
+    ("Adventure", "adventure", "4b27f5397c442d25f0c418ccdacf1926"),
+    ("AirRaid", "air_raid", "35be55426c1fec32dfb503b4f0651572"),
+    ("Alien", "alien", "f1a0a23e6464d954e3a9579c4ccd01c8"),
+    ("Amidar", "amidar", "acb7750b4d0c4bd34969802a7deb2990"),
+    ("Assault", "assault", "de78b3a064d374390ac0710f95edde92"),
+    ("Asterix", "asterix", "89a68746eff7f266bbf08de2483abe55"),
+    ("Asteroids", "asteroids", "ccbd36746ed4525821a8083b0d6d2c2c"),
+    ("Atlantis", "atlantis", "9ad36e699ef6f45d9eb6c4cf90475c9f"),
+    ("BankHeist", "bank_heist", "00ce0bdd43aed84a983bef38fe7f5ee3"),
+    ("BattleZone", "battle_zone", "41f252a66c6301f1e8ab3612c19bc5d4"),
+    ("BeamRider", "beam_rider", "79ab4123a83dc11d468fb2108ea09e2e"),
+    ("Berzerk", "berzerk", "136f75c4dd02c29283752b7e5799f978"),
+    ("Bowling", "bowling", "c9b7afad3bfd922e006a6bfc1d4f3fe7"),
+    ("Boxing", "boxing", "c3ef5c4653212088eda54dc91d787870"),
+    ("Breakout", "breakout", "f34f08e5eb96e500e851a80be3277a56"),
+    ("Carnival", "carnival", "028024fb8e5e5f18ea586652f9799c96"),
+    ("Centipede", "centipede", "91c2098e88a6b13f977af8c003e0bca5"),
+    ("ChopperCommand", "chopper_command", "c1cb228470a87beb5f36e90ac745da26"),
+    ("CrazyClimber", "crazy_climber", "55ef7b65066428367844342ed59f956c"),
+    ("Defender", "defender", "0f643c34e40e3f1daafd9c524d3ffe64"),
+    ("DemonAttack", "demon_attack", "f0e0addc07971561ab80d9abe1b8d333"),
+    ("DonkeyKong", "donkey_kong", "36b20c427975760cb9cf4a47e41369e4"),
+    ("DoubleDunk", "double_dunk", "368d88a6c071caba60b4f778615aae94"),
+    ("ElevatorAction", "elevator_action", "71f8bacfbdca019113f3f0801849057e"),
+    ("Enduro", "enduro", "94b92a882f6dbaa6993a46e2dcc58402"),
+    ("FishingDerby", "fishing_derby", "b8865f05676e64f3bec72b9defdacfa7"),
+    ("Freeway", "freeway", "8e0ab801b1705a740b476b7f588c6d16"),
+    ("Frogger", "frogger", "081e2c114c9c20b61acf25fc95c71bf4"),
+    ("Frostbite", "frostbite", "4ca73eb959299471788f0b685c3ba0b5"),
+    ("Galaxian", "galaxian", "211774f4c5739042618be8ff67351177"),
+    ("Gopher", "gopher", "c16c79aad6272baffb8aae9a7fff0864"),
+    ("Gravitar", "gravitar", "8ac18076d01a6b63acf6e2cab4968940"),
+    ("Hero", "hero", "fca4a5be1251927027f2c24774a02160"),
+    ("IceHockey", "ice_hockey", "a4c08c4994eb9d24fb78be1793e82e26"),
+    ("JamesBond", "jamesbond", "e51030251e440cffaab1ac63438b44ae"),
+    ("JourneyEscape", "journey_escape", "718ae62c70af4e5fd8e932fee216948a"),
+    ("Kaboom", "kaboom", "5428cdfada281c569c74c7308c7f2c26"),
+    ("Kangaroo", "kangaroo", "4326edb70ff20d0ee5ba58fa5cb09d60"),
+    ("KeystoneKapers", "keystone_kapers", "6c1f3f2e359dbf55df462ccbcdd2f6bf"),
+    ("KingKong", "king_kong", "0dd4c69b5f9a7ae96a7a08329496779a"),
+    ("Koolaid", "koolaid", "534e23210dd1993c828d944c6ac4d9fb"),
+    ("Krull", "krull", "4baada22435320d185c95b7dd2bcdb24"),
+    ("KungFuMaster", "kung_fu_master", "5b92a93b23523ff16e2789b820e2a4c5"),
+    ("LaserGates", "laser_gates", "8e4cd60d93fcde8065c1a2b972a26377"),
+    ("LostLuggage", "lost_luggage", "2d76c5d1aad506442b9e9fb67765e051"),
+    ("MontezumaRevenge", "montezuma_revenge", "3347a6dd59049b15a38394aa2dafa585"),
+    ("MrDo", "mr_do", "aa7bb54d2c189a31bb1fa20099e42859"),
+    ("MsPacman", "ms_pacman", "87e79cd41ce136fd4f72cc6e2c161bee"),
+    ("NameThisGame", "name_this_game", "36306070f0c90a72461551a7a4f3a209"),
+    ("Phoenix", "phoenix", "7e52a95074a66640fcfde124fffd491a"),
+    ("Pitfall", "pitfall", "3e90cf23106f2e08b2781e41299de556"),
+    ("Pong", "pong", "60e0ea3cbe0913d39803477945e9e5ec"),
+    ("Pooyan", "pooyan", "4799a40b6e889370b7ee55c17ba65141"),
+    ("PrivateEye", "private_eye", "ef3a4f64b6494ba770862768caf04b86"),
+    ("QBert", "qbert", "484b0076816a104875e00467d431c2d2"),
+    ("RiverRaid", "riverraid", "393948436d1f4cc3192410bb918f9724"),
+    ("RoadRunner", "road_runner", "ce5cc62608be2cd3ed8abd844efb8919"),
+    ("RoboTank", "robotank", "4f618c2429138e0280969193ed6c107e"),
+    ("Seaquest", "seaquest", "240bfbac5163af4df5ae713985386f92"),
+    ("SirLancelot", "sir_lancelot", "dd0cbe5351551a538414fb9e37fc56e8"),
+    ("Skiing", "skiing", "b76fbadc8ffb1f83e2ca08b6fb4d6c9f"),
+    ("Solaris", "solaris", "e72eb8d4410152bdcb69e7fba327b420"),
+    ("SpaceInvaders", "space_invaders", "72ffbef6504b75e69ee1045af9075f66"),
+    ("StarGunner", "star_gunner", "a3c1c70024d7aabb41381adbfb6d3b25"),
+    ("Tennis", "tennis", "42cdd6a9e42a3639e190722b8ea3fc51"),
+    ("Tetris", "tetris", "b0e1ee07fbc73493eac5651a52f90f00"),
+    ("TimePilot", "time_pilot", "fc2104dd2dadf9a6176c1c1c8f87ced9"),
+    ("Trondead", "trondead", "fb27afe896e7c928089307b32e5642ee"),
+    ("Turmoil", "turmoil", "7a5463545dfb2dcfdafa6074b2f2c15e"),
+    ("Tutankham", "tutankham", "085322bae40d904f53bdcc56df0593fc"),
+    ("UpNDown", "up_n_down", "a499d720e7ee35c62424de882a3351b6"),
+    ("Venture", "venture", "3e899eba0ca8cd2972da1ae5479b4f0d"),
+    ("VideoPinball", "video_pinball", "107cc025334211e6d29da0b6be46aec7"),
+    ("WizardOfWor", "wizard_of_wor", "7e8aa18bc9502eb57daaf5e7c1e94da7"),
+    ("YarsRevenge", "yars_revenge", "c5930d0e8cdae3e037349bfa08e871be"),
+    ("Zaxxon", "zaxxon", "eea0da9b987d661264cce69a7c13c3bd"),
 ];
 
-/// An Atari game with a bundled ROM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// An Atari game ALE 0.6 supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Game(usize);
 
 impl Game {
     /// Looks a game up by its CamelCase name (exact match).
     pub fn from_name(name: &str) -> Option<Game> {
-        GAMES.iter().position(|(n, _)| *n == name).map(Game)
+        GAMES.iter().position(|(n, _, _)| *n == name).map(Game)
     }
 
-    /// Every playable bundled game, in alphabetical order.
+    /// Looks a game up by ALE's ROM id (`bank_heist`).
+    pub fn from_rom_id(id: &str) -> Option<Game> {
+        GAMES.iter().position(|(_, i, _)| *i == id).map(Game)
+    }
+
+    /// Every game, in alphabetical order.
     pub fn all() -> impl Iterator<Item = Game> {
         (0..GAMES.len()).map(Game)
     }
@@ -92,14 +114,19 @@ impl Game {
         GAMES[self.0].0
     }
 
-    /// The ROM's file name, which tells ALE which game settings to use.
-    pub fn rom_filename(self) -> &'static str {
-        GAMES[self.0].1.filename()
+    /// ALE's ROM id (`bank_heist`).
+    pub fn rom_id(self) -> &'static str {
+        GAMES[self.0].1
     }
 
-    /// The ROM's bytes.
-    pub fn rom_data(self) -> &'static [u8] {
-        GAMES[self.0].1.data()
+    /// The ROM's file name (`bank_heist.bin`), which tells ALE which game settings to use.
+    pub fn rom_filename(self) -> String {
+        format!("{}.bin", self.rom_id())
+    }
+
+    /// The MD5 of the standard ROM file, as lowercase hex.
+    pub fn expected_md5(self) -> &'static str {
+        GAMES[self.0].2
     }
 }
 
@@ -109,7 +136,24 @@ impl std::fmt::Display for Game {
     }
 }
 
-/// Every bundled game's name, for messages and did-you-mean suggestions.
+/// Every game's name, for messages and did-you-mean suggestions.
 pub fn game_names() -> Vec<&'static str> {
-    GAMES.iter().map(|(n, _)| *n).collect()
+    GAMES.iter().map(|(n, _, _)| *n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_rom_ids_are_unique_and_the_md5s_are_hex() {
+        let mut names = game_names();
+        names.dedup();
+        assert_eq!(names.len(), GAMES.len(), "names are sorted and unique");
+        for g in Game::all() {
+            assert_eq!(Game::from_rom_id(g.rom_id()), Some(g));
+            let md5 = g.expected_md5();
+            assert!(md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        }
+    }
 }

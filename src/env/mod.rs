@@ -5,11 +5,13 @@
 //! that uses it.
 
 pub mod ale;
+pub mod conformance;
 pub mod classic;
 pub mod games;
 pub mod palette;
 pub mod preprocess;
 pub mod preset;
+pub mod roms;
 pub mod scores;
 
 pub use self::ale::AtariEnv;
@@ -60,8 +62,44 @@ pub enum EnvError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The game's ROM file is not in the ROM folder, or cannot be read.
+    #[error(
+        "the ROM of {game} is missing: {path}: {reason}. The standard file has MD5 {expected} \
+         (ale-py 0.12.1). ROMs are taken from {origin}; `make setup` installs ale-py==0.12.1 \
+         into the project's .venv, or set ALE_ROMS_DIR to a folder holding the standard ROM \
+         files"
+    )]
+    RomMissing {
+        /// The game.
+        game: String,
+        /// The file looked for.
+        path: String,
+        /// The standard file's MD5.
+        expected: String,
+        /// Why it could not be read.
+        reason: String,
+        /// Where the folder came from.
+        origin: String,
+    },
+    /// The game's ROM file is not the standard one.
+    #[error(
+        "the ROM of {game} ({path}) is not the standard file: its MD5 is {found}, the standard \
+         file's (ale-py 0.12.1) is {expected}. Results on another ROM are not comparable with \
+         the literature; point ALE_ROMS_DIR at the standard ROM files, or run `make setup`, \
+         which installs them with ale-py"
+    )]
+    RomMismatch {
+        /// The game.
+        game: String,
+        /// The file.
+        path: String,
+        /// Its MD5.
+        found: String,
+        /// The standard file's MD5.
+        expected: String,
+    },
     /// ALE did not load the ROM (it reports no actions for it).
-    #[error("ALE could not load the ROM of {game} ({path}); the bundled ROM may be damaged")]
+    #[error("ALE could not load the ROM of {game} ({path})")]
     RomLoad {
         /// The game.
         game: String,
@@ -99,7 +137,8 @@ pub trait Environment {
     /// Emulator frames (Atari, no-op starts included) or steps (classic) since the last
     /// reset.
     fn episode_frames(&self) -> u64;
-    /// The last emulated screen as ALE palette indices (`[210 * 160]`, colour
+    /// The last emulated screen as ALE palette indices (`[height * 160]`, 210 rows for most
+    /// games and up to 250 for a few, colour
     /// [`palette::NTSC_RGB`]`[index >> 1]`); `None` for environments without a screen.
     fn screen(&self) -> Option<&[u8]> {
         None

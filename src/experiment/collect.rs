@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{cell_dir, files, is_done, summarize_episodes};
 use crate::manifest::{CellKind, Manifest};
-use crate::provenance::{self, Provenance};
+use crate::provenance::{self, Provenance, RomRecord};
 use crate::record::{read_rows, write_atomic, write_table};
 use crate::stats::relative_reward;
 use crate::table::{
@@ -432,8 +432,12 @@ fn worst_case_rows(
 /// `allow_mixed`.
 fn check_provenance(run_dir: &Path, ids: &[String], allow_mixed: bool) -> Result<()> {
     let mut groups: Vec<(Option<Provenance>, Vec<&str>)> = Vec::new();
+    let mut roms: Vec<(RomRecord, &str)> = Vec::new();
     for id in ids {
         let p = Provenance::read(&cell_dir(run_dir, id).join(provenance::FILE))?;
+        if let Some(rom) = p.as_ref().and_then(|p| p.rom.clone()) {
+            roms.push((rom, id));
+        }
         let key = p.as_ref().map(Provenance::rows_key);
         match groups
             .iter_mut()
@@ -443,6 +447,7 @@ fn check_provenance(run_dir: &Path, ids: &[String], allow_mixed: bool) -> Result
             None => groups.push((p, vec![id])),
         }
     }
+    check_roms(run_dir, &roms)?;
     if groups.len() <= 1 {
         return Ok(());
     }
@@ -485,6 +490,31 @@ fn check_provenance(run_dir: &Path, ids: &[String], allow_mixed: bool) -> Result
          --allow-mixed`",
         run_dir.display()
     )
+}
+
+/// Refuses to merge cells of one game that played different ROM files (`--allow-mixed`
+/// does not lift this: two ROM files are two games).
+fn check_roms(run_dir: &Path, roms: &[(RomRecord, &str)]) -> Result<()> {
+    for (i, (first, first_id)) in roms.iter().enumerate() {
+        if let Some((other, other_id)) = roms[i + 1..]
+            .iter()
+            .find(|(r, _)| r.game == first.game && r.md5 != first.md5)
+        {
+            bail!(
+                "cells of {} in {} played different ROM files: cell {first_id} played {} (MD5 \
+                 {}), cell {other_id} played {} (MD5 {}); their rows are of two versions of \
+                 the game and are not merged. Rerun the cells of one ROM (delete their folders \
+                 under cells/ and resume)",
+                first.game,
+                run_dir.display(),
+                first.file,
+                first.md5,
+                other.file,
+                other.md5
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Refuses to merge when a complete cell's outputs changed after it completed (truncated,

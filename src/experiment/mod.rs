@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::{CellKind, Family, Manifest, PlanCell, PolicyKind};
 use crate::progress::Progress;
-use crate::provenance::{self, Provenance};
+use crate::env::Game;
+use crate::provenance::{self, Provenance, RomRecord};
 use crate::record::{read_rows, write_atomic, CsvAppender};
 use crate::stats::summarize;
 use crate::table::{AgentRow, ClassifierRow, EpisodeRow, SummaryRow};
@@ -360,14 +361,31 @@ pub fn warn_on_other_provenance(dir: &Path, threads: u32) -> Result<()> {
     Ok(())
 }
 
-/// Records the provenance of a cell's computation in its folder at its first start; a later
-/// start (a resume) under other settings is warned about, and the record keeps the first.
-fn record_cell_provenance(cell_dir: &Path, id: &str) -> Result<()> {
+/// Records the provenance of a cell's computation in its folder at its first start, with
+/// the ROM file of an Atari cell's game; a later start (a resume) under other settings is
+/// warned about, and the record keeps the first. A cell started on another ROM file is
+/// refused: its rows would mix two games.
+fn record_cell_provenance(cell_dir: &Path, id: &str, game: Option<Game>) -> Result<()> {
     let path = cell_dir.join(provenance::FILE);
-    let here = Provenance::current(tch::get_num_threads().max(1) as u32);
+    let mut here = Provenance::current(tch::get_num_threads().max(1) as u32);
+    here.rom = game.map(RomRecord::standard);
     match Provenance::read(&path)? {
         None => here.write(&path)?,
         Some(first) => {
+            if let (Some(then), Some(now)) = (&first.rom, &here.rom) {
+                if then.md5 != now.md5 {
+                    bail!(
+                        "cell {id} was started on another ROM file of {} (MD5 {}, recorded in \
+                         {}) than the standard file this sap loads (MD5 {}); its rows cannot \
+                         be continued on another game version. Delete the cell's folder to \
+                         rerun it",
+                        now.game,
+                        then.md5,
+                        path.display(),
+                        now.md5
+                    );
+                }
+            }
             let diff = here.differences(&first);
             if !diff.is_empty() {
                 tracing::warn!(
@@ -425,7 +443,7 @@ pub fn run_cell(
     }
     let dir = cell_dir(run_dir, &id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    record_cell_provenance(&dir, &id)?;
+    record_cell_provenance(&dir, &id, cell.atari_game())?;
     let (work, outputs): (u64, Vec<&str>) = match &cell.kind {
         CellKind::Train(t) => {
             let o = train::run_cell(run_dir, t)?;

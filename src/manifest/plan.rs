@@ -234,6 +234,20 @@ pub enum Stage {
 }
 
 impl PlanCell {
+    /// The Atari game the cell emulates, if it plays one.
+    pub fn atari_game(&self) -> Option<Game> {
+        let atari = |g: GameId| match g {
+            GameId::Atari(g) => Some(g),
+            GameId::Classic(_) => None,
+        };
+        match &self.kind {
+            CellKind::Train(t) => atari(t.game),
+            CellKind::Episodes(c) => atari(c.game),
+            CellKind::Agent(a) => Some(a.game),
+            CellKind::CifarTrain(_) | CellKind::CifarEval(_) | CellKind::Robustness { .. } => None,
+        }
+    }
+
     /// The folder name: `train-000-Pong-dopamine-v5-s1`, `eval-002-Pong-dopamine-v5-random-s1`,
     /// `agent-005-Pong-t1-sap-100-fgsm-l4-s1`, `robustness-009-glyphs-s1`.
     pub fn id(&self) -> String {

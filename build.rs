@@ -17,19 +17,17 @@ fn main() {
     }
     let roms = rom_dir(lib.as_deref());
     println!("cargo:rustc-env=SAP_ROM_DIR={}", roms.display());
-    // <venv>/lib/pythonX.Y/site-packages/ale_py/roms -> <venv>/bin/python
-    let python = roms
-        .ancestors()
-        .nth(5)
+    // <venv>/lib/pythonX.Y/site-packages/ale_py/roms -> <venv>
+    let venv = roms.ancestors().nth(5).map(Path::to_path_buf);
+    let python = venv
+        .as_ref()
         .map_or_else(|| PathBuf::from("python3"), |venv| venv.join("bin/python"));
     println!("cargo:rustc-env=SAP_VENV_PYTHON={}", python.display());
-    // ale-sys links ALE statically but not the C++ standard library it needs.
+    compile_ale(venv.as_deref());
+    // ALE is C++ and writes PNGs with zlib.
     println!("cargo:rustc-link-lib=stdc++");
+    println!("cargo:rustc-link-lib=z");
     println!("cargo:rustc-env=SAP_GIT_COMMIT={}", git_commit());
-    println!(
-        "cargo:rustc-env=SAP_ALE_SYS_VERSION={}",
-        locked_version("ale-sys")
-    );
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/native/torch_config.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
@@ -53,6 +51,59 @@ fn rom_dir(torch_lib: Option<&str>) -> PathBuf {
         })
         .unwrap_or_else(|| PathBuf::from(".venv/lib/python3/site-packages"));
     site_packages.join("ale_py").join("roms")
+}
+
+/// The ALE release whose sources `scripts/setup.sh` unpacks into `<venv>/src`.
+const ALE_VERSION: &str = "0.12.1";
+
+/// Compiles ALE from the ale-py source distribution (the emulator of the ale-py wheel that
+/// Gymnasium, CleanRL, SB3 and Dopamine run) with `src/native/ale_shim.cpp`, its C interface.
+fn compile_ale(venv: Option<&Path>) {
+    let root = venv
+        .map(|v| v.join(format!("src/ale_py-{ALE_VERSION}")))
+        .unwrap_or_default();
+    let ale = root.join("src/ale");
+    if !ale.join("ale_interface.cpp").is_file() {
+        panic!(
+            "the ALE {ALE_VERSION} sources are missing from {}: run scripts/setup.sh (or `make \
+             setup`), which fetches ale-py's source distribution into the project's venv",
+            root.display()
+        );
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let template = std::fs::read_to_string(ale.join("version.hpp.in")).expect("version.hpp.in");
+    let parts: Vec<&str> = ALE_VERSION.split('.').collect();
+    let version = template
+        .replace("@ALE_VERSION@", ALE_VERSION)
+        .replace("@ALE_VERSION_MAJOR@", parts[0])
+        .replace("@ALE_VERSION_MINOR@", parts[1])
+        .replace("@ALE_VERSION_PATCH@", parts[2])
+        .replace("@ALE_VERSION_GIT_SHA@", "sdist");
+    std::fs::write(out.join("version.hpp"), version).expect("writing version.hpp");
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .std("c++17")
+        .include(root.join("src"))
+        .include(&out)
+        .opt_level(3)
+        .warnings(false)
+        .file("src/native/ale_shim.cpp")
+        .file(ale.join("ale_interface.cpp"));
+    // The sources CMake lists (ALE's src/ale/*/CMakeLists.txt); no SDL: no window, no sound.
+    for dir in ["common", "emucore", "environment", "games", "games/supported"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(ale.join(dir))
+            .unwrap_or_else(|e| panic!("reading {}: {e}", ale.join(dir).display()))
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("cpp" | "cxx")))
+            .collect();
+        files.sort();
+        build.files(files);
+    }
+    build.compile("sap_ale");
+    println!("cargo:rerun-if-changed=src/native/ale_shim.cpp");
+    println!("cargo:rerun-if-changed={}", ale.join("ale_interface.cpp").display());
 }
 
 /// The shim against libtorch's headers, which sit beside its `lib` folder.
@@ -103,14 +154,4 @@ fn git_commit() -> String {
     } else {
         head
     }
-}
-
-/// A package's version in Cargo.lock (`unknown` if absent).
-fn locked_version(name: &str) -> String {
-    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
-    let needle = format!("name = \"{name}\"\nversion = \"");
-    lock.find(&needle)
-        .and_then(|i| lock[i + needle.len()..].split('"').next())
-        .unwrap_or("unknown")
-        .to_owned()
 }

@@ -107,7 +107,7 @@ pub struct Provenance {
     pub mkl: String,
     /// oneDNN's version line, as libtorch reports it.
     pub onednn: String,
-    /// The ALE build that emulated the games (`ALE 0.6.0 (ale-sys 0.1.2)`).
+    /// The ALE build that emulated the games (`ALE 0.12.1 (ale-py's source distribution)`).
     pub ale: String,
     /// `sap`'s version.
     pub sap: String,
@@ -152,7 +152,10 @@ impl RomRecord {
 
 /// The ALE build `sap` emulates with.
 pub fn ale_version() -> String {
-    format!("ALE 0.6.0 (ale-sys {})", env!("SAP_ALE_SYS_VERSION"))
+    format!(
+        "ALE {} (ale-py's source distribution)",
+        crate::env::ale::ALE_VERSION
+    )
 }
 
 /// Copies a C string that the shim writes into a buffer.

@@ -355,9 +355,10 @@ const NOTES: &str = "## Notes";
 /// Writes `atari-conformance.tsv` (read back by `sap games`) and `atari-conformance.md`.
 fn write_table(folder: &Path, rows: &[(Game, Verdict)], seeds: &[String], frames: u32) -> Result<()> {
     let how = format!(
-        "ALE 0.6.0 as `sap` builds it against ale-py 0.12.1, the standard ROM files, seeds {}, \
+        "ALE {} as `sap` builds it (ale-py's source distribution) against the ale-py 0.12.1 wheel, the standard ROM files, seeds {}, \
          {frames} frames each, sticky actions off, a reset at game over and after half the \
          frames (`sap conformance --seeds {} --frames {frames}`)",
+        crate::env::ale::ALE_VERSION,
         seeds.join(", "),
         seeds.join(",")
     );

@@ -7,12 +7,12 @@
 //! about a thousand emulator frames' time (Stella rebuilds its console). So [`AtariEnv`]
 //! loads once, with `random_seed` set to its construction seed (which fixes the emulator's
 //! power-on RAM and timer), snapshots the emulator, and restores that snapshot at every
-//! reset. Sticky actions are drawn here, per emulator frame, exactly as ALE 0.6's
+//! reset. Sticky actions are drawn here, per emulator frame, exactly as ALE's
 //! `StellaEnvironment::act` draws them, from a generator seeded by the episode seed; the
 //! no-op count comes from the same seed. An episode is therefore a pure function of
 //! (game, settings, construction seed, episode seed, actions), whatever ran before it.
 
-use std::ffi::CString;
+use std::ffi::{c_char, c_int, CStr, CString};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Once;
@@ -33,48 +33,116 @@ const FIRE: i32 = 1;
 /// ALE's action code for UP.
 const UP: i32 = 2;
 
-/// An owned ALE instance: a thin safe layer over `ale-sys`.
-///
-/// The `ale` crate's wrapper hides its pointer and leaves the setting calls as TODO, so this
-/// handle calls `ale_sys` directly. It is neither `Send` nor `Sync`.
+/// ALE's emulator (`ale::ALEInterface`) and its saved states, opaque to Rust.
+#[repr(C)]
+struct RawAle {
+    _private: [u8; 0],
+}
+
+/// `ale::ALEState`, opaque.
+#[repr(C)]
+struct RawState {
+    _private: [u8; 0],
+}
+
+// `src/native/ale_shim.cpp`: a C interface to ALE 0.12 (compiled by build.rs from ale-py's
+// source distribution). Functions that can fail catch ALE's exceptions and return a status.
+extern "C" {
+    fn sap_ale_set_logger_mode(mode: c_int);
+    fn sap_ale_new(buf: *mut c_char, len: usize) -> *mut RawAle;
+    fn sap_ale_delete(ale: *mut RawAle);
+    fn sap_ale_load(
+        ale: *mut RawAle,
+        path: *const c_char,
+        seed: c_int,
+        sticky: f32,
+        buf: *mut c_char,
+        len: usize,
+    ) -> c_int;
+    fn sap_ale_act(ale: *mut RawAle, action: c_int) -> c_int;
+    fn sap_ale_game_over(ale: *mut RawAle) -> c_int;
+    fn sap_ale_reset_game(ale: *mut RawAle);
+    fn sap_ale_lives(ale: *mut RawAle) -> c_int;
+    fn sap_ale_screen_height(ale: *mut RawAle) -> c_int;
+    fn sap_ale_screen_width(ale: *mut RawAle) -> c_int;
+    fn sap_ale_screen(ale: *mut RawAle, out: *mut u8);
+    fn sap_ale_screen_rgb(ale: *mut RawAle, out: *mut u8);
+    fn sap_ale_minimal_actions(ale: *mut RawAle, out: *mut c_int, cap: c_int) -> c_int;
+    fn sap_ale_legal_actions(ale: *mut RawAle, out: *mut c_int, cap: c_int) -> c_int;
+    fn sap_ale_clone_state(ale: *mut RawAle) -> *mut RawState;
+    fn sap_ale_restore_state(ale: *mut RawAle, state: *const RawState);
+    fn sap_ale_delete_state(state: *mut RawState);
+}
+
+/// The ALE release `sap` emulates with.
+pub const ALE_VERSION: &str = "0.12.1";
+
+/// Size of the buffer ALE's error messages are copied into.
+const MESSAGE_LEN: usize = 512;
+
+/// Reads a message the shim wrote into `buf`.
+fn message(buf: &[c_char]) -> String {
+    // SAFETY: the shim NUL-terminates within the buffer (and it starts zeroed).
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// An owned ALE 0.12 instance: a thin safe layer over `src/native/ale_shim.cpp`. It is
+/// neither `Send` nor `Sync`.
 pub struct AleHandle {
-    ptr: NonNull<ale_sys::ALEInterface>,
+    ptr: NonNull<RawAle>,
     _not_send: PhantomData<*mut ()>,
 }
 
 impl AleHandle {
     /// A fresh emulator with ALE's logging limited to errors.
+    ///
+    /// # Panics
+    /// If ALE cannot be constructed (it allocates and reads nothing from disk).
     pub fn new() -> Self {
         static QUIET: Once = Once::new();
-        // SAFETY: setLoggerMode only sets a global integer.
-        QUIET.call_once(|| unsafe { ale_sys::setLoggerMode(2) });
-        // SAFETY: ALE_new returns a heap object owned by this handle (freed in Drop).
-        let ptr = unsafe { ale_sys::ALE_new() };
+        // SAFETY: sets a global integer.
+        QUIET.call_once(|| unsafe { sap_ale_set_logger_mode(2) });
+        let mut buf = [0 as c_char; MESSAGE_LEN];
+        // SAFETY: the shim returns a heap object owned by this handle (freed in Drop), or
+        // null with a message in `buf`.
+        let ptr = unsafe { sap_ale_new(buf.as_mut_ptr(), buf.len()) };
         Self {
-            ptr: NonNull::new(ptr).expect("ALE_new returned null"),
+            ptr: NonNull::new(ptr)
+                .unwrap_or_else(|| panic!("ALE could not start: {}", message(&buf))),
             _not_send: PhantomData,
         }
     }
 
-    fn raw(&self) -> *mut ale_sys::ALEInterface {
+    fn raw(&self) -> *mut RawAle {
         self.ptr.as_ptr()
     }
 
     /// Loads a ROM file with the given seed and sticky-action probability. Both settings
-    /// only take effect at load time, so they are set first.
-    ///
-    /// ALE's `loadROM` returns nothing, so the load is checked afterwards: a loaded game has
-    /// at least one action. Returns whether the ROM loaded.
-    #[must_use = "a ROM that did not load leaves the emulator unusable"]
-    pub fn load(&mut self, rom_path: &CString, seed: i32, repeat_action_probability: f32) -> bool {
-        let seed_key = CString::new("random_seed").unwrap();
-        let sticky_key = CString::new("repeat_action_probability").unwrap();
-        // SAFETY: valid handle and NUL-terminated strings that outlive the calls.
-        unsafe {
-            ale_sys::setInt(self.raw(), seed_key.as_ptr(), seed);
-            ale_sys::setFloat(self.raw(), sticky_key.as_ptr(), repeat_action_probability);
-            ale_sys::loadROM(self.raw(), rom_path.as_ptr());
-            ale_sys::getMinimalActionSize(self.raw()) > 0
+    /// only take effect at load time, so they are set first. ALE 0.12 tells the game by the
+    /// file's MD5. Returns ALE's message when it refuses the file.
+    pub fn load(
+        &mut self,
+        rom_path: &CString,
+        seed: i32,
+        repeat_action_probability: f32,
+    ) -> Result<(), String> {
+        let mut buf = [0 as c_char; MESSAGE_LEN];
+        // SAFETY: valid handle, NUL-terminated path and a buffer of the stated length.
+        let status = unsafe {
+            sap_ale_load(
+                self.raw(),
+                rom_path.as_ptr(),
+                seed,
+                repeat_action_probability,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        match status {
+            0 => Ok(()),
+            _ => Err(message(&buf)),
         }
     }
 
@@ -82,27 +150,27 @@ impl AleHandle {
     #[inline]
     pub fn act(&mut self, action: i32) -> i32 {
         // SAFETY: valid handle; ALE turns illegal codes into NOOP.
-        unsafe { ale_sys::act(self.raw(), action) }
+        unsafe { sap_ale_act(self.raw(), action) }
     }
 
     /// Whether the game is over.
     #[inline]
     pub fn game_over(&mut self) -> bool {
         // SAFETY: valid handle.
-        unsafe { ale_sys::game_over(self.raw()) }
+        unsafe { sap_ale_game_over(self.raw()) != 0 }
     }
 
-    /// Starts a new game without reloading the ROM (the RNG keeps its state).
+    /// Starts a new game without reloading the ROM (as ale-py's `reset_game`).
     pub fn reset_game(&mut self) {
         // SAFETY: valid handle.
-        unsafe { ale_sys::reset_game(self.raw()) }
+        unsafe { sap_ale_reset_game(self.raw()) }
     }
 
     /// Lives left.
     #[inline]
     pub fn lives(&mut self) -> i32 {
         // SAFETY: valid handle.
-        unsafe { ale_sys::lives(self.raw()) }
+        unsafe { sap_ale_lives(self.raw()) }
     }
 
     /// The loaded game's screen as (height, width). Most games are 210 x 160, but ALE
@@ -112,8 +180,8 @@ impl AleHandle {
         // SAFETY: valid handle.
         unsafe {
             (
-                ale_sys::getScreenHeight(self.raw()).max(0) as usize,
-                ale_sys::getScreenWidth(self.raw()).max(0) as usize,
+                sap_ale_screen_height(self.raw()).max(0) as usize,
+                sap_ale_screen_width(self.raw()).max(0) as usize,
             )
         }
     }
@@ -127,7 +195,7 @@ impl AleHandle {
         let (h, w) = self.screen_dims();
         assert_eq!(out.len(), h * w, "screen buffer of the wrong size");
         // SAFETY: `out` holds a whole screen of ALE's current dimensions.
-        unsafe { ale_sys::getScreen(self.raw(), out.as_mut_ptr()) }
+        unsafe { sap_ale_screen(self.raw(), out.as_mut_ptr()) }
     }
 
     /// Copies the screen as interleaved RGB (`[height * width * 3]`).
@@ -138,44 +206,41 @@ impl AleHandle {
         let (h, w) = self.screen_dims();
         assert_eq!(out.len(), h * w * 3, "RGB screen buffer of the wrong size");
         // SAFETY: `out` holds a whole RGB screen of ALE's current dimensions.
-        unsafe { ale_sys::getScreenRGB(self.raw(), out.as_mut_ptr()) }
+        unsafe { sap_ale_screen_rgb(self.raw(), out.as_mut_ptr()) }
     }
 
-    /// Snapshots the whole emulator, its RNG included.
+    /// Snapshots the whole emulator, its random generators included.
     pub fn clone_system_state(&mut self) -> AleSnapshot {
         // SAFETY: valid handle; the returned state is owned by the snapshot.
-        let ptr = unsafe { ale_sys::cloneSystemState(self.raw()) };
+        let ptr = unsafe { sap_ale_clone_state(self.raw()) };
         AleSnapshot {
-            ptr: NonNull::new(ptr).expect("cloneSystemState returned null"),
+            ptr: NonNull::new(ptr).expect("cloneState returned null"),
         }
     }
 
     /// Restores a snapshot taken from this handle's game.
     pub fn restore_system_state(&mut self, snapshot: &AleSnapshot) {
         // SAFETY: valid handle and state; ALE copies from the state.
-        unsafe { ale_sys::restoreSystemState(self.raw(), snapshot.ptr.as_ptr()) }
+        unsafe { sap_ale_restore_state(self.raw(), snapshot.ptr.as_ptr()) }
+    }
+
+    /// Reads an action set through `f` (the shim reports its size and fills up to `cap`).
+    fn action_set(&mut self, f: unsafe extern "C" fn(*mut RawAle, *mut c_int, c_int) -> c_int) -> Vec<i32> {
+        let mut v = vec![0; 18];
+        // SAFETY: valid handle; the buffer holds `cap` codes (ALE has 18 actions).
+        let n = unsafe { f(self.raw(), v.as_mut_ptr(), v.len() as c_int) };
+        v.truncate(n.clamp(0, 18) as usize);
+        v
     }
 
     /// The minimal action set, as ALE action codes.
     pub fn minimal_actions(&mut self) -> Vec<i32> {
-        // SAFETY: valid handle; the buffer has the size ALE reports.
-        unsafe {
-            let n = ale_sys::getMinimalActionSize(self.raw()).max(0) as usize;
-            let mut v = vec![0; n];
-            ale_sys::getMinimalActionSet(self.raw(), v.as_mut_ptr());
-            v
-        }
+        self.action_set(sap_ale_minimal_actions)
     }
 
     /// The full (legal) action set, as ALE action codes.
     pub fn legal_actions(&mut self) -> Vec<i32> {
-        // SAFETY: valid handle; the buffer has the size ALE reports.
-        unsafe {
-            let n = ale_sys::getLegalActionSize(self.raw()).max(0) as usize;
-            let mut v = vec![0; n];
-            ale_sys::getLegalActionSet(self.raw(), v.as_mut_ptr());
-            v
-        }
+        self.action_set(sap_ale_legal_actions)
     }
 }
 
@@ -187,20 +252,20 @@ impl Default for AleHandle {
 
 impl Drop for AleHandle {
     fn drop(&mut self) {
-        // SAFETY: the pointer came from ALE_new and is freed once.
-        unsafe { ale_sys::ALE_del(self.raw()) }
+        // SAFETY: the pointer came from sap_ale_new and is freed once.
+        unsafe { sap_ale_delete(self.raw()) }
     }
 }
 
-/// A saved emulator state (`cloneSystemState`), freed on drop.
+/// A saved emulator state, freed on drop.
 pub struct AleSnapshot {
-    ptr: NonNull<ale_sys::ALEState>,
+    ptr: NonNull<RawState>,
 }
 
 impl Drop for AleSnapshot {
     fn drop(&mut self) {
-        // SAFETY: the pointer came from cloneSystemState and is freed once.
-        unsafe { ale_sys::deleteState(self.ptr.as_ptr()) }
+        // SAFETY: the pointer came from sap_ale_clone_state and is freed once.
+        unsafe { sap_ale_delete_state(self.ptr.as_ptr()) }
     }
 }
 
@@ -252,14 +317,12 @@ impl StagedRom {
         seed: i32,
         repeat_action_probability: f32,
     ) -> Result<(), EnvError> {
-        if ale.load(&self.path, seed, repeat_action_probability) {
-            Ok(())
-        } else {
-            Err(EnvError::RomLoad {
+        ale.load(&self.path, seed, repeat_action_probability)
+            .map_err(|message| EnvError::RomLoad {
                 game: game.name().into(),
                 path: self.path.to_string_lossy().into_owned(),
+                message,
             })
-        }
     }
 }
 
@@ -363,7 +426,7 @@ impl AtariEnv {
 
     /// Emulates one frame with `requested` as the agent's action; returns the reward.
     ///
-    /// Sticky actions as in ALE 0.6 (Machado et al. 2018): on every frame, with probability
+    /// Sticky actions as in ALE (Machado et al. 2018): on every frame, with probability
     /// `repeat_action_probability` the previous action is pressed again instead.
     #[inline]
     fn emulate(&mut self, requested: i32) -> i32 {

@@ -1,6 +1,8 @@
-//! The Atari conformance check: does a game emulated by the ALE `sap` runs (ALE 0.6, from
-//! `ale-sys`) play frame for frame as in ale-py 0.12, the ALE that Gymnasium, CleanRL,
-//! Stable-Baselines3 and Dopamine use?
+//! The Atari conformance check: does a game emulated by the ALE `sap` is built with (ALE
+//! 0.12.1 compiled from ale-py's source distribution, `src/native/ale_shim.cpp`) play frame
+//! for frame as in the ale-py 0.12.1 wheel, the ALE that Gymnasium, CleanRL,
+//! Stable-Baselines3 and Dopamine use? The same sources should give the same emulator; the
+//! check proves it for the build at hand (compiler, flags, the shim, how `sap` loads ROMs).
 //!
 //! Both sides load the standard ROM with `random_seed = seed` and sticky actions off, play
 //! the same fixed action sequence and write one [`FrameRecord`] per emulator frame: a digest

@@ -98,13 +98,15 @@ pub enum EnvError {
         /// The standard file's MD5.
         expected: String,
     },
-    /// ALE did not load the ROM (it reports no actions for it).
-    #[error("ALE could not load the ROM of {game} ({path})")]
+    /// ALE refused the ROM.
+    #[error("ALE could not load the ROM of {game} ({path}): {message}")]
     RomLoad {
         /// The game.
         game: String,
         /// The staged ROM file.
         path: String,
+        /// ALE's message.
+        message: String,
     },
     /// ALE rendered a colour that the NTSC palette table does not have.
     #[error("ALE's palette for {game} differs from the NTSC table at palette index {index}: ALE renders #{ale:06x}, the table has #{table:06x}")]

@@ -91,7 +91,13 @@ fn compile_ale(venv: Option<&Path>) {
         .file("src/native/ale_shim.cpp")
         .file(ale.join("ale_interface.cpp"));
     // The sources CMake lists (ALE's src/ale/*/CMakeLists.txt); no SDL: no window, no sound.
-    for dir in ["common", "emucore", "environment", "games", "games/supported"] {
+    for dir in [
+        "common",
+        "emucore",
+        "environment",
+        "games",
+        "games/supported",
+    ] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(ale.join(dir))
             .unwrap_or_else(|e| panic!("reading {}: {e}", ale.join(dir).display()))
             .flatten()
@@ -103,7 +109,10 @@ fn compile_ale(venv: Option<&Path>) {
     }
     build.compile("sap_ale");
     println!("cargo:rerun-if-changed=src/native/ale_shim.cpp");
-    println!("cargo:rerun-if-changed={}", ale.join("ale_interface.cpp").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        ale.join("ale_interface.cpp").display()
+    );
 }
 
 /// The shim against libtorch's headers, which sit beside its `lib` folder.

@@ -2,8 +2,8 @@
 # Installs what sap-harness needs and is missing, then builds `sap`. Idempotent: with
 # everything in place it only checks (a few seconds) and lets cargo decide what to rebuild.
 #
-#   Debian packages: a C++ compiler and zlib1g-dev (ALE's build), libsdl2-gfx-dev (gym-rs),
-#   cmake,
+#   Debian packages: a C++ compiler and zlib1g-dev (ALE's build), libsdl2-gfx-dev and cmake
+#   (gym-rs's SDL2),
 #   fonts-dejavu-core (text in `sap report`'s PNG plots); with
 #   SAP_WITH_SLURM=1 also slurm-wlm and munge (the one-node Slurm of the integration test,
 #   scripts/local-slurm.sh).

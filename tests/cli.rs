@@ -599,20 +599,34 @@ fn plan_estimates_cpu_time_from_a_rates_file_and_names_a_damaged_one() {
 }
 
 #[test]
-fn games_lists_every_bundled_game_with_action_counts() {
+fn games_lists_every_game_with_action_counts_rom_md5_and_conformance() {
     let tmp = tempfile::tempdir().unwrap();
     let out = sap(&["games"], tmp.path());
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let rows: Vec<&str> = text.lines().skip(1).collect();
-    assert_eq!(rows.len(), 61 + 2, "{text}");
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("atari ") || l.starts_with("classic "))
+        .collect();
+    assert_eq!(rows.len(), 104 + 2, "{text}");
     let pong: Vec<&str> = rows
         .iter()
         .find(|r| r.contains(" Pong "))
         .unwrap()
         .split_whitespace()
         .collect();
-    assert_eq!(pong, ["atari", "Pong", "6", "18"]);
+    assert_eq!(
+        pong,
+        [
+            "atari",
+            "Pong",
+            "6",
+            "18",
+            "60e0ea3cbe0913d39803477945e9e5ec",
+            "conformant"
+        ]
+    );
+    assert!(text.contains("ROM files: the ale-py ROM folder"), "{text}");
     assert!(rows
         .iter()
         .any(|r| r.starts_with("classic") && r.contains("CartPole")));

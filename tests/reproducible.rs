@@ -266,7 +266,7 @@ fn every_run_and_cell_records_what_its_rows_depend_on() {
         "torch = \"2.13.0\"",
         "mkl = ",
         "onednn = ",
-        "ale = \"ale-sys 0.1.2\"",
+        "ale = \"ALE 0.12.1 (ale-py's source distribution)\"",
         "sap = ",
         "commit = ",
         "threads = 1",

@@ -105,7 +105,10 @@ pub(super) fn games(args: GamesArgs) -> Result<ExitCode> {
             }
             Some((md5, false)) => {
                 missing += 1;
-                (format!("{:>7} {:>4}", "-", "-"), format!("{md5} (NOT STANDARD)"))
+                (
+                    format!("{:>7} {:>4}", "-", "-"),
+                    format!("{md5} (NOT STANDARD)"),
+                )
             }
             None => {
                 missing += 1;
@@ -131,9 +134,7 @@ pub(super) fn games(args: GamesArgs) -> Result<ExitCode> {
         crate::outln!("{:<8} {:<17} {n:>7} {n:>4}", "classic", game.name());
     }
     crate::outln!("ROM files: {}", dir.origin());
-    crate::outln!(
-        "conformance: docs/atari-conformance.md (`sap conformance` compares again)"
-    );
+    crate::outln!("conformance: docs/atari-conformance.md (`sap conformance` compares again)");
     if missing > 0 {
         crate::outln!(
             "{missing} ROM files are missing or not the standard ones ({}); `make setup` \
@@ -229,7 +230,12 @@ fn check(games: &[Game], frames: u32, timeout: u32) -> Result<ExitCode> {
         crate::outln!("all {} games played {frames} frames", games.len());
         Ok(ExitCode::SUCCESS)
     } else {
-        crate::outln!("{} of {} games failed: {}", failed.len(), games.len(), failed.join(", "));
+        crate::outln!(
+            "{} of {} games failed: {}",
+            failed.len(),
+            games.len(),
+            failed.join(", ")
+        );
         Ok(ExitCode::FAILURE)
     }
 }
@@ -297,7 +303,8 @@ pub(super) fn conformance(args: ConformanceArgs) -> Result<ExitCode> {
             let expected = conformance::recorded(game);
             let now: Vec<&str> = line.split('\t').collect();
             let same = expected.as_ref().is_some_and(|r| {
-                r.status == now[2] && r.first_frame.map(|f| f.to_string()).unwrap_or_default() == now[3]
+                r.status == now[2]
+                    && r.first_frame.map(|f| f.to_string()).unwrap_or_default() == now[3]
             });
             if !same {
                 unexpected.push(format!(
@@ -306,7 +313,9 @@ pub(super) fn conformance(args: ConformanceArgs) -> Result<ExitCode> {
                     expected.map_or("nothing".to_owned(), |r| format!(
                         "{} {}",
                         r.status,
-                        r.first_frame.map(|f| format!("from frame {f}")).unwrap_or_default()
+                        r.first_frame
+                            .map(|f| format!("from frame {f}"))
+                            .unwrap_or_default()
                     ))
                 ));
             }
@@ -353,7 +362,12 @@ fn reference_script() -> Result<PathBuf> {
 const NOTES: &str = "## Notes";
 
 /// Writes `atari-conformance.tsv` (read back by `sap games`) and `atari-conformance.md`.
-fn write_table(folder: &Path, rows: &[(Game, Verdict)], seeds: &[String], frames: u32) -> Result<()> {
+fn write_table(
+    folder: &Path,
+    rows: &[(Game, Verdict)],
+    seeds: &[String],
+    frames: u32,
+) -> Result<()> {
     let how = format!(
         "ALE {} as `sap` builds it (ale-py's source distribution) against the ale-py 0.12.1 wheel, the standard ROM files, seeds {}, \
          {frames} frames each, sticky actions off, a reset at game over and after half the \
@@ -362,7 +376,10 @@ fn write_table(folder: &Path, rows: &[(Game, Verdict)], seeds: &[String], frames
         seeds.join(", "),
         seeds.join(",")
     );
-    let mut tsv = format!("# The Atari conformance table: {how}.\n{}\n", conformance::TSV_HEADER);
+    let mut tsv = format!(
+        "# The Atari conformance table: {how}.\n{}\n",
+        conformance::TSV_HEADER
+    );
     for (g, v) in rows {
         tsv += &conformance::tsv_line(*g, v);
         tsv.push('\n');

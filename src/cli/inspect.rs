@@ -173,4 +173,3 @@ fn duration(seconds: f64) -> String {
         format!("{:.0} h ({:.0} days)", seconds / 3600.0, seconds / 86_400.0)
     }
 }
-

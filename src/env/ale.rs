@@ -22,7 +22,9 @@ use rand_chacha::ChaCha8Rng;
 
 use super::games::Game;
 use super::palette::NTSC_RGB;
-use super::preprocess::{clip_reward, AreaResizer, FrameStack, PaletteLut, FRAME_SIDE, STACK_DEPTH};
+use super::preprocess::{
+    clip_reward, AreaResizer, FrameStack, PaletteLut, FRAME_SIDE, STACK_DEPTH,
+};
 use super::preset::{ActionSet, AtariSettings, Mode};
 use super::{EnvError, Environment, Observation, Step};
 
@@ -225,7 +227,10 @@ impl AleHandle {
     }
 
     /// Reads an action set through `f` (the shim reports its size and fills up to `cap`).
-    fn action_set(&mut self, f: unsafe extern "C" fn(*mut RawAle, *mut c_int, c_int) -> c_int) -> Vec<i32> {
+    fn action_set(
+        &mut self,
+        f: unsafe extern "C" fn(*mut RawAle, *mut c_int, c_int) -> c_int,
+    ) -> Vec<i32> {
         let mut v = vec![0; 18];
         // SAFETY: valid handle; the buffer holds `cap` codes (ALE has 18 actions).
         let n = unsafe { f(self.raw(), v.as_mut_ptr(), v.len() as c_int) };

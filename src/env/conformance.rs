@@ -38,7 +38,10 @@ impl SplitMix64 {
     const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
     fn new(seed: u64) -> Self {
-        SplitMix64(seed.wrapping_mul(Self::GOLDEN).wrapping_add(0x243F_6A88_85A3_08D3))
+        SplitMix64(
+            seed.wrapping_mul(Self::GOLDEN)
+                .wrapping_add(0x243F_6A88_85A3_08D3),
+        )
     }
 
     fn next(&mut self) -> u64 {
@@ -154,10 +157,7 @@ pub fn compare(ours: &Trace, reference: &Trace) -> Option<Difference> {
     if ours.actions != reference.actions {
         return Some(Difference {
             frame: 0,
-            what: format!(
-                "action set ({:?} vs {:?})",
-                ours.actions, reference.actions
-            ),
+            what: format!("action set ({:?} vs {:?})", ours.actions, reference.actions),
         });
     }
     for (t, (a, b)) in ours.frames.iter().zip(&reference.frames).enumerate() {
@@ -339,24 +339,32 @@ mod tests {
 
     #[test]
     fn a_trace_file_round_trips_and_a_reference_failure_is_reported() {
-        let t = parse_trace("actions 0 1 3\nabcdef0123456789 0 5 0\n0123456789abcdef 1 4 1\n")
-            .unwrap();
+        let t =
+            parse_trace("actions 0 1 3\nabcdef0123456789 0 5 0\n0123456789abcdef 1 4 1\n").unwrap();
         assert_eq!(t.actions, vec![0, 1, 3]);
-        assert_eq!(t.frames[1], FrameRecord {
-            screen: "0123456789abcdef".into(),
-            reward: 1,
-            lives: 4,
-            game_over: true
-        });
+        assert_eq!(
+            t.frames[1],
+            FrameRecord {
+                screen: "0123456789abcdef".into(),
+                reward: 1,
+                lives: 4,
+                game_over: true
+            }
+        );
         let e = parse_trace("error RuntimeError: no ROM\n").unwrap_err();
         assert!(e.contains("no ROM"), "{e}");
-        assert!(parse_trace("actions 0\nxx 1\n").unwrap_err().contains("frame 0"));
+        assert!(parse_trace("actions 0\nxx 1\n")
+            .unwrap_err()
+            .contains("frame 0"));
     }
 
     #[test]
     fn every_game_has_a_row_in_the_committed_table() {
         for g in Game::all() {
-            assert!(recorded(g).is_some(), "{g} has no row in docs/atari-conformance.tsv");
+            assert!(
+                recorded(g).is_some(),
+                "{g} has no row in docs/atari-conformance.tsv"
+            );
         }
     }
 }

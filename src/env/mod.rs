@@ -5,8 +5,8 @@
 //! that uses it.
 
 pub mod ale;
-pub mod conformance;
 pub mod classic;
+pub mod conformance;
 pub mod games;
 pub mod palette;
 pub mod preprocess;

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::env::Game;
 use crate::manifest::{CellKind, Family, Manifest, PlanCell, PolicyKind};
 use crate::progress::Progress;
-use crate::env::Game;
 use crate::provenance::{self, Provenance, RomRecord};
 use crate::record::{read_rows, write_atomic, CsvAppender};
 use crate::stats::summarize;

@@ -84,10 +84,16 @@ impl Resolver<'_> {
     ) -> Result<(), ManifestError> {
         let classic_names: Vec<&str> = ClassicGame::ALL.iter().map(|g| g.name()).collect();
         let (known, other_family) = match family {
-            Family::Atari => (
-                Game::from_name(name).is_some(),
-                ClassicGame::from_name(name).is_some(),
-            ),
+            Family::Atari => {
+                if let Some(game) = Game::from_name(name) {
+                    // A missing or non-standard ROM file would stop the run's first cell of
+                    // the game: say so now, at the key.
+                    return crate::env::roms::read_verified(game)
+                        .map(drop)
+                        .map_err(|e| self.error(span, key, e.to_string()));
+                }
+                (false, ClassicGame::from_name(name).is_some())
+            }
             Family::Classic => (
                 ClassicGame::from_name(name).is_some(),
                 Game::from_name(name).is_some(),
@@ -109,7 +115,7 @@ impl Resolver<'_> {
         } else {
             match family {
                 Family::Atari => format!(
-                    "unknown Atari game `{name}`{}; `sap games` lists the {} bundled games",
+                    "unknown Atari game `{name}`{}; `sap games` lists the {} games",
                     suggestion(name, game_names()),
                     game_names().len()
                 ),

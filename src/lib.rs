@@ -1,8 +1,11 @@
 //! sap-harness: experiments on Stochastic Activation Pruning (Dhillon et al., ICLR 2018).
+//! `docs/ARCHITECTURE.md` explains the layers and the definitions the code follows.
 //!
 //! Map of the crate:
-//! - [`env`]: the `Environment` trait; Atari through ALE with all preprocessing in Rust
-//!   (presets `dopamine-v5`, `nature`), classic control through gym-rs.
+//! - [`env`]: the `Environment` trait; Atari through ALE 0.12 (compiled from ale-py's
+//!   sources) on the standard ROM files, checked by MD5 and frame for frame against ale-py,
+//!   with all preprocessing in Rust (presets `dopamine-v5`, `nature`); classic control
+//!   through gym-rs.
 //! - [`data`]: CIFAR-10 loader (binary and Python versions, folders and archives), a synthetic set in its format, and the
 //!   background batch pipeline (shuffle, crop, flip).
 //! - [`defense`]: dense, SAP (exact and independent sampling), dropout, Gaussian noise; a

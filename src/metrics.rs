@@ -1,4 +1,4 @@
-//! Classifier metrics (DESIGN section 7): accuracy, mean confidence, expected calibration
+//! Classifier metrics (docs/ARCHITECTURE.md section 7): accuracy, mean confidence, expected calibration
 //! error over 15 equal-width confidence bins, negative log-likelihood.
 
 /// Metrics of a set of predictions.

@@ -1,5 +1,5 @@
 //! Summary statistics: mean, sample standard deviation and a Student-t 95% confidence
-//! interval for the mean; relative rewards (DESIGN section 7).
+//! interval for the mean; relative rewards (docs/ARCHITECTURE.md section 7).
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -43,7 +43,7 @@ pub fn summarize(xs: &[f64]) -> Summary {
 }
 
 /// The returns of one game x defense x attack x lambda, against that game's dense clean
-/// mean and random-policy mean (DESIGN section 7).
+/// mean and random-policy mean (docs/ARCHITECTURE.md section 7).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RelativeReward {
     /// The returns' summary.
@@ -57,7 +57,7 @@ pub struct RelativeReward {
     pub relative: Option<f64>,
     /// `(mean - random) / (dense_clean - random)`, meaningful for negative scores too;
     /// `None` when the dense clean mean is not above the random mean, where the scale
-    /// means nothing (DESIGN section 7).
+    /// means nothing (docs/ARCHITECTURE.md section 7).
     pub normalized: Option<f64>,
 }
 

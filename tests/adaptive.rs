@@ -1,4 +1,4 @@
-//! The adaptive attacks (DESIGN section 6): APGD against cases whose optimum is known, the
+//! The adaptive attacks (docs/ARCHITECTURE.md section 6): APGD against cases whose optimum is known, the
 //! strength ordering of the attacks on a trained network, BPDA's identity backward and the
 //! transfer attack.
 

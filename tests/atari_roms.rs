@@ -102,17 +102,28 @@ fn a_missing_or_foreign_rom_is_refused_at_validation_naming_game_file_and_md5() 
         let roms = tmp.path().join(what);
         std::fs::create_dir_all(&roms).unwrap();
         rom_folder_with_pong(&roms, bytes);
-        for command in ["validate", "run"] {
-            let o = sap(&[command, "m.toml", "--out", "res"], tmp.path())
+        for command in [
+            &["validate", "m.toml"][..],
+            &["run", "m.toml", "--out", "res"],
+        ] {
+            let o = sap(command, tmp.path())
                 .env("ALE_ROMS_DIR", &roms)
                 .output()
                 .unwrap();
-            assert_eq!(o.status.code(), Some(1), "{what} {command}");
+            assert_eq!(
+                o.status.code(),
+                Some(1),
+                "{what} {command:?}: {}",
+                stderr(&o)
+            );
             let err = stderr(&o);
-            assert!(err.contains("games"), "{what} {command}: {err}");
-            assert!(err.contains("pong.bin"), "{what} {command}: {err}");
-            assert!(err.contains(pong.expected_md5()), "{what} {command}: {err}");
-            assert!(!err.contains("panicked"), "{what} {command}: {err}");
+            assert!(err.contains("games"), "{what} {command:?}: {err}");
+            assert!(err.contains("pong.bin"), "{what} {command:?}: {err}");
+            assert!(
+                err.contains(pong.expected_md5()),
+                "{what} {command:?}: {err}"
+            );
+            assert!(!err.contains("panicked"), "{what} {command:?}: {err}");
         }
     }
 }

@@ -1,4 +1,4 @@
-//! FGSM and PGD against their definitions (DESIGN section 6), and the policy wrapper's
+//! FGSM and PGD against their definitions (docs/ARCHITECTURE.md section 6), and the policy wrapper's
 //! determinism.
 
 mod common;

@@ -1,4 +1,4 @@
-//! SAP, dropout and Gaussian noise against their definitions (DESIGN section 5).
+//! SAP, dropout and Gaussian noise against their definitions (docs/ARCHITECTURE.md section 5).
 
 use rand::SeedableRng;
 use sap_harness::defense::sap::{self, Sampling};

@@ -1,4 +1,4 @@
-//! The losses an attack maximises (DESIGN section 6), per example, on logits `z` (a
+//! The losses an attack maximises (docs/ARCHITECTURE.md section 6), per example, on logits `z` (a
 //! classifier's logits, or an agent's Q-values) against a label `y` (the true class, or the
 //! clean greedy action):
 //!

@@ -1,4 +1,4 @@
-//! Attacks on a defended network (DESIGN section 6): FGSM, iterative FGSM / PGD and APGD,
+//! Attacks on a defended network (docs/ARCHITECTURE.md section 6): FGSM, iterative FGSM / PGD and APGD,
 //! each driven by a Monte-Carlo estimate of the input gradient over `gradient_samples`
 //! stochastic passes (the paper's estimate; EOT in Athalye et al. 2018).
 //!

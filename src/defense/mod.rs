@@ -1,5 +1,5 @@
 //! Defenses applied after every ReLU of a network: dense (none), Stochastic Activation
-//! Pruning, dropout and Gaussian activation noise (DESIGN section 5).
+//! Pruning, dropout and Gaussian activation noise (docs/ARCHITECTURE.md section 5).
 //!
 //! A network's `forward` calls [`DefensePoints::relu`] for each ReLU (the ReLU, then the
 //! defense) and nowhere else. Randomness never comes from torch's process-global RNG: at

@@ -1,4 +1,4 @@
-//! Stochastic Activation Pruning on one example's activation map (DESIGN section 5).
+//! Stochastic Activation Pruning on one example's activation map (docs/ARCHITECTURE.md section 5).
 //!
 //! For a post-ReLU map `h` flattened to `n` values:
 //!

@@ -5,7 +5,7 @@
 //! Randomness comes from a counter-based hash of (row's stream key, draw index) computed in
 //! integer tensor operations, so a result is a function of the rows' keys and the inputs
 //! only: no generator state, the same numbers on every device, thread count and batch
-//! composition. The laws are DESIGN section 5's, drawn differently from the host sampler
+//! composition. The laws are docs/ARCHITECTURE.md section 5's, drawn differently from the host sampler
 //! ([`super::sap`]), so the two paths give different (equally distributed) masks.
 //!
 //! - SAP exact: `r` uniforms per example, each inverted through the cumulative `|h|`

@@ -1,4 +1,4 @@
-//! Environments behind one trait: Atari games through ALE (with the DESIGN section 4
+//! Environments behind one trait: Atari games through ALE (with the docs/ARCHITECTURE.md section 4
 //! preprocessing and presets) and classic-control tasks from gym-rs.
 //!
 //! Handles are not `Send` (ALE holds raw pointers): build an environment inside the thread

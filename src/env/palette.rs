@@ -1,4 +1,4 @@
-//! The Atari 2600 NTSC colour palette as ALE 0.6 renders it ("standard" palette).
+//! The Atari 2600 NTSC colour palette as ALE renders it ("standard" palette).
 //!
 //! ALE's screen holds one palette index per pixel; colours sit at the even indices
 //! (`index >> 1` selects one of 128 colours). The table lets the preprocessing work on the

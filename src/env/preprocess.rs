@@ -1,5 +1,5 @@
 //! Atari frame preprocessing, all in Rust: max-pool of the last two frames, grayscale,
-//! area resize to 84x84 and the 4-frame stack (DESIGN section 4; Mnih et al. 2015).
+//! area resize to 84x84 and the 4-frame stack (docs/ARCHITECTURE.md section 4; Mnih et al. 2015).
 //!
 //! The functions work on plain byte slices so that tests can feed constructed frames.
 

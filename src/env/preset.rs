@@ -1,4 +1,4 @@
-//! Atari protocol presets (DESIGN section 4). Published Atari numbers mix these protocols,
+//! Atari protocol presets (docs/ARCHITECTURE.md section 4). Published Atari numbers mix these protocols,
 //! so every CSV row records the preset it ran under.
 
 use serde::{Deserialize, Serialize};

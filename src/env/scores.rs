@@ -1,4 +1,4 @@
-//! Reference scores for human-normalised Atari scores (DESIGN section 7):
+//! Reference scores for human-normalised Atari scores (docs/ARCHITECTURE.md section 7):
 //! `hns = (score - random) / (human - random)`.
 //!
 //! Source: Mnih et al. 2015, "Human-level control through deep reinforcement learning",

@@ -2,7 +2,7 @@
 //! an attack, plays evaluation episodes; one row per episode in `rl_eval.csv`.
 //!
 //! The attack perturbs the stacked observation the network sees at every step, white box
-//! against the defended policy (DESIGN section 6); the emulator is not altered. Episode `e`
+//! against the defended policy (docs/ARCHITECTURE.md section 6); the emulator is not altered. Episode `e`
 //! depends only on the cell's seed and `e` (its start, exploration and defense draws), so an
 //! interrupted cell resumes at the first missing episode with the same rows, and cells of
 //! one grid share their episode starts (common random numbers across defenses and radii).

@@ -1,5 +1,5 @@
 //! The random-policy baseline: uniformly random actions, needed for normalised scores
-//! `(mean - random) / (dense_clean - random)` (DESIGN section 7).
+//! `(mean - random) / (dense_clean - random)` (docs/ARCHITECTURE.md section 7).
 
 use std::collections::HashSet;
 

@@ -1,4 +1,4 @@
-//! Gradient-masking checks (DESIGN section 6; Athalye, Carlini and Wagner 2018; Carlini et
+//! Gradient-masking checks (docs/ARCHITECTURE.md section 6; Athalye, Carlini and Wagner 2018; Carlini et
 //! al. 2019, "On evaluating adversarial robustness"), run over a run's result rows:
 //!
 //! - `monotone`: for one attack, the score (accuracy, or an agent's mean return) does not

@@ -1,4 +1,4 @@
-//! Double DQN settings of a `[[train]]` job: the presets' defaults (DESIGN section 4) and
+//! Double DQN settings of a `[[train]]` job: the presets' defaults (docs/ARCHITECTURE.md section 4) and
 //! what the `[train.ddqn]` table may override.
 
 use serde::{Deserialize, Serialize};
@@ -68,7 +68,7 @@ pub struct DdqnSettings {
 }
 
 impl DdqnSettings {
-    /// The defaults of a preset (DESIGN section 4), or of classic control (`None`).
+    /// The defaults of a preset (docs/ARCHITECTURE.md section 4), or of classic control (`None`).
     pub fn defaults(preset: Option<Preset>) -> Self {
         match preset {
             // Dopamine's DQN on Atari-v5 (Machado et al. 2018), with van Hasselt's target.

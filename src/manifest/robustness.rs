@@ -382,7 +382,7 @@ impl Resolver<'_> {
         Ok(defense)
     }
 
-    /// One attack: its kind's keys with their defaults (DESIGN section 6), and the options
+    /// One attack: its kind's keys with their defaults (docs/ARCHITECTURE.md section 6), and the options
     /// every kind takes (`gradient_samples`, `loss`, `backward`, `source`); `stochastic` says
     /// whether any of the job's defenses has a stochastic point.
     pub(super) fn resolve_attack(

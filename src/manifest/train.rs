@@ -4,7 +4,7 @@
 //! [[train]]
 //! family = "atari"
 //! games = ["Pong"]
-//! preset = "dopamine-v5"      # also fixes the DDQN defaults (DESIGN section 4)
+//! preset = "dopamine-v5"      # also fixes the DDQN defaults (docs/ARCHITECTURE.md section 4)
 //! frames = 10_000_000          # emulator frames = agent steps x frame_skip
 //! [train.ddqn]                 # optional overrides; every key is listed in the README
 //! learning_starts = 20_000     # agent steps

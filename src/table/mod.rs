@@ -1,6 +1,6 @@
 //! Every result table's row type, in one place.
 //!
-//! A row is one observation (DESIGN section 7): an episode, a training game, an epoch, a
+//! A row is one observation (docs/ARCHITECTURE.md section 7): an episode, a training game, an epoch, a
 //! network under one defense, attack and radius. The rows that measure a network under a
 //! defense and an attack (`rl_eval.csv`, `classifier_eval.csv`, `cifar_eval.csv`,
 //! `reliability.csv`, `relative_reward.csv`) share the [`Treatment`] columns: declared once

@@ -1,7 +1,7 @@
 //! `[[cifar_eval]]` cells: one ResNet-20 under one defense, attack and radius on the first
 //! `examples` CIFAR-10 test images. Test image `i` is attacked and predicted with its own
 //! generator, seeded from (cell seed, i), so its row does not depend on the batch it is in
-//! (DESIGN section 5); each batch's predictions are appended to `predictions.csv`, so an
+//! (docs/ARCHITECTURE.md section 5); each batch's predictions are appended to `predictions.csv`, so an
 //! interrupted cell continues at its first missing batch with the same rows. When every batch is done the cell writes `cifar_eval.csv` (one row) and
 //! `reliability.csv` (one row per confidence bin).
 

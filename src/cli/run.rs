@@ -27,13 +27,18 @@ pub struct RunDirArgs {
 
 impl RunDirArgs {
     /// Loads `manifest`, enters the reproducible mode when it asks for it, and creates (or
-    /// checks, to resume) the run directory for cells of `threads` torch threads.
-    fn open(self, manifest: &std::path::Path, threads: u32) -> Result<(Manifest, PathBuf)> {
+    /// checks, to resume) the run directory for cells of `threads` torch threads. The run
+    /// folder's lock is held until the returned lock is dropped.
+    fn open(
+        self,
+        manifest: &std::path::Path,
+        threads: u32,
+    ) -> Result<(Manifest, PathBuf, experiment::lock::FolderLock)> {
         let m = Manifest::load(manifest)?;
         enter_mode(manifest, &m)?;
         let options = RunOptions::new(self.out, self.run_id, self.resume, threads);
-        let dir = experiment::prepare_run_dir(manifest, &m, &options)?;
-        Ok((m, dir))
+        let (dir, lock) = experiment::prepare_run_dir(manifest, &m, &options)?;
+        Ok((m, dir, lock))
     }
 }
 
@@ -125,8 +130,9 @@ pub(super) fn run(args: RunArgs) -> Result<ExitCode> {
         report: write_report,
         run_dir,
     } = args;
-    // Children inherit the mode's environment.
-    let (m, dir) = run_dir.open(&manifest, threads_per_job)?;
+    // Children inherit the mode's environment. The run folder stays locked until this
+    // function returns; each child locks its own cell.
+    let (m, dir, _lock) = run_dir.open(&manifest, threads_per_job)?;
     let exe = std::env::current_exe().context("finding the sap executable")?;
     let opts = crate::runner::LocalOptions::new(jobs as usize, threads_per_job as usize, exe);
     if let Some(cores) = opts.oversubscribes() {
@@ -227,8 +233,9 @@ pub(super) fn slurm(args: SlurmArgs) -> Result<ExitCode> {
         submit,
         run_dir,
     } = args;
-    // The run's provenance records the mode; array tasks enter it themselves.
-    let (m, dir) = run_dir.open(&manifest, threads_per_job)?;
+    // The run's provenance records the mode; array tasks enter it themselves and lock their
+    // own cells.
+    let (m, dir, _lock) = run_dir.open(&manifest, threads_per_job)?;
     let exe = std::env::current_exe().context("finding the sap executable")?;
     let opts = crate::slurm::SlurmOptions {
         max_parallel,

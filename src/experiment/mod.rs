@@ -7,6 +7,7 @@ pub mod checks;
 pub mod cifar;
 pub mod collect;
 pub mod episode;
+pub mod lock;
 pub mod robustness;
 pub mod train;
 
@@ -273,25 +274,33 @@ pub fn prepare_run_dir(
     manifest_path: &Path,
     manifest: &Manifest,
     opts: &RunOptions,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, lock::FolderLock)> {
     if let Some(dir) = &opts.resume {
+        // Read-only first: a folder that is no run is refused before a lock file is made.
+        read_resolved(dir)?;
+        let held = lock::acquire(dir, RUN_HOLDER)?;
         check_or_extend(manifest_path, dir, manifest)?;
         warn_on_other_provenance(dir, opts.threads)?;
-        return Ok(dir.clone());
+        return Ok((dir.clone(), held));
     }
     let run_id = opts.run_id.clone().unwrap_or_else(timestamp_id);
     if run_id.is_empty() || run_id.contains(['/', '\\']) || run_id.starts_with('.') {
         bail!("--run-id {run_id:?} must be a plain folder name");
     }
     let dir = opts.out.join(&manifest.name).join(&run_id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let held = lock::acquire(&dir, RUN_HOLDER)?;
     if dir.join(files::RESOLVED).exists() {
         check_or_extend(manifest_path, &dir, manifest)?;
         warn_on_other_provenance(&dir, opts.threads)?;
-        return Ok(dir);
+        return Ok((dir, held));
     }
     create_run_dir(manifest_path, manifest, &dir, opts.threads)?;
-    Ok(dir)
+    Ok((dir, held))
 }
+
+/// How a run folder's lock names `sap run` (and `sap slurm` while it prepares the folder).
+const RUN_HOLDER: &str = "sap run";
 
 /// Creates run directory `dir` with the manifest's two copies and the provenance of this
 /// process for cells of `threads` torch threads.
@@ -443,6 +452,11 @@ pub fn run_cell(
     }
     let dir = cell_dir(run_dir, &id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _writer = lock::acquire(&dir, &format!("cell {id}"))?;
+    // Another writer may have finished the cell while this one waited to start.
+    if is_done(run_dir, &id) {
+        return Ok(CellOutcome { id, work: 0 });
+    }
     record_cell_provenance(&dir, &id, cell.atari_game())?;
     let (work, outputs): (u64, Vec<&str>) = match &cell.kind {
         CellKind::Train(t) => {

@@ -2,7 +2,7 @@
 //!
 //! A folder may hold a `SHA256SUMS` file in the format `sha256sum` writes and `sha256sum -c`
 //! checks: per line 64 hexadecimal digits, a space, a space or `*`, and a file name in that
-//! folder. Every network file it lists is checked against it whenever it is read
+//! folder (`./name` as `sha256sum ./name` writes it, too). Every network file it lists is checked against it whenever it is read
 //! ([`crate::nn::checkpoint::read_tensors`]), so a shipped model that is missing, truncated
 //! or altered is refused with the digest it should have, not loaded or half-loaded.
 
@@ -123,6 +123,8 @@ pub fn listed_digest(path: &Path) -> Result<Option<(PathBuf, String)>, DigestErr
             .strip_prefix(' ')
             .or_else(|| rest.strip_prefix('*'))
             .ok_or_else(|| problem("the digest is not followed by two spaces or ` *`"))?;
+        // `sha256sum ./name` writes the name as given, `./` included.
+        let listed = listed.strip_prefix("./").unwrap_or(listed);
         if listed == name {
             return Ok(Some((sums, digest.to_ascii_lowercase())));
         }
@@ -185,6 +187,18 @@ mod tests {
         for sep in ["  ", " *"] {
             let dir = folder(&format!("# shipped networks\n{ABC}{sep}net.safetensors\n"));
             verify(&dir.path().join("net.safetensors")).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_file_listed_as_dot_slash_name_is_checked_like_its_plain_name() {
+        for sep in ["  ./", " *./"] {
+            let dir = folder(&format!("{ABC}{sep}net.safetensors\n"));
+            let path = dir.path().join("net.safetensors");
+            verify(&path).unwrap();
+            std::fs::write(&path, b"abd").unwrap();
+            let e = verify(&path).unwrap_err().to_string();
+            assert!(e.contains("altered or damaged"), "{sep}: {e}");
         }
     }
 

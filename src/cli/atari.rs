@@ -10,16 +10,17 @@ use clap::Args;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::env::ale::{action_counts, AleHandle, StagedRom};
+use crate::env::ale::action_counts;
 use crate::env::conformance::{self, Verdict};
 use crate::env::roms::{self, RomDir};
-use crate::env::{ClassicEnv, ClassicGame, Environment, Game};
+use crate::env::{AtariEnv, ClassicEnv, ClassicGame, Environment, Game, Mode, Preset};
 
 /// Arguments of `sap games`.
 #[derive(Debug, Args)]
 pub struct GamesArgs {
-    /// Play 1,000 random frames of every Atari game, each in a child process, and report
-    /// any game that crashes or hangs (exit status 1 if one does).
+    /// Play 1,000 random frames of every Atari game through the whole preprocessing
+    /// pipeline, each game in a child process, and report any game that crashes or hangs
+    /// (exit status 1 if one does).
     #[arg(long)]
     pub check: bool,
     /// Emulator frames each game plays under --check.
@@ -145,22 +146,22 @@ pub(super) fn games(args: GamesArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Plays `frames` emulator frames of uniformly random minimal actions (seed 0), resetting at
-/// game over: the work of one `--check` child.
+/// Plays at least `frames` emulator frames of uniformly random actions through the whole
+/// Atari pipeline (the default preset's environment: emulator, screens, preprocessing,
+/// frame stack), a new episode after each game over: the work of one `--check` child.
 fn play(name: &str, frames: u32) -> Result<ExitCode> {
     let game = games_named(&[name.to_owned()])?[0];
-    let rom = StagedRom::new(game)?;
-    let mut ale = AleHandle::new();
-    rom.load_into(&mut ale, game, 0, 0.0)?;
-    let actions = ale.minimal_actions();
+    let mut env = AtariEnv::new(game, Preset::default().settings(), Mode::Eval, 1)?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let (h, w) = ale.screen_dims();
-    let mut screen = vec![0u8; h * w];
-    for _ in 0..frames {
-        ale.act(actions[rng.gen_range(0..actions.len())]);
-        ale.screen_indices(&mut screen);
-        if ale.game_over() {
-            ale.reset_game();
+    let mut episode = 0;
+    env.reset(episode)?;
+    let mut played = 0u64;
+    while played < u64::from(frames) {
+        let step = env.step(rng.gen_range(0..env.num_actions()));
+        played += u64::from(step.frames);
+        if step.game_over || step.truncated {
+            episode += 1;
+            env.reset(episode)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -299,12 +300,11 @@ pub(super) fn conformance(args: ConformanceArgs) -> Result<ExitCode> {
             conformance::check_game(game, &args.seeds, args.frames as usize, traces.path())?;
         crate::outln!("{:<17} {verdict}", game.name());
         if args.expect_recorded {
-            let line = conformance::tsv_line(game, &verdict);
+            let (status, frame, _) = verdict.columns();
             let expected = conformance::recorded(game);
-            let now: Vec<&str> = line.split('\t').collect();
             let same = expected.as_ref().is_some_and(|r| {
-                r.status == now[2]
-                    && r.first_frame.map(|f| f.to_string()).unwrap_or_default() == now[3]
+                r.status == status
+                    && r.first_frame.map(|f| f.to_string()).unwrap_or_default() == frame
             });
             if !same {
                 unexpected.push(format!(
@@ -401,15 +401,7 @@ fn write_table(
         rows.len()
     );
     for (g, v) in rows {
-        let (result, frame, what) = match v {
-            Verdict::Conformant => ("conformant", String::new(), String::new()),
-            Verdict::Differs { seed, difference } => (
-                "differs",
-                difference.frame.to_string(),
-                format!("{} (seed {seed})", difference.what),
-            ),
-            Verdict::NotCompared(why) => ("not compared", String::new(), why.clone()),
-        };
+        let (result, frame, what) = v.columns();
         md += &format!(
             "| {} | `{}` | {result} | {frame} | {what} |\n",
             g.name(),

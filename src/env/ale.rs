@@ -21,7 +21,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::games::Game;
-use super::palette::NTSC_RGB;
 use super::preprocess::{
     clip_reward, AreaResizer, FrameStack, PaletteLut, FRAME_SIDE, STACK_DEPTH,
 };
@@ -69,6 +68,7 @@ extern "C" {
     fn sap_ale_screen_width(ale: *mut RawAle) -> c_int;
     fn sap_ale_screen(ale: *mut RawAle, out: *mut u8);
     fn sap_ale_screen_rgb(ale: *mut RawAle, out: *mut u8);
+    fn sap_ale_palette(ale: *mut RawAle, out: *mut u32);
     fn sap_ale_minimal_actions(ale: *mut RawAle, out: *mut c_int, cap: c_int) -> c_int;
     fn sap_ale_legal_actions(ale: *mut RawAle, out: *mut c_int, cap: c_int) -> c_int;
     fn sap_ale_clone_state(ale: *mut RawAle) -> *mut RawState;
@@ -209,6 +209,15 @@ impl AleHandle {
         assert_eq!(out.len(), h * w * 3, "RGB screen buffer of the wrong size");
         // SAFETY: `out` holds a whole RGB screen of ALE's current dimensions.
         unsafe { sap_ale_screen_rgb(self.raw(), out.as_mut_ptr()) }
+    }
+
+    /// The packed RGB (`0x00RRGGBB`) of every palette index in the loaded game's TV format:
+    /// NTSC for most games, PAL for a few (Adventure, Klax, Pacman, SpaceWar, ...).
+    pub fn palette(&mut self) -> [u32; 256] {
+        let mut out = [0u32; 256];
+        // SAFETY: valid handle; `out` holds the 256 values the shim writes.
+        unsafe { sap_ale_palette(self.raw(), out.as_mut_ptr()) };
+        out
     }
 
     /// Snapshots the whole emulator, its random generators included.
@@ -386,7 +395,8 @@ impl AtariEnv {
             ActionSet::Minimal => ale.minimal_actions(),
             ActionSet::Full => ale.legal_actions(),
         };
-        let lut = PaletteLut::new(&NTSC_RGB);
+        // The game's own TV format: most games are NTSC, a few PAL or SECAM.
+        let lut = PaletteLut::from_indexed(&ale.palette());
         let (height, width) = ale.screen_dims();
         let screen_len = height * width;
         let mut start_screen = vec![0; screen_len];

@@ -203,6 +203,22 @@ pub enum Verdict {
     NotCompared(String),
 }
 
+impl Verdict {
+    /// The table's columns: the status (`conformant`, `differs`, `not compared`), the first
+    /// differing frame (empty unless it differs) and what differs or why it was not compared.
+    pub fn columns(&self) -> (&'static str, String, String) {
+        match self {
+            Verdict::Conformant => ("conformant", String::new(), String::new()),
+            Verdict::Differs { seed, difference } => (
+                "differs",
+                difference.frame.to_string(),
+                format!("{} (seed {seed})", difference.what),
+            ),
+            Verdict::NotCompared(why) => ("not compared", String::new(), why.clone()),
+        }
+    }
+}
+
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -284,19 +300,12 @@ pub const TSV_HEADER: &str = "game\trom_md5\tstatus\tfirst_frame\tdetail";
 
 /// A game's line of the TSV table.
 pub fn tsv_line(game: Game, verdict: &Verdict) -> String {
-    let (status, frame, detail) = match verdict {
-        Verdict::Conformant => ("conformant", String::new(), String::new()),
-        Verdict::Differs { seed, difference } => (
-            "differs",
-            difference.frame.to_string(),
-            format!("{} (seed {seed})", difference.what),
-        ),
-        Verdict::NotCompared(why) => ("not compared", String::new(), why.replace('\t', " ")),
-    };
+    let (status, frame, detail) = verdict.columns();
     format!(
-        "{}\t{}\t{status}\t{frame}\t{detail}",
+        "{}\t{}\t{status}\t{frame}\t{}",
         game.name(),
-        game.expected_md5()
+        game.expected_md5(),
+        detail.replace('\t', " ")
     )
 }
 

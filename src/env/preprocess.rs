@@ -58,13 +58,16 @@ pub struct PaletteLut {
 impl PaletteLut {
     /// Builds the tables from packed `0xRRGGBB` colours indexed by `palette_index >> 1`.
     pub fn new(colours: &[u32; 128]) -> Self {
-        let mut rgb = [0u32; 256];
-        let mut gray = [0u8; 256];
-        for i in 0..256 {
-            rgb[i] = colours[i >> 1];
-            gray[i] = luma_packed(rgb[i]);
+        Self::from_indexed(&std::array::from_fn(|i| colours[i >> 1]))
+    }
+
+    /// Builds the tables from packed `0xRRGGBB` colours of every raw palette index (what ALE
+    /// reports for the loaded game's TV format).
+    pub fn from_indexed(rgb: &[u32; 256]) -> Self {
+        Self {
+            rgb: *rgb,
+            gray: std::array::from_fn(|i| luma_packed(rgb[i])),
         }
-        Self { rgb, gray }
     }
 
     /// The packed colour of an ALE palette index.

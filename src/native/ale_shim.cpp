@@ -95,6 +95,12 @@ void sap_ale_screen_rgb(ALEInterface* ale, unsigned char* out) {
   std::memcpy(out, rgb.data(), rgb.size());
 }
 
+// The packed RGB (0x00RRGGBB) of every palette index, in the loaded game's TV format (NTSC,
+// PAL or SECAM); `out` holds 256 values.
+void sap_ale_palette(ALEInterface* ale, uint32_t* out) {
+  for (int i = 0; i < 256; i++) out[i] = ale->theOSystem->colourPalette().getRGB(i);
+}
+
 // Writes up to `cap` action codes; returns how many the set holds.
 int sap_ale_minimal_actions(ALEInterface* ale, int* out, int cap) {
   return copy_actions(ale->getMinimalActionSet(), out, cap);

@@ -52,6 +52,7 @@ pub mod manifest;
 pub mod memory;
 pub mod metrics;
 pub mod nn;
+pub mod plot;
 pub mod policy;
 pub mod progress;
 pub mod provenance;
@@ -65,6 +66,7 @@ pub mod slurm;
 pub mod stats;
 pub mod table;
 pub mod video;
+pub mod vocab;
 
 /// Re-exported so downstream code and tests use the same tch as the harness.
 pub use tch;

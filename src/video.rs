@@ -316,7 +316,7 @@ fn draw_text(
     text: &str,
     size: f64,
 ) -> Result<()> {
-    crate::report::register_font()?;
+    crate::plot::register_font()?;
     let mut rgb = vec![0u8; w * h * 3];
     {
         let area = BitMapBackend::with_buffer(&mut rgb, (w as u32, h as u32)).into_drawing_area();

@@ -78,7 +78,7 @@ fn a_cifar_manifest_expands_into_training_then_one_clean_and_the_attacked_cells_
     let CellKind::CifarEval(c) = &plan[21].kind else {
         panic!("an evaluation cell")
     };
-    let a = c.attack.unwrap();
+    let a = c.condition.attack.unwrap();
     // EOT-PGD's defaults: a random start, 20 steps, 10 gradient samples.
     assert_eq!(a.kind.iterative(), Some((20, None, true)));
     assert_eq!(a.step_size(), Some(2.5 * 8.0 / 20.0));

@@ -73,7 +73,7 @@ lambdas = [1]
 
 fn attacked_sap_cell(plan: &[PlanCell]) -> &PlanCell {
     plan.iter()
-        .find(|c| matches!(&c.kind, CellKind::Agent(a) if a.defense.is_stochastic()))
+        .find(|c| matches!(&c.kind, CellKind::Agent(a) if a.condition.defense.is_stochastic()))
         .expect("a SAP agent cell")
 }
 

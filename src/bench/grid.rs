@@ -71,7 +71,7 @@ fn run_once(dir: &std::path::Path, cap: u64, config: (u32, u32), round: u32) -> 
     let cell = plan
         .iter()
         .find_map(|c| match &c.kind {
-            CellKind::Agent(a) if a.defense.is_stochastic() => Some(a),
+            CellKind::Agent(a) if a.condition.defense.is_stochastic() => Some(a),
             _ => None,
         })
         .context("the bench manifest has a SAP agent cell")?;

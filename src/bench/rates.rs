@@ -160,20 +160,26 @@ impl Rates {
             CellKind::Agent(a) => {
                 let skip = a.settings.frame_skip.max(1) as u64;
                 let lanes = a.parallel_episodes.max(1) as u64;
-                let (forward, gradient) = self.nature_cnn.of(&a.defense);
-                let samples = if a.defense.is_stochastic() {
+                let (forward, gradient) = self.nature_cnn.of(&a.condition.defense);
+                let samples = if a.condition.defense.is_stochastic() {
                     a.samples as u64
                 } else {
                     1
                 };
                 let max_batch = a.max_batch as u64;
-                let attack = a.attack.filter(|x| x.lambda > 0.0);
+                let attack = a.condition.attack.filter(|x| x.lambda > 0.0);
                 // One step of every lane: its frames, the prediction's passes (twice under
                 // attack: the label, then the action), the attack's gradients.
                 let mut step = (lanes * skip) as f64 * frame;
                 let predictions = if attack.is_some() { 2 } else { 1 };
                 step += predictions as f64 * forward.passes(samples, lanes, max_batch);
-                step += attack_seconds(attack.as_ref(), &a.defense, gradient, lanes, max_batch);
+                step += attack_seconds(
+                    attack.as_ref(),
+                    &a.condition.defense,
+                    gradient,
+                    lanes,
+                    max_batch,
+                );
                 let steps = cell.frames_bound()? / skip;
                 Some(steps as f64 / lanes as f64 * step)
             }
@@ -225,18 +231,24 @@ impl Rates {
             }
             CellKind::CifarEval(e) => {
                 let net = &self.resnet20;
-                let (forward, gradient) = net.of(&e.defense);
+                let (forward, gradient) = net.of(&e.condition.defense);
                 let batch = e.batch_size as u64;
                 let batches = (e.examples as u64).div_ceil(batch.max(1));
-                let samples = if e.defense.is_stochastic() {
+                let samples = if e.condition.defense.is_stochastic() {
                     e.samples as u64
                 } else {
                     1
                 };
                 let max_batch = e.max_batch as u64;
-                let attack = e.attack.filter(|x| x.lambda > 0.0);
+                let attack = e.condition.attack.filter(|x| x.lambda > 0.0);
                 let per_batch = forward.passes(samples, batch, max_batch)
-                    + attack_seconds(attack.as_ref(), &e.defense, gradient, batch, max_batch);
+                    + attack_seconds(
+                        attack.as_ref(),
+                        &e.condition.defense,
+                        gradient,
+                        batch,
+                        max_batch,
+                    );
                 Some(batches as f64 * per_batch)
             }
             CellKind::Robustness { .. } => None,

@@ -35,8 +35,8 @@ fn template(cell: &AgentCell, checkpoint: &str, wrapper: &PolicyWrapper) -> Agen
         preset: cell.preset.name().to_owned(),
         checkpoint: checkpoint.to_owned(),
         train_seed: cell.network.train_seed(),
-        eval_seed: cell.seed,
-        treatment: cell.treatment(wrapper.effective_samples()),
+        eval_seed: cell.condition.seed,
+        treatment: cell.condition.treatment(wrapper.effective_samples()),
         epsilon: cell.epsilon,
         max_episode_frames: cell.settings.max_episode_frames,
         episode: 0,
@@ -182,13 +182,13 @@ impl AgentPlay<'_> {
                 let title = format!(
                     "{}  {}  {} lambda {}  episode {}",
                     self.cell.game.name(),
-                    self.cell.defense.label(),
-                    self.cell.attack_label(),
-                    self.cell.lambda(),
+                    self.cell.condition.defense.label(),
+                    self.cell.condition.attack_label(),
+                    self.cell.condition.lambda(),
                     lane.episode
                 );
                 let path = video_file(&self.video_dir, lane.episode);
-                let video = EpisodeVideo::create(&path, &title, self.cell.lambda())?;
+                let video = EpisodeVideo::create(&path, &title, self.cell.condition.lambda())?;
                 let recording = Recording {
                     video,
                     clean: Vec::new(),
@@ -212,7 +212,7 @@ impl Lockstep for AgentPlay<'_> {
     fn start(&mut self, episode: u32) -> (u64, Draws) {
         self.progress
             .running(&format!("{} episode {episode}", self.what));
-        let episode_seed = derive(self.cell.seed, "episode", episode as u64);
+        let episode_seed = derive(self.cell.condition.seed, "episode", episode as u64);
         let draws = Draws {
             explore: ChaCha8Rng::seed_from_u64(derive(episode_seed, "explore", 0)),
             defense: DefenseRng::seed_from_u64(derive(episode_seed, "defense", 0)),
@@ -313,7 +313,7 @@ pub fn run_cell(
         return Ok(0);
     }
     let (model, checkpoint_name) = load_network(run_dir, manifest_dir, cell)?;
-    if let Some(a) = cell.attack {
+    if let Some(a) = cell.condition.attack {
         let actions = model.arch.outputs();
         if actions < a.loss.min_classes() {
             bail!(
@@ -332,16 +332,16 @@ pub fn run_cell(
                 cell.game,
                 cell.settings,
                 Mode::Eval,
-                derive(cell.seed, "ale", 0),
+                derive(cell.condition.seed, "ale", 0),
             )?))
         })
         .collect::<Result<Vec<_>>>()?;
     // At lambda = 0 every attack returns its input: skip the gradient passes.
-    let attack = cell.attack.filter(|a| a.lambda > 0.0);
+    let attack = cell.condition.attack.filter(|a| a.lambda > 0.0);
     // The wrapper's own generator is not used: every episode draws from its own.
-    let mut wrapper = PolicyWrapper::new(model, cell.defense, attack, cell.samples, 0)?
+    let mut wrapper = PolicyWrapper::new(model, cell.condition.defense, attack, cell.samples, 0)?
         .with_max_batch(cell.max_batch as usize);
-    if let Some(file) = &cell.source_checkpoint {
+    if let Some(file) = &cell.condition.source_checkpoint {
         let source = load_q_network(cell, &manifest_dir.join(file))
             .context("the transfer attack's surrogate network (the attack's `checkpoint`)")?;
         wrapper = wrapper.with_source(source);
@@ -358,9 +358,9 @@ pub fn run_cell(
         what: format!(
             "{} {} {} lambda {}",
             cell.game.name(),
-            cell.defense.label(),
-            cell.attack_label(),
-            cell.lambda()
+            cell.condition.defense.label(),
+            cell.condition.attack_label(),
+            cell.condition.lambda()
         ),
     };
     play_lockstep(&mut envs, &todo, &mut play)?;

@@ -334,7 +334,7 @@ fn worst_case_rows(
         let CellKind::CifarEval(c) = &cell.kind else {
             continue;
         };
-        if c.lambda() == 0.0 || manifest.cifar_eval[c.job].attacks.len() < 2 {
+        if c.condition.lambda() == 0.0 || manifest.cifar_eval[c.job].attacks.len() < 2 {
             continue;
         }
         let key = format!(
@@ -342,9 +342,9 @@ fn worst_case_rows(
             c.job,
             c.label,
             c.network,
-            c.seed,
-            c.defense.label(),
-            c.lambda()
+            c.condition.seed,
+            c.condition.defense.label(),
+            c.condition.lambda()
         );
         if !groups.contains_key(&key) {
             order.push(key.clone());
@@ -406,9 +406,9 @@ fn worst_case_rows(
         let share = |f: fn(&(u64, bool, bool)) -> bool| {
             correct.iter().filter(|c| f(c)).count() as f64 / n.max(1) as f64
         };
-        let mut treatment = Treatment::new(&first.defense, None, r.treatment.samples);
+        let mut treatment = Treatment::new(&first.condition.defense, None, r.treatment.samples);
         treatment.attack = AttackName::WorstCase;
-        treatment.lambda = first.lambda();
+        treatment.lambda = first.condition.lambda();
         out.push(WorstCaseRow {
             job: r.job,
             dataset: r.dataset,

@@ -23,39 +23,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::{ManifestError, Resolver};
-
-/// How a network is trained.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Variant {
-    /// Plain training on augmented images.
-    Dense,
-    /// Adversarial training: a fraction of each batch replaced by FGSM examples against the
-    /// current network (Kurakin et al. 2017; the paper's ADV).
-    Adv,
-}
+use super::{ManifestError, Resolver, Variant};
 
 impl CifarTrainJob {
     /// (fraction, lambda) of the `adv` variant's FGSM examples; `None` when it is not listed.
     pub fn adv(&self) -> Option<(f64, f64)> {
         self.adv_fraction.zip(self.adv_lambda)
-    }
-}
-
-impl Variant {
-    /// The name used in manifests, folder names and CSV rows.
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::Dense => "dense",
-            Variant::Adv => "adv",
-        }
-    }
-}
-
-impl std::fmt::Display for Variant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.name())
     }
 }
 

@@ -7,8 +7,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::cifar::{CifarTrainJob, Variant, PAPER_LAMBDAS, TEST_IMAGES};
-use super::robustness::{RawAttack, RawDefense};
+use super::cifar::{CifarTrainJob, PAPER_LAMBDAS, TEST_IMAGES};
+use super::defense_attack::{RawAttack, RawDefense};
+use super::Variant;
 use super::{AttackSpec, ManifestError, Resolver};
 use crate::defense::Defense;
 
@@ -214,7 +215,7 @@ impl Resolver<'_> {
         let defenses = self.resolve_defenses(
             &prefix,
             &job.defenses,
-            &super::robustness::RESNET20_SMALLEST,
+            &super::defense_attack::RESNET20_SMALLEST,
         )?;
         let stochastic = defenses.iter().any(crate::defense::Defense::is_stochastic);
         let attacks = match &job.attacks {

@@ -6,9 +6,9 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::defense_attack;
 use super::games::{RawEnvOverrides, RawGames};
 use super::resolver::Resolver;
-use super::robustness;
 use super::{
     grid, train, AgentEval, DdqnSettings, Family, GameId, Manifest, ManifestError, PolicyKind,
     TrainJob,
@@ -146,8 +146,8 @@ pub(super) struct RawEvalJob {
     record: Option<Spanned<u32>>,
     epsilon: Option<Spanned<f64>>,
     random_episodes: Option<Spanned<u32>>,
-    defenses: Option<Spanned<Vec<Spanned<robustness::RawDefense>>>>,
-    attacks: Option<Spanned<Vec<Spanned<robustness::RawAttack>>>>,
+    defenses: Option<Spanned<Vec<Spanned<defense_attack::RawDefense>>>>,
+    attacks: Option<Spanned<Vec<Spanned<defense_attack::RawAttack>>>>,
     lambdas: Option<Spanned<Vec<Spanned<f64>>>>,
 }
 

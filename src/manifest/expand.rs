@@ -2,7 +2,9 @@
 //! [`Manifest::plan`].
 
 use super::plan::{AgentCell, CellKind, CifarEvalCell, CifarTrainCell, NetworkSource, PlanCell};
-use super::{AgentEval, Cell, CifarEvalJob, EvalJob, GameId, Manifest, PolicyKind, Variant};
+use super::{
+    AgentEval, Cell, CifarEvalJob, Condition, EvalJob, GameId, Manifest, PolicyKind, Variant,
+};
 use crate::defense::Defense;
 use crate::env::Game;
 
@@ -159,10 +161,7 @@ impl Plan {
                         preset,
                         settings,
                         network: network.clone(),
-                        seed,
-                        defense: Defense::Dense,
-                        attack: None,
-                        source_checkpoint: None,
+                        condition: Condition::clean(Defense::Dense, seed),
                         samples: grid.samples,
                         max_batch: grid.max_batch,
                         parallel_episodes: grid.parallel_episodes.min(job.episodes),
@@ -177,10 +176,9 @@ impl Plan {
                     for &defense in &grid.defenses {
                         for spec in &grid.attacks {
                             for &lambda in &grid.lambdas {
+                                let clean = Condition::clean(defense, seed);
                                 let cell = AgentCell {
-                                    defense,
-                                    attack: Some(spec.at(lambda)),
-                                    source_checkpoint: spec.checkpoint.clone(),
+                                    condition: clean.attacked(spec, lambda),
                                     ..base.clone()
                                 };
                                 agents.push((cell, deps.clone()));
@@ -245,10 +243,7 @@ impl Plan {
                         batch_size: job.batch_size,
                         samples: job.samples,
                         max_batch: job.max_batch,
-                        seed,
-                        defense,
-                        attack: None,
-                        source_checkpoint: None,
+                        condition: Condition::clean(defense, seed),
                     };
                     // Lambda 0 leaves every input as it is: one clean cell serves all attacks.
                     if job.lambdas.contains(&0.0) {
@@ -257,8 +252,7 @@ impl Plan {
                     for spec in &job.attacks {
                         for &lambda in job.lambdas.iter().filter(|&&l| l > 0.0) {
                             let cell = CifarEvalCell {
-                                attack: Some(spec.at(lambda)),
-                                source_checkpoint: spec.checkpoint.clone(),
+                                condition: base.condition.attacked(spec, lambda),
                                 ..base.clone()
                             };
                             cifar.push((cell, deps.clone()));

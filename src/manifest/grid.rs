@@ -23,7 +23,7 @@ use std::path::Path;
 use serde::Serialize;
 use toml::Spanned;
 
-use super::robustness::{RawAttack, RawDefense};
+use super::defense_attack::{RawAttack, RawDefense};
 use super::{AttackSpec, ManifestError, Resolver, TrainJob};
 use crate::defense::Defense;
 
@@ -235,8 +235,11 @@ impl Resolver<'_> {
             .defenses
             .as_ref()
             .ok_or_else(|| required("defenses", "[{ kind = \"dense\" }]"))?;
-        let defenses =
-            self.resolve_defenses(prefix, raw_defenses, &super::robustness::NATURE_SMALLEST)?;
+        let defenses = self.resolve_defenses(
+            prefix,
+            raw_defenses,
+            &super::defense_attack::NATURE_SMALLEST,
+        )?;
         let raw_attacks = keys
             .attacks
             .as_ref()

@@ -21,7 +21,9 @@
 
 mod cifar;
 mod cifar_eval;
+mod condition;
 mod ddqn;
+mod defense_attack;
 mod error;
 mod eval;
 mod expand;
@@ -38,9 +40,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-pub use cifar::{CifarTrainJob, Variant, PAPER_LAMBDAS};
+pub use crate::vocab::{Family, PolicyKind, Variant};
+pub use cifar::{CifarTrainJob, PAPER_LAMBDAS};
 pub use cifar_eval::CifarEvalJob;
+pub use condition::Condition;
 pub use ddqn::{DdqnSettings, OptimizerKind, PeriodUnit};
+pub use defense_attack::AttackSpec;
 pub use error::{did_you_mean, ManifestError};
 pub use eval::{Cell, EvalJob};
 pub use grid::{AgentEval, DEFAULT_PARALLEL_EPISODES};
@@ -48,7 +53,7 @@ pub use plan::{
     AgentCell, CellKind, CifarEvalCell, CifarTrainCell, NetworkSource, PlanCell, Stage,
 };
 pub use resolver::MAX_MANIFEST_BYTES;
-pub use robustness::{AttackSpec, RobustnessJob, Task};
+pub use robustness::{RobustnessJob, Task};
 pub use train::{default_runtime, TrainCell, TrainJob};
 
 use crate::env::{ClassicGame, Game};
@@ -56,59 +61,6 @@ use error::suggestion;
 use eval::RawEvalJob;
 use games::RawEnvOverrides;
 use resolver::{read_text, FileChecks, Finite, Resolver};
-
-/// Which environment family a job runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    /// Atari 2600 games through ALE.
-    Atari,
-    /// Classic-control tasks (gym-rs).
-    Classic,
-}
-
-impl Family {
-    /// The name used in manifests and CSV rows.
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Atari => "atari",
-            Family::Classic => "classic",
-        }
-    }
-}
-
-impl std::fmt::Display for Family {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.name())
-    }
-}
-
-/// The policy an evaluation job plays.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyKind {
-    /// Uniformly random actions: the baseline for normalised scores.
-    #[default]
-    Random,
-    /// A trained Double DQN agent under a defense x attack x lambda grid.
-    Agent,
-}
-
-impl PolicyKind {
-    /// The name used in manifests and CSV rows.
-    pub fn name(self) -> &'static str {
-        match self {
-            PolicyKind::Random => "random",
-            PolicyKind::Agent => "agent",
-        }
-    }
-}
-
-impl std::fmt::Display for PolicyKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.name())
-    }
-}
 
 /// A game of either family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -6,11 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::attack::Attack;
-use crate::defense::Defense;
 use crate::env::{AtariSettings, Game, Preset};
 
-use super::{Cell, CifarTrainJob, GameId, Manifest, Task, TrainCell, Variant};
+use super::{Cell, CifarTrainJob, Condition, GameId, Manifest, Task, TrainCell, Variant};
 
 /// Where an agent's network comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -73,16 +71,9 @@ pub struct AgentCell {
     pub settings: AtariSettings,
     /// The network.
     pub network: NetworkSource,
-    /// Evaluation seed: episode starts, defense draws, exploration.
-    pub seed: u64,
-    /// The defense.
-    pub defense: Defense,
-    /// The attack with its radius; `None` for the dense clean reference the plan adds when
-    /// the grid lacks it.
-    pub attack: Option<Attack>,
-    /// The surrogate network of a transfer attack with `source = "checkpoint"` (relative to
-    /// the manifest).
-    pub source_checkpoint: Option<String>,
+    /// Defense, attack, radius and seed (episode starts, defense draws, exploration); no
+    /// attack for the dense clean reference the plan adds when the grid lacks it.
+    pub condition: Condition,
     /// Q-value passes averaged per action.
     pub samples: u32,
     /// Rows per forward pass when a prediction's `samples` passes and a gradient's
@@ -98,25 +89,6 @@ pub struct AgentCell {
     pub episodes: u32,
     /// The random-policy cell of the same game, settings and seed.
     pub baseline: usize,
-}
-
-impl AgentCell {
-    /// The attack's radius (0 without an attack).
-    pub fn lambda(&self) -> f64 {
-        self.attack.map_or(0.0, |a| a.lambda)
-    }
-
-    /// The attack's label (`none` without one; [`crate::table::Treatment::attack_label`]).
-    pub fn attack_label(&self) -> String {
-        self.treatment(1).attack_label()
-    }
-
-    /// The treatment columns of the cell's rows, with `samples` passes actually run.
-    pub fn treatment(&self, samples: u32) -> crate::table::Treatment {
-        let mut t = crate::table::Treatment::new(&self.defense, self.attack.as_ref(), samples);
-        t.source_checkpoint = self.source_checkpoint.clone();
-        t
-    }
 }
 
 /// One ResNet-20 trained on CIFAR-10: a variant of a `[[cifar_train]]` job with one seed.
@@ -157,35 +129,9 @@ pub struct CifarEvalCell {
     /// Rows per forward pass when a prediction's `samples` passes and a gradient's
     /// `gradient_samples` passes are stacked along the batch (the draws do not depend on it).
     pub max_batch: u32,
-    /// Evaluation seed: defense draws and random starts.
-    pub seed: u64,
-    /// The defense.
-    pub defense: Defense,
-    /// The attack with its radius; `None` for the clean inputs (lambda 0, shared by every
-    /// attack of the grid).
-    pub attack: Option<Attack>,
-    /// The surrogate network of a transfer attack with `source = "checkpoint"` (relative to
-    /// the manifest).
-    pub source_checkpoint: Option<String>,
-}
-
-impl CifarEvalCell {
-    /// The attack's radius (0 without an attack).
-    pub fn lambda(&self) -> f64 {
-        self.attack.map_or(0.0, |a| a.lambda)
-    }
-
-    /// The attack's label (`none` without one; [`crate::table::Treatment::attack_label`]).
-    pub fn attack_label(&self) -> String {
-        self.treatment(1).attack_label()
-    }
-
-    /// The treatment columns of the cell's rows, with `samples` passes actually run.
-    pub fn treatment(&self, samples: u32) -> crate::table::Treatment {
-        let mut t = crate::table::Treatment::new(&self.defense, self.attack.as_ref(), samples);
-        t.source_checkpoint = self.source_checkpoint.clone();
-        t
-    }
+    /// Defense, attack, radius and seed (defense draws, random starts); no attack for the
+    /// clean inputs (lambda 0, shared by every attack of the grid).
+    pub condition: Condition,
 }
 
 /// What a cell does.
@@ -267,12 +213,9 @@ impl PlanCell {
                     NetworkSource::File(_) => "file".to_owned(),
                 };
                 format!(
-                    "agent-{i:03}-{}-{net}-{}-{}-l{}-s{}",
+                    "agent-{i:03}-{}-{net}-{}",
                     a.game.name(),
-                    a.defense.label(),
-                    a.attack_label(),
-                    a.lambda(),
-                    a.seed
+                    a.condition.label()
                 )
             }
             CellKind::Robustness { task, seed, .. } => {
@@ -287,12 +230,9 @@ impl PlanCell {
                     NetworkSource::File(_) => "file".to_owned(),
                 };
                 format!(
-                    "cifar-eval-{i:03}-{}-{net}-{}-{}-l{}-s{}",
+                    "cifar-eval-{i:03}-{}-{net}-{}",
                     c.label,
-                    c.defense.label(),
-                    c.attack_label(),
-                    c.lambda(),
-                    c.seed
+                    c.condition.label()
                 )
             }
         }
@@ -303,10 +243,10 @@ impl PlanCell {
         match &self.kind {
             CellKind::Train(t) => t.seed,
             CellKind::Episodes(c) => c.seed,
-            CellKind::Agent(a) => a.seed,
+            CellKind::Agent(a) => a.condition.seed,
             CellKind::Robustness { seed, .. } => *seed,
             CellKind::CifarTrain(c) => c.seed,
-            CellKind::CifarEval(c) => c.seed,
+            CellKind::CifarEval(c) => c.condition.seed,
         }
     }
 
@@ -353,17 +293,8 @@ impl PlanCell {
         let CellKind::CifarEval(c) = &self.kind else {
             return None;
         };
-        let samples = if c.defense.is_stochastic() {
-            c.samples
-        } else {
-            1
-        };
-        Some(match c.attack.filter(|x| x.lambda > 0.0) {
-            None => samples,
-            Some(x) => {
-                samples + 2 * x.effective_gradient_samples(&c.defense) * x.kind.gradient_steps()
-            }
-        })
+        let k = &c.condition;
+        Some(k.prediction_passes(c.samples) + k.attack_passes().unwrap_or(0))
     }
 
     /// Network passes (forward or backward) per agent step of an agent cell: `samples` Q-value passes for the
@@ -373,18 +304,11 @@ impl PlanCell {
         let CellKind::Agent(a) = &self.kind else {
             return None;
         };
-        let samples = if a.defense.is_stochastic() {
-            a.samples
-        } else {
-            1
-        };
-        Some(match a.attack.filter(|x| x.lambda > 0.0) {
+        let k = &a.condition;
+        let samples = k.prediction_passes(a.samples);
+        Some(match k.attack_passes() {
             None => samples,
-            Some(x) => {
-                let k = x.effective_gradient_samples(&a.defense);
-                let steps = x.kind.gradient_steps();
-                2 * samples + 2 * k * steps
-            }
+            Some(attack) => 2 * samples + attack,
         })
     }
 
@@ -407,18 +331,11 @@ impl PlanCell {
                     NetworkSource::Train { id, .. } => format!("network of {id}"),
                     NetworkSource::File(f) => format!("network {f}"),
                 };
-                let gs = a.attack.map_or(String::new(), |x| {
-                    format!(", gradient_samples {}", x.gradient_samples)
-                });
                 format!(
-                    "{} episodes ({} in lockstep), {net}, {} (samples {}), {} lambda {}{gs}, \
-                     epsilon {}",
+                    "{} episodes ({} in lockstep), {net}, {}, epsilon {}",
                     a.episodes,
                     a.parallel_episodes,
-                    a.defense.label(),
-                    a.samples,
-                    a.attack_label(),
-                    a.lambda(),
+                    a.condition.describe(a.samples),
                     a.epsilon
                 )
             }
@@ -443,16 +360,10 @@ impl PlanCell {
                     NetworkSource::Train { id, .. } => format!("network of {id}"),
                     NetworkSource::File(f) => format!("network {f}"),
                 };
-                let gs = c.attack.map_or(String::new(), |x| {
-                    format!(", gradient_samples {}", x.gradient_samples)
-                });
                 format!(
-                    "{} test images, {net}, {} (samples {}), {} lambda {}{gs}, {} passes/image",
+                    "{} test images, {net}, {}, {} passes/image",
                     c.examples,
-                    c.defense.label(),
-                    c.samples,
-                    c.attack_label(),
-                    c.lambda(),
+                    c.condition.describe(c.samples),
                     self.passes_per_image().unwrap_or(0)
                 )
             }

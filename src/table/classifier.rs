@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::treated_row;
-use crate::manifest::Variant;
+use crate::vocab::Variant;
 
 treated_row! {
     /// One row of `classifier_eval.csv`: a defense at one attack radius.

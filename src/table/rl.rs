@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::treated_row;
-use crate::manifest::{Family, PolicyKind};
+use crate::vocab::{Family, PolicyKind};
 
 /// One evaluation episode of a baseline policy (`episodes.csv`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

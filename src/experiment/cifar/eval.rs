@@ -63,8 +63,8 @@ fn eval_row(
         adv_lambda: adv.map(|a| a.1),
         checkpoint: checkpoint.to_owned(),
         train_seed: cell.network.train_seed(),
-        eval_seed: cell.seed,
-        treatment: cell.treatment(wrapper.effective_samples()),
+        eval_seed: cell.condition.seed,
+        treatment: cell.condition.treatment(wrapper.effective_samples()),
         n: m.n,
         accuracy: m.accuracy,
         optimistic_accuracy: m.accuracy,
@@ -107,10 +107,16 @@ pub fn run_cell(
     // where the run lives.
     let (path, name) = cell.network.file(run_dir, manifest_dir);
     let model = load_network(&path, device)?;
-    let mut wrapper = PolicyWrapper::new(model, cell.defense, cell.attack, cell.samples, cell.seed)
-        .context("the cell's defense and attack")?
-        .with_max_batch(cell.max_batch as usize);
-    if let Some(file) = &cell.source_checkpoint {
+    let mut wrapper = PolicyWrapper::new(
+        model,
+        cell.condition.defense,
+        cell.condition.attack,
+        cell.samples,
+        cell.condition.seed,
+    )
+    .context("the cell's defense and attack")?
+    .with_max_batch(cell.max_batch as usize);
+    if let Some(file) = &cell.condition.source_checkpoint {
         let source = load_network(&manifest_dir.join(file), device)
             .context("the transfer attack's surrogate network (the attack's `checkpoint`)")?;
         wrapper = wrapper.with_source(source);
@@ -155,7 +161,7 @@ pub fn run_cell(
         let (x, y) = images_tensor(&test, range.clone(), device);
         let mut rngs: Vec<DefenseRng> = range
             .clone()
-            .map(|i| DefenseRng::seed_from_u64(derive(cell.seed, "image", i as u64)))
+            .map(|i| DefenseRng::seed_from_u64(derive(cell.condition.seed, "image", i as u64)))
             .collect();
         let c = wrapper.classify_rows(&x, &y, &mut rngs);
         let probs = Vec::<f32>::try_from(

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::hooks::Window;
+use super::window::Window;
 use crate::record::{read_rows, write_table};
 use crate::runtime::{EnvCall, Frame, GameTally, LearnerState, SlotState};
 use crate::table::{TrainEvalRow, TrainRow};

@@ -32,10 +32,12 @@ pub const FINAL: &str = "final.safetensors";
 
 mod checkpoint;
 mod hooks;
+mod window;
 pub use hooks::EVAL_LANES;
 
 use checkpoint::{cut_rows_after, restore, CheckpointInfo};
-use hooks::{CellHooks, Window};
+use hooks::CellHooks;
+use window::Window;
 
 use crate::env::{ale::action_counts, AtariEnv, ClassicEnv, Environment, Mode};
 use crate::manifest::{Family, GameId, TrainCell};

@@ -32,6 +32,8 @@ for side in base new; do
     dir="$WORK/$side"
     mkdir -p "$dir/experiments"
     cp experiments/quickstart.toml "$dir/experiments/"
+    # The quickstart evaluates the shipped agent, named relative to the manifest.
+    ln -s "$ROOT/models" "$dir/models"
     log "running the quickstart with the $side sap"
     (cd "$dir" && "$WORK/sap-$side" synth-cifar data/cifar-synth >/dev/null &&
         "$WORK/sap-$side" run experiments/quickstart.toml --jobs 2 --run-id cmp >"$dir/stdout.txt" 2>"$dir/stderr.txt") ||

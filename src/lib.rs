@@ -59,6 +59,7 @@ pub mod provenance;
 pub mod record;
 pub mod report;
 pub mod rl;
+pub mod run_dir;
 pub mod runner;
 pub mod runtime;
 pub mod seed;

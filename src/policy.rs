@@ -315,9 +315,7 @@ impl Defended {
         } else {
             x
         };
-        let actions = self.average(draws, &seen, |q| q).argmax(-1, false);
-        let actions =
-            Vec::<i64>::try_from(actions.to_device(tch::Device::Cpu)).expect("int64 actions");
+        let actions = crate::rl::act::greedy(&self.average(draws, &seen, |q| q));
         (actions, seen)
     }
 }

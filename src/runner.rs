@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::experiment::{cell_dir, files, is_done};
 use crate::manifest::PlanCell;
 use crate::progress::ProgressLine;
+use crate::run_dir::{cell_dir, files, is_done};
 
 /// How the local runner runs cells.
 #[derive(Clone, Debug)]

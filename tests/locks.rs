@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{ok, run, sap};
-use sap_harness::experiment::lock;
 use sap_harness::manifest::Manifest;
+use sap_harness::run_dir::lock;
 
 /// Random-policy Pong: 12 games of 3,000 frames, a few seconds of work in one cell.
 const PONG: &str = "name = \"lk\"\nseed = 1\n[[eval]]\nfamily = \"atari\"\ngames = [\"Pong\"]\n\

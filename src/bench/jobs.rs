@@ -59,7 +59,7 @@ max_episode_frames = {cap}
 fn run_once(dir: &Path, manifest_path: &Path, run: &str, opts: &LocalOptions) -> Result<f64> {
     let m = Manifest::load(manifest_path)?;
     let run_dir = dir.join(run);
-    crate::experiment::create_run_dir(manifest_path, &m, &run_dir, opts.threads_per_job as u32)?;
+    crate::run_dir::create_run_dir(manifest_path, &m, &run_dir, opts.threads_per_job as u32)?;
     let plan = m.plan();
     let start = Instant::now();
     let report = run_local(&run_dir, &plan, opts)?;

@@ -251,7 +251,7 @@ impl Rates {
                     );
                 Some(batches as f64 * per_batch)
             }
-            CellKind::Robustness { .. } => None,
+            CellKind::Robustness(_) => None,
         }
     }
 

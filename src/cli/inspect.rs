@@ -41,7 +41,7 @@ pub(super) fn validate(args: ValidateArgs) -> Result<ExitCode> {
         count(|k| matches!(k, CellKind::Train(_))),
         count(|k| matches!(k, CellKind::Episodes(_))),
         count(|k| matches!(k, CellKind::Agent(_))),
-        count(|k| matches!(k, CellKind::Robustness { .. })),
+        count(|k| matches!(k, CellKind::Robustness(_))),
         count(|k| matches!(k, CellKind::CifarTrain(_))),
         count(|k| matches!(k, CellKind::CifarEval(_))),
     );

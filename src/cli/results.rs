@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::tables::print_collected;
-use crate::experiment;
 use crate::manifest::Manifest;
+use crate::run_dir;
 
 /// Merge the complete cells' CSVs of a run into its tables and summaries.
 #[derive(Debug, Args)]
@@ -53,7 +53,7 @@ pub(super) fn collect(args: CollectArgs) -> Result<ExitCode> {
         allow_mixed,
     } = args;
     let m = Manifest::load_run(&run_dir)?;
-    let c = experiment::collect(&run_dir, &m, allow_mixed)?;
+    let c = run_dir::collect(&run_dir, &m, &m.plan(), allow_mixed)?;
     print_collected(&c);
     crate::outln!(
         "{} of {} cells complete; tables in {}",

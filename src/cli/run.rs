@@ -8,8 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::{at_least_one, node_thread_count, tables::print_collected, thread_count};
-use crate::experiment::{self, RunOptions};
+use crate::experiment;
 use crate::manifest::Manifest;
+use crate::run_dir::{self, RunOptions};
 
 /// Where a run directory is: a new one under `--out`, or an existing one to resume.
 #[derive(Debug, Args)]
@@ -33,11 +34,11 @@ impl RunDirArgs {
         self,
         manifest: &std::path::Path,
         threads: u32,
-    ) -> Result<(Manifest, PathBuf, experiment::lock::FolderLock)> {
+    ) -> Result<(Manifest, PathBuf, run_dir::lock::FolderLock)> {
         let m = Manifest::load(manifest)?;
         enter_mode(manifest, &m)?;
         let options = RunOptions::new(self.out, self.run_id, self.resume, threads);
-        let (dir, lock) = experiment::prepare_run_dir(manifest, &m, &options)?;
+        let (dir, lock) = run_dir::prepare_run_dir(manifest, &m, &options)?;
         Ok((m, dir, lock))
     }
 }
@@ -143,7 +144,7 @@ pub(super) fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let plan = m.plan();
     let report = crate::runner::run_local(&dir, &plan, &opts)?;
-    let collected = experiment::collect(&dir, &m, false)?;
+    let collected = run_dir::collect(&dir, &m, &plan, false)?;
     print_collected(&collected);
     crate::outln!(
         "{} cells run, {} already complete, {} failed ({} jobs x {} torch threads)",
@@ -174,7 +175,8 @@ pub(super) fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     if write_report {
-        let r = crate::report::write_report(&dir)?;
+        let options = crate::report::ReportOptions::default();
+        let r = crate::report::write_report_for(&dir, &m, &plan, options)?;
         crate::outln!(
             "report in {} ({} files)",
             r.dir.join("report.md").display(),
@@ -207,11 +209,11 @@ pub(super) fn run_cell(args: RunCellArgs) -> Result<ExitCode> {
     // Before any tensor work: the mode's environment must be there from the start.
     let origin = manifest
         .clone()
-        .unwrap_or_else(|| run_dir.join(experiment::files::RESOLVED));
+        .unwrap_or_else(|| run_dir.join(run_dir::files::RESOLVED));
     enter_mode(&origin, &m)?;
     tch::set_num_threads(threads as i32);
-    if !run_dir.join(experiment::files::RESOLVED).exists() {
-        experiment::create_run_dir(&origin, &m, &run_dir, threads)?;
+    if !run_dir.join(run_dir::files::RESOLVED).exists() {
+        run_dir::create_run_dir(&origin, &m, &run_dir, threads)?;
     }
     let o = experiment::run_cell(&run_dir, &folder, &m, &plan, cell)
         .with_context(|| format!("cell {cell}"))?;
@@ -296,9 +298,9 @@ fn cell_manifest(
     manifest: Option<&std::path::Path>,
     run_dir: &std::path::Path,
 ) -> Result<(Manifest, PathBuf)> {
-    if run_dir.join(experiment::files::RESOLVED).exists() {
+    if run_dir.join(run_dir::files::RESOLVED).exists() {
         let m = Manifest::load_run(run_dir)?;
-        let recorded = experiment::manifest_folder(run_dir)?;
+        let recorded = run_dir::manifest_folder(run_dir)?;
         if let Some(path) = manifest {
             let same = Manifest::load(path).is_ok_and(|given| given.to_toml() == m.to_toml());
             if !same {
@@ -320,7 +322,7 @@ fn cell_manifest(
             "{} is not a run directory (no {}); give the manifest to start one: sap run-cell \
              MANIFEST --cell N --run-dir {}",
             run_dir.display(),
-            experiment::files::RESOLVED,
+            run_dir::files::RESOLVED,
             run_dir.display()
         );
     };

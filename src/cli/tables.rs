@@ -4,7 +4,7 @@ use crate::table::{CifarEvalRow, ClassifierRow, RelativeRow, SummaryRow, WorstCa
 
 /// Prints what a run's tables hold: training lines, the random-policy summary, relative
 /// rewards and classifier rows.
-pub(super) fn print_collected(c: &crate::experiment::Collected) {
+pub(super) fn print_collected(c: &crate::run_dir::Collected) {
     for t in &c.training {
         let eval = t
             .last_eval_mean
@@ -57,7 +57,7 @@ pub(super) fn print_collected(c: &crate::experiment::Collected) {
 }
 
 /// The gradient-masking checks: how many passed, and each failure with its numbers.
-pub fn checks_summary(rows: &[crate::experiment::checks::CheckRow]) -> String {
+pub fn checks_summary(rows: &[crate::run_dir::checks::CheckRow]) -> String {
     let failed: Vec<_> = rows.iter().filter(|r| !r.passed).collect();
     let mut out = format!(
         "gradient-masking checks (checks.csv): {} passed, {} failed",

@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
 use super::episode::{batch_of, explore, fill, play_lockstep, Finished, Lane, Lockstep};
+use super::{CellCtx, CellRunner};
 use crate::defense::DefenseRng;
 use crate::env::{ale::action_counts, ActionSet, AtariEnv, Environment, Mode, Observation, Step};
 use crate::manifest::{AgentCell, NetworkSource};
@@ -23,6 +24,7 @@ use crate::nn::{checkpoint, Architecture, Model};
 use crate::policy::PolicyWrapper;
 use crate::progress::Progress;
 use crate::record::{read_rows, CsvAppender};
+use crate::run_dir::files;
 use crate::seed::derive;
 use crate::table::AgentRow;
 use crate::video::{self, EpisodeVideo};
@@ -306,9 +308,26 @@ pub fn run_cell(
     path: &Path,
     progress: &mut Progress,
 ) -> Result<u64> {
+    let todo = episodes_todo(path, cell.episodes)?;
+    play(run_dir, manifest_dir, cell, path, &todo, progress)
+}
+
+/// The episodes of `0..episodes` that `path` holds no row of.
+fn episodes_todo(path: &Path, episodes: u32) -> Result<Vec<u32>> {
     let recorded: Vec<AgentRow> = read_rows(path)?;
     let done: HashSet<u32> = recorded.iter().map(|r| r.episode).collect();
-    let todo: Vec<u32> = (0..cell.episodes).filter(|e| !done.contains(e)).collect();
+    Ok((0..episodes).filter(|e| !done.contains(e)).collect())
+}
+
+/// Plays episodes `todo` of the cell, appending their rows to `path`.
+fn play(
+    run_dir: &Path,
+    manifest_dir: &Path,
+    cell: &AgentCell,
+    path: &Path,
+    todo: &[u32],
+    progress: &mut Progress,
+) -> Result<u64> {
     if todo.is_empty() {
         return Ok(0);
     }
@@ -363,6 +382,28 @@ pub fn run_cell(
             cell.condition.lambda()
         ),
     };
-    play_lockstep(&mut envs, &todo, &mut play)?;
+    play_lockstep(&mut envs, todo, &mut play)?;
     Ok(todo.len() as u64)
+}
+
+impl CellRunner for AgentCell {
+    fn outputs(&self) -> &'static [&'static str] {
+        &[files::RL_EVAL]
+    }
+
+    fn run(&self, ctx: &CellCtx) -> Result<u64> {
+        let path = ctx.file(files::RL_EVAL);
+        let todo = episodes_todo(&path, self.episodes)?;
+        let mut progress = Progress::new(todo.len() as u64);
+        let n = play(
+            ctx.run_dir,
+            ctx.manifest_dir,
+            self,
+            &path,
+            &todo,
+            &mut progress,
+        )?;
+        progress.finish();
+        Ok(n)
+    }
 }

@@ -8,10 +8,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::episode::{play_lockstep, Finished, Lane, Lockstep};
+use super::{CellCtx, CellRunner};
 use crate::env::{AtariEnv, ClassicEnv, Environment, Mode};
 use crate::manifest::{Cell, GameId, PolicyKind};
 use crate::progress::Progress;
-use crate::record::CsvAppender;
+use crate::record::{read_rows, CsvAppender};
+use crate::run_dir::files;
 use crate::seed;
 use crate::table::{EpisodeKey, EpisodeRow};
 
@@ -118,4 +120,23 @@ pub fn run_cell(
     };
     play_lockstep(&mut envs, &todo, &mut play)?;
     Ok(todo.len() as u64)
+}
+
+impl CellRunner for Cell {
+    fn outputs(&self) -> &'static [&'static str] {
+        &[files::EPISODES]
+    }
+
+    fn run(&self, ctx: &CellCtx) -> Result<u64> {
+        let path = ctx.file(files::EPISODES);
+        let recorded: Vec<EpisodeRow> = read_rows(&path)?;
+        let done: HashSet<_> = recorded.iter().map(EpisodeRow::key).collect();
+        let mut sink = CsvAppender::open(&path, &EpisodeRow::sample())?;
+        let todo = self.episodes as u64 - recorded.len().min(self.episodes as usize) as u64;
+        let mut progress = Progress::new(todo);
+        let job = &ctx.manifest.eval[self.job].name;
+        let n = run_cell(self, job, &done, &mut sink, &mut progress)?;
+        progress.finish();
+        Ok(n)
+    }
 }

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
@@ -181,10 +180,8 @@ pub fn explore<S>(
     let mut chosen = vec![None; lanes.len()];
     let mut greedy = Vec::new();
     for (i, lane) in lanes.iter_mut().enumerate() {
-        let rng = explore(&mut lane.state);
-        if rng.gen::<f64>() < epsilon {
-            chosen[i] = Some(rng.gen_range(0..actions));
-        } else {
+        chosen[i] = crate::rl::act::explore(explore(&mut lane.state), epsilon, actions);
+        if chosen[i].is_none() {
             greedy.push(i);
         }
     }
@@ -248,7 +245,7 @@ pub fn fill(
 mod tests {
     use super::*;
     use crate::env::EnvError;
-    use rand::SeedableRng;
+    use rand::{Rng, SeedableRng};
 
     /// A game whose episode lasts as long as its reset seed says, scoring each action taken.
     struct Countdown {

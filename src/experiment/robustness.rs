@@ -12,12 +12,14 @@ use rand_distr::StandardNormal;
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
 
+use super::{CellCtx, CellRunner};
 use crate::defense::DefensePoints;
-use crate::manifest::{RobustnessJob, Task};
+use crate::manifest::{RobustnessCell, RobustnessJob, Task};
 use crate::metrics::classifier_metrics;
 use crate::nn::{checkpoint, Architecture, MlpConfig, Model};
 use crate::policy::PolicyWrapper;
-use crate::record::CsvAppender;
+use crate::record::{read_rows, CsvAppender};
+use crate::run_dir::files;
 use crate::seed;
 use crate::table::{ClassifierRow, Treatment};
 
@@ -223,5 +225,29 @@ pub fn header_row() -> ClassifierRow {
         mean_confidence: 0.0,
         ece: 0.0,
         nll: 0.0,
+    }
+}
+
+impl CellRunner for RobustnessCell {
+    fn outputs(&self) -> &'static [&'static str] {
+        &[files::CLASSIFIER_EVAL]
+    }
+
+    fn run(&self, ctx: &CellCtx) -> Result<u64> {
+        let path = ctx.file(files::CLASSIFIER_EVAL);
+        let recorded: Vec<ClassifierRow> = read_rows(&path)?;
+        let done: HashSet<String> = recorded.iter().map(|r| r.key()).collect();
+        let mut sink = CsvAppender::open(&path, &header_row())?;
+        let job = &ctx.manifest.robustness[self.job];
+        let (run_dir, manifest_dir) = (ctx.run_dir, ctx.manifest_dir);
+        run_cell(
+            run_dir,
+            manifest_dir,
+            self.job,
+            job,
+            self.seed,
+            &done,
+            &mut sink,
+        )
     }
 }

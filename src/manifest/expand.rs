@@ -1,7 +1,9 @@
 //! The plan's expanders, one per family of jobs, called in plan order by
 //! [`Manifest::plan`].
 
-use super::plan::{AgentCell, CellKind, CifarEvalCell, CifarTrainCell, NetworkSource, PlanCell};
+use super::plan::{
+    AgentCell, CellKind, CifarEvalCell, CifarTrainCell, NetworkSource, PlanCell, RobustnessCell,
+};
 use super::{
     AgentEval, Cell, CifarEvalJob, Condition, EvalJob, GameId, Manifest, PolicyKind, Variant,
 };
@@ -34,11 +36,11 @@ impl Manifest {
         }
         for (j, job) in self.robustness.iter().enumerate() {
             for &seed in &job.seeds {
-                let kind = CellKind::Robustness {
+                let kind = CellKind::Robustness(RobustnessCell {
                     job: j,
                     task: job.task,
                     seed,
-                };
+                });
                 p.push(kind, Vec::new());
             }
         }

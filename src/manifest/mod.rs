@@ -50,7 +50,8 @@ pub use error::{did_you_mean, ManifestError};
 pub use eval::{Cell, EvalJob};
 pub use grid::{AgentEval, DEFAULT_PARALLEL_EPISODES};
 pub use plan::{
-    AgentCell, CellKind, CifarEvalCell, CifarTrainCell, NetworkSource, PlanCell, Stage,
+    AgentCell, CellKind, CifarEvalCell, CifarTrainCell, NetworkSource, PlanCell, RobustnessCell,
+    Stage,
 };
 pub use resolver::MAX_MANIFEST_BYTES;
 pub use robustness::{RobustnessJob, Task};

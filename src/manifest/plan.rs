@@ -134,6 +134,18 @@ pub struct CifarEvalCell {
     pub condition: Condition,
 }
 
+/// A `[[robustness]]` job with one seed: a classifier trained (or loaded), then evaluated
+/// under every defense x lambda of the job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RobustnessCell {
+    /// Index of the `[[robustness]]` job.
+    pub job: usize,
+    /// Its data set.
+    pub task: Task,
+    /// The seed of training, test data and defense draws.
+    pub seed: u64,
+}
+
 /// What a cell does.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CellKind {
@@ -149,14 +161,7 @@ pub enum CellKind {
     /// A ResNet-20 under a defense, attack and radius.
     CifarEval(CifarEvalCell),
     /// A `[[robustness]]` job with one seed.
-    Robustness {
-        /// Index of the job.
-        job: usize,
-        /// Its data set.
-        task: Task,
-        /// The seed.
-        seed: u64,
-    },
+    Robustness(RobustnessCell),
 }
 
 /// One numbered cell.
@@ -190,7 +195,7 @@ impl PlanCell {
             CellKind::Train(t) => atari(t.game),
             CellKind::Episodes(c) => atari(c.game),
             CellKind::Agent(a) => Some(a.game),
-            CellKind::CifarTrain(_) | CellKind::CifarEval(_) | CellKind::Robustness { .. } => None,
+            CellKind::CifarTrain(_) | CellKind::CifarEval(_) | CellKind::Robustness(_) => None,
         }
     }
 
@@ -218,9 +223,7 @@ impl PlanCell {
                     a.condition.label()
                 )
             }
-            CellKind::Robustness { task, seed, .. } => {
-                format!("robustness-{i:03}-{}-s{seed}", task.name())
-            }
+            CellKind::Robustness(r) => format!("robustness-{i:03}-{}-s{}", r.task.name(), r.seed),
             CellKind::CifarTrain(c) => {
                 format!("cifar-train-{i:03}-{}-s{}", c.variant.name(), c.seed)
             }
@@ -244,7 +247,7 @@ impl PlanCell {
             CellKind::Train(t) => t.seed,
             CellKind::Episodes(c) => c.seed,
             CellKind::Agent(a) => a.condition.seed,
-            CellKind::Robustness { seed, .. } => *seed,
+            CellKind::Robustness(r) => r.seed,
             CellKind::CifarTrain(c) => c.seed,
             CellKind::CifarEval(c) => c.condition.seed,
         }
@@ -282,7 +285,7 @@ impl PlanCell {
                 Some(c.episodes as u64 * cap)
             }
             CellKind::Agent(a) => Some(a.episodes as u64 * a.settings.max_episode_frames),
-            CellKind::Robustness { .. } | CellKind::CifarTrain(_) | CellKind::CifarEval(_) => None,
+            CellKind::Robustness(_) | CellKind::CifarTrain(_) | CellKind::CifarEval(_) => None,
         }
     }
 
@@ -367,8 +370,9 @@ impl PlanCell {
                     self.passes_per_image().unwrap_or(0)
                 )
             }
-            CellKind::Robustness { job, .. } => {
-                let j = &manifest.robustness[*job];
+            CellKind::Robustness(r) => {
+                let job = r.job;
+                let j = &manifest.robustness[job];
                 format!(
                     "robustness[{job}] {}: {} defenses x {} lambdas ({} attack, {} test examples)",
                     j.task.name(),

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::experiment::checks::CheckRow;
-use crate::experiment::files;
 use crate::record::read_rows;
+use crate::run_dir::checks::CheckRow;
+use crate::run_dir::files;
 use crate::table::WorstCaseRow;
 
 /// Appends the worst-case table, if the run has one.

@@ -21,9 +21,9 @@ use plotters::prelude::*;
 
 use super::{both, draw_lines, legend_and_present, slug, trim, Report, Series, PALETTE};
 use crate::defense::Defense;
-use crate::experiment::{cifar_train_key, files, PartialRows};
 use crate::manifest::Variant;
 use crate::record::read_rows;
+use crate::run_dir::{cifar_train_key, files, PartialRows};
 use crate::table::{AttackName, Treatment};
 use crate::table::{CifarEvalRow, CifarTrainRow, ReliabilityRow};
 
@@ -271,7 +271,7 @@ pub(super) fn all_synthetic(rows: &[CifarEvalRow]) -> bool {
 /// name, and whether it holds the synthetic stand-in.
 fn synthetic_training_data(run_dir: &Path) -> Result<BTreeMap<String, bool>> {
     let mut out = BTreeMap::new();
-    let Some(folder) = crate::experiment::manifest_folder(run_dir)? else {
+    let Some(folder) = crate::run_dir::manifest_folder(run_dir)? else {
         return Ok(out);
     };
     let path = run_dir.join(files::RESOLVED);

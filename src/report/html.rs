@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use pulldown_cmark::{html, Options, Parser};
 
 use super::{Report, ReportOptions, PARTIAL_TABLES};
-use crate::experiment::TABLES;
+use crate::run_dir::TABLES;
 
 /// Rows of a CSV table shown on the page; the link opens the whole file.
 pub const SHOWN_ROWS: usize = 200;

@@ -27,9 +27,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::experiment::files;
+use crate::manifest::{Manifest, PlanCell};
 use crate::plot::{both, draw_lines, legend_and_present, register_font, trim, Series, PALETTE};
 use crate::record::write_atomic;
+use crate::run_dir::files;
 
 /// What `sap report` wrote.
 #[derive(Debug, Default)]
@@ -95,22 +96,31 @@ pub fn write_report_with(run_dir: &Path, options: ReportOptions) -> Result<Repor
             files::RESOLVED
         );
     }
-    register_font()?;
     let manifest = crate::manifest::Manifest::load_run(run_dir)?;
-    let plan = manifest.plan();
+    write_report_for(run_dir, &manifest, &manifest.plan(), options)
+}
+
+/// [`write_report_with`] for a run whose manifest and plan the caller holds.
+pub fn write_report_for(
+    run_dir: &Path,
+    manifest: &Manifest,
+    plan: &[PlanCell],
+    options: ReportOptions,
+) -> Result<Report> {
+    register_font()?;
     let complete = plan
         .iter()
-        .filter(|c| crate::experiment::is_done(run_dir, &c.id()))
+        .filter(|c| crate::run_dir::is_done(run_dir, &c.id()))
         .count();
     let dir = run_dir.join("report");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let scratch = dir.join(PARTIAL_TABLES);
-    let whole = crate::experiment::Collection {
+    let whole = crate::run_dir::Collection {
         cells: plan.len(),
         complete: plan.len(),
     };
     let official =
-        complete == plan.len() && crate::experiment::last_collection(run_dir) == Some(whole);
+        complete == plan.len() && crate::run_dir::last_collection(run_dir) == Some(whole);
     let (tables, partial) = if official {
         if scratch.exists() {
             std::fs::remove_dir_all(&scratch)
@@ -118,10 +128,10 @@ pub fn write_report_with(run_dir: &Path, options: ReportOptions) -> Result<Repor
         }
         (
             run_dir.to_path_buf(),
-            crate::experiment::PartialRows::default(),
+            crate::run_dir::PartialRows::default(),
         )
     } else {
-        let c = crate::experiment::collect_partial(run_dir, &manifest, &scratch)?;
+        let c = crate::run_dir::collect_partial(run_dir, manifest, plan, &scratch)?;
         (scratch.clone(), c.partial)
     };
     let mut out = Report {
@@ -163,7 +173,7 @@ pub fn write_report_with(run_dir: &Path, options: ReportOptions) -> Result<Repor
 pub const PARTIAL_TABLES: &str = "tables";
 
 /// The opening of an unfinished run's report: how far it is, and which cells are partial.
-fn progress_section(out: &Report, partial: &crate::experiment::PartialRows, md: &mut String) {
+fn progress_section(out: &Report, partial: &crate::run_dir::PartialRows, md: &mut String) {
     use std::fmt::Write as _;
     if out.complete == out.cells {
         let _ = writeln!(

@@ -10,9 +10,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{both, draw_lines, legend_and_present, slug, trim, Report, Series, PALETTE};
-use crate::experiment::{files, relative_key, train_key, PartialRows};
 use crate::manifest::Family;
 use crate::record::read_rows;
+use crate::run_dir::{files, relative_key, train_key, PartialRows};
 use crate::table::{AttackName, RelativeRow, TrainEvalRow, TrainRow};
 
 /// Relative rewards of one (job, game, attack): lambdas and one series per defense, for the

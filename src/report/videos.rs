@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::Report;
-use crate::experiment::files;
+use crate::run_dir::files;
 use crate::video;
 
 /// Links (or copies) every `cells/<cell>/episode-<e>.gif` of the run to `report/videos/`, writes the

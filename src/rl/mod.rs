@@ -1,6 +1,8 @@
 //! Double DQN: replay that stores each frame once, the update, optimisers with checkpointable
-//! state, and exploration schedules. The threads that feed it live in [`crate::runtime`].
+//! state, exploration schedules, and the
+//! one way actions are chosen from Q-values ([`act`]). The threads that feed it live in [`crate::runtime`].
 
+pub mod act;
 pub mod ddqn;
 pub mod frame;
 pub mod replay;

@@ -7,16 +7,15 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use crossbeam::channel::{SendTimeoutError, Sender};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
 use super::board::Board;
 use super::{set_torch_threads, Frame, SlotRole, Timeline};
-use crate::defense::DefensePoints;
 use crate::env::Environment;
 use crate::nn::{Architecture, Model};
-use crate::rl::Exploration;
+use crate::rl::{act, Exploration};
 use crate::seed::derive;
 
 /// Builds the environment of a slot; called inside the actor thread that steps it.
@@ -220,12 +219,9 @@ impl<T: Frame> ActorRun<'_, T> {
                     SlotRole::Train(step) => step,
                 };
                 let epsilon = spec.exploration.epsilon(s.index, slots, step_index);
-                let explore = s.rng.gen::<f64>() < epsilon;
-                let action = if explore {
-                    s.rng.gen_range(0..s.env.num_actions())
-                } else {
-                    greedy[k] as usize
-                };
+                let actions = s.env.num_actions();
+                let action =
+                    act::explore(&mut s.rng, epsilon, actions).unwrap_or(greedy[k] as usize);
                 msg.outcomes.push(s.step(
                     action,
                     start_frames[k].take(),
@@ -338,9 +334,5 @@ fn greedy_actions<T: Frame>(model: &Model, inputs: &[T], n: usize, shape: &[i64]
     let dims: Vec<i64> = std::iter::once(n as i64)
         .chain(shape.iter().copied())
         .collect();
-    tch::no_grad(|| {
-        let x = Tensor::from_slice(inputs).view(&dims[..]);
-        let q = model.forward(&x, false, &mut DefensePoints::dense());
-        Vec::<i64>::try_from(q.argmax(1, false)).expect("argmax is i64")
-    })
+    act::greedy_dense(model, &Tensor::from_slice(inputs).view(&dims[..]))
 }

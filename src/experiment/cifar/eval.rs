@@ -14,6 +14,7 @@ use tch::{Device, Kind};
 use super::train::{architecture, images_tensor};
 use crate::data::cifar::{load, Split, CLASSES};
 use crate::defense::DefenseRng;
+use crate::experiment::{CellCtx, CellRunner};
 use crate::manifest::CifarEvalCell;
 use crate::metrics::{
     prediction_metrics, reliability_bins, ClassifierMetrics, Prediction, ReliabilityBin,
@@ -22,15 +23,9 @@ use crate::nn::{checkpoint, Model};
 use crate::policy::PolicyWrapper;
 use crate::progress::TrainProgress;
 use crate::record::{read_rows, write_table, CsvAppender};
+use crate::run_dir::files;
 use crate::seed::derive;
 use crate::table::{CifarEvalRow, PredictionRow, ReliabilityRow};
-
-/// The per-cell file of predictions.
-pub const PREDICTIONS: &str = "predictions.csv";
-/// The per-cell and per-run file of accuracy and calibration rows.
-pub const EVAL_FILE: &str = "cifar_eval.csv";
-/// The per-cell and per-run file of reliability bins.
-pub const RELIABILITY_FILE: &str = "reliability.csv";
 
 /// Loads a ResNet-20 checkpoint on `device`, with one clear error for a file of another
 /// network.
@@ -95,17 +90,10 @@ fn reliability_rows(row: &CifarEvalRow, bins: Vec<ReliabilityBin>) -> Vec<Reliab
 }
 
 /// Runs (or resumes) one evaluation cell; returns the images predicted in this call.
-pub fn run_cell(
-    run_dir: &Path,
-    manifest_dir: &Path,
-    id: &str,
-    cell: &CifarEvalCell,
-) -> Result<u64> {
-    let dir = super::super::cell_dir(run_dir, id);
+pub fn run_cell(ctx: &CellCtx, cell: &CifarEvalCell) -> Result<u64> {
+    let (manifest_dir, dir, id) = (ctx.manifest_dir, &ctx.dir, ctx.id.as_str());
     let device = Device::cuda_if_available();
-    // Trained networks are named relative to the run directory, so rows do not depend on
-    // where the run lives.
-    let (path, name) = cell.network.file(run_dir, manifest_dir);
+    let (path, name) = ctx.network(&cell.network);
     let model = load_network(&path, device)?;
     let mut wrapper = PolicyWrapper::new(
         model,
@@ -136,7 +124,7 @@ pub fn run_cell(
     let batches = n.div_ceil(bs) as u64;
     let size = |b: u64| (n - b as usize * bs).min(bs);
     // Keep the whole batches already predicted; a torn batch is predicted again.
-    let pred_path = dir.join(PREDICTIONS);
+    let pred_path = dir.join(files::CIFAR_EVAL_PREDICTIONS);
     let mut recorded: Vec<PredictionRow> = read_rows(&pred_path)?;
     let mut whole = 0u64;
     while whole < batches {
@@ -210,7 +198,17 @@ pub fn run_cell(
     let optimistic = recorded.iter().filter(|r| r.any_pass_correct).count();
     row.optimistic_accuracy = optimistic as f64 / recorded.len().max(1) as f64;
     let bins = reliability_rows(&row, reliability_bins(&preds));
-    write_table(&dir.join(EVAL_FILE), &[row])?;
-    write_table(&dir.join(RELIABILITY_FILE), &bins)?;
+    write_table(&dir.join(files::CIFAR_EVAL), &[row])?;
+    write_table(&dir.join(files::RELIABILITY), &bins)?;
     Ok(predicted)
+}
+
+impl CellRunner for CifarEvalCell {
+    fn outputs(&self) -> &'static [&'static str] {
+        &[files::CIFAR_EVAL, files::RELIABILITY]
+    }
+
+    fn run(&self, ctx: &CellCtx) -> Result<u64> {
+        run_cell(ctx, self)
+    }
 }

@@ -23,19 +23,16 @@ use crate::attack::GradientSpec;
 use crate::data::cifar::{load, CifarSplit, Split, CLASSES};
 use crate::data::pipeline::{Pipeline, PipelineConfig, TrainBatch};
 use crate::defense::{Defense, DefensePoints, DefenseRng, Draws};
+use crate::experiment::{CellCtx, CellRunner};
 use crate::manifest::{CifarTrainCell, CifarTrainJob, Variant};
 use crate::nn::checkpoint::CheckpointFolder;
 use crate::nn::optim::{Optimizer, OptimizerConfig};
 use crate::nn::{checkpoint, Architecture, Model};
 use crate::progress::TrainProgress;
 use crate::record::{read_rows, write_table, CsvAppender};
+use crate::run_dir::files;
 use crate::seed::derive;
 use crate::table::CifarTrainRow;
-
-/// The per-cell and per-run file of epoch rows.
-pub const TRAIN_FILE: &str = "cifar_train.csv";
-/// The trained network, loadable with [`checkpoint::load`] into ResNet-20.
-pub const FINAL: &str = "final.safetensors";
 
 /// The network every CIFAR-10 cell trains and evaluates.
 pub fn architecture() -> Architecture {
@@ -313,17 +310,22 @@ fn load_data(data_dir: &Path, job: &CifarTrainJob) -> Result<(Arc<CifarSplit>, C
     Ok((Arc::new(train), test))
 }
 
-/// Trains (or resumes) one cell under `run_dir`; data paths are relative to
-/// `manifest_dir`.
-pub fn run_cell(
-    run_dir: &Path,
-    manifest_dir: &Path,
-    id: &str,
-    cell: &CifarTrainCell,
-) -> Result<CifarTrainOutcome> {
+impl CellRunner for CifarTrainCell {
+    fn outputs(&self) -> &'static [&'static str] {
+        &[files::CIFAR_TRAIN, files::FINAL]
+    }
+
+    fn run(&self, ctx: &CellCtx) -> Result<u64> {
+        Ok(run_cell(ctx, self)?.iterations_run)
+    }
+}
+
+/// Trains (or resumes) one cell in its folder; data paths are relative to the manifest's
+/// folder.
+pub fn run_cell(ctx: &CellCtx, cell: &CifarTrainCell) -> Result<CifarTrainOutcome> {
+    let (manifest_dir, dir, id) = (ctx.manifest_dir, &ctx.dir, ctx.id.as_str());
     let job = &cell.settings;
-    let dir = super::super::cell_dir(run_dir, id);
-    let ckpt_dir = dir.join("checkpoints");
+    let ckpt_dir = dir.join(files::CHECKPOINTS);
     std::fs::create_dir_all(&ckpt_dir)
         .with_context(|| format!("creating {}", ckpt_dir.display()))?;
     let (train, test) = load_data(&manifest_dir.join(&job.data), job)?;
@@ -332,7 +334,7 @@ pub fn run_cell(
     tch::manual_seed(derive(cell.seed, "cifar-init", 0) as i64);
     let model = Model::new(architecture(), device);
     let mut opt = sgd(&model, job.lr, job.momentum, job.weight_decay);
-    let path = dir.join(TRAIN_FILE);
+    let path = dir.join(files::CIFAR_TRAIN);
     let folder = CheckpointFolder::new(&ckpt_dir);
     let resumed = folder
         .newest(|info: &CheckpointInfo| folder.file(&info.tensors).is_file())?
@@ -410,7 +412,7 @@ pub fn run_cell(
     }
     drop(batches);
     progress.finish();
-    checkpoint::save(&model, &dir.join(FINAL))?;
+    checkpoint::save(&model, &dir.join(files::FINAL))?;
     Ok(CifarTrainOutcome {
         iterations_run: job.iterations.saturating_sub(start),
     })

@@ -186,17 +186,3 @@ where
     }
     Ok(kept.len())
 }
-
-/// The mean return of the last evaluation recorded in a `train_eval.csv`.
-pub(crate) fn last_eval_mean(path: &Path) -> Result<Option<f64>> {
-    let rows: Vec<TrainEvalRow> = read_rows(path)?;
-    let Some(last) = rows.last().map(|r| r.step) else {
-        return Ok(None);
-    };
-    let returns: Vec<f64> = rows
-        .iter()
-        .filter(|r| r.step == last)
-        .map(|r| r.episode_return)
-        .collect();
-    Ok(Some(returns.iter().sum::<f64>() / returns.len() as f64))
-}

@@ -9,9 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
 use super::checkpoint::{CheckpointInfo, RngRecord, SlotRecord};
+use super::make_env;
 use super::window::Window;
-use super::{make_env, FINAL};
-use crate::defense::DefensePoints;
 use crate::env::{Environment, Mode};
 use crate::experiment::episode::{
     batch_of, explore, fill, play_lockstep, Finished, Lane, Lockstep,
@@ -21,6 +20,7 @@ use crate::nn::checkpoint::CheckpointFolder;
 use crate::nn::Model;
 use crate::progress::TrainProgress;
 use crate::record::CsvAppender;
+use crate::run_dir::files::FINAL;
 use crate::runtime::{EpisodeEnd, Frame, Hooks, LearnerState, SlotState, StepContext};
 use crate::seed::derive;
 use crate::table::{TrainEvalRow, TrainRow};
@@ -172,13 +172,7 @@ impl Lockstep for EvalPlay<'_> {
             return Ok(fill(chosen, []));
         }
         let x = batch_of(lanes, &greedy, &self.shape)?.to(self.model.device());
-        let q = tch::no_grad(|| {
-            self.model
-                .forward(&x, false, &mut DefensePoints::dense())
-                .argmax(1, false)
-                .to(Device::Cpu)
-        });
-        let best = Vec::<i64>::try_from(&q).context("reading the greedy actions")?;
+        let best = crate::rl::act::greedy_dense(self.model, &x);
         Ok(fill(chosen, best.into_iter().map(|a| a as usize)))
     }
 

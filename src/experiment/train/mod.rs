@@ -27,9 +27,6 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::Device;
 
-/// The trained online network of a finished cell, in the cell's folder.
-pub const FINAL: &str = "final.safetensors";
-
 mod checkpoint;
 mod hooks;
 mod window;
@@ -39,6 +36,7 @@ use checkpoint::{cut_rows_after, restore, CheckpointInfo};
 use hooks::CellHooks;
 use window::Window;
 
+use super::{CellCtx, CellRunner};
 use crate::env::{ale::action_counts, AtariEnv, ClassicEnv, Environment, Mode};
 use crate::manifest::{Family, GameId, TrainCell};
 use crate::nn::checkpoint::CheckpointFolder;
@@ -46,11 +44,12 @@ use crate::nn::{Architecture, MlpConfig};
 use crate::progress::TrainProgress;
 use crate::record::CsvAppender;
 use crate::rl::{DoubleDqn, Replay};
+use crate::run_dir::files;
 use crate::runtime::{self, ActorSpec, Frame, LearnerState, SlotState};
 use crate::seed::derive;
 use crate::table::{TrainEvalRow, TrainRow};
 
-pub(crate) use checkpoint::last_eval_mean;
+use crate::run_dir::collect::last_eval_mean;
 
 /// What a training cell produced.
 #[derive(Debug)]
@@ -270,4 +269,14 @@ fn train_segments<T: Frame>(
 fn segment_end(a: u64, ckpt_steps: u64, slots: u64, end: u64) -> u64 {
     let next = (a / ckpt_steps + 1) * ckpt_steps;
     (next.div_ceil(slots) * slots).min(end)
+}
+
+impl CellRunner for TrainCell {
+    fn outputs(&self) -> &'static [&'static str] {
+        &[files::TRAIN, files::TRAIN_EVAL, files::FINAL]
+    }
+
+    fn run(&self, ctx: &CellCtx) -> Result<u64> {
+        Ok(run_cell(ctx.run_dir, self)?.steps_run)
+    }
 }

@@ -9,15 +9,63 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::{cell_dir, files, is_done, summarize_episodes};
-use crate::manifest::{CellKind, Manifest};
+use super::{cell_dir, files, is_done};
+use crate::manifest::{CellKind, Manifest, PlanCell};
 use crate::provenance::{self, Provenance, RomRecord};
 use crate::record::{read_rows, write_atomic, write_table};
-use crate::stats::relative_reward;
+use crate::stats::{relative_reward, summarize};
 use crate::table::{
     AgentRow, AttackName, CifarEvalRow, CifarTrainRow, ClassifierRow, EpisodeRow, PredictionRow,
-    RelativeRow, SummaryRow, TrainRow, Treatment, WorstCaseRow,
+    RelativeRow, SummaryRow, TrainEvalRow, TrainRow, Treatment, WorstCaseRow,
 };
+use crate::vocab::{Family, PolicyKind};
+
+/// What a summary row groups by: (job, family, game, preset, policy).
+type GroupKey = (String, Family, String, String, PolicyKind);
+
+/// Groups episode rows by job, game, preset and policy (in first-seen order) and summarises
+/// each group's returns.
+pub fn summarize_episodes(rows: &[EpisodeRow]) -> Vec<SummaryRow> {
+    let mut groups: Vec<(GroupKey, Vec<&EpisodeRow>)> = Vec::new();
+    for row in rows {
+        let key = (
+            row.job.clone(),
+            row.family,
+            row.game.clone(),
+            row.preset.clone(),
+            row.policy,
+        );
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(row),
+            None => groups.push((key, vec![row])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((job, family, game, preset, policy), members)| {
+            let returns: Vec<f64> = members.iter().map(|r| r.episode_return).collect();
+            let s = summarize(&returns);
+            let hns = match family {
+                Family::Atari => crate::env::scores::hns(&game, s.mean),
+                Family::Classic => None,
+            };
+            SummaryRow {
+                job,
+                family,
+                game,
+                preset,
+                policy,
+                n: s.n,
+                mean: s.mean,
+                std: s.std,
+                ci95_low: s.ci95.map(|c| c.0),
+                ci95_high: s.ci95.map(|c| c.1),
+                truncated: members.iter().filter(|r| r.truncated).count(),
+                hns,
+            }
+        })
+        .collect()
+}
 
 /// One line per training cell, from its files.
 #[derive(Clone, Debug, PartialEq)]
@@ -542,8 +590,13 @@ fn check_outputs(run_dir: &Path, ids: &[String]) -> Result<()> {
 /// Merges the complete cells' files into the run's tables and writes the summaries. Cells
 /// computed under different settings that rows depend on are refused unless `allow_mixed`.
 /// Leaves `collected.toml`, which says how many cells the tables hold.
-pub fn collect(run_dir: &Path, manifest: &Manifest, allow_mixed: bool) -> Result<Collected> {
-    let out = collect_into(run_dir, run_dir, manifest, allow_mixed, false)?;
+pub fn collect(
+    run_dir: &Path,
+    manifest: &Manifest,
+    plan: &[PlanCell],
+    allow_mixed: bool,
+) -> Result<Collected> {
+    let out = collect_into(run_dir, run_dir, manifest, plan, allow_mixed, false)?;
     let mark = Collection {
         cells: out.cells,
         complete: out.complete,
@@ -572,7 +625,12 @@ pub fn last_collection(run_dir: &Path) -> Option<Collection> {
 /// tables): the rows of complete cells and those recorded so far by cells that have started
 /// but not completed, with which rows are partial. Summaries of partial groups are over the
 /// episodes so far; the worst case and the provenance check use complete cells only.
-pub fn collect_partial(run_dir: &Path, manifest: &Manifest, out: &Path) -> Result<Collected> {
+pub fn collect_partial(
+    run_dir: &Path,
+    manifest: &Manifest,
+    plan: &[PlanCell],
+    out: &Path,
+) -> Result<Collected> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     // No table of an earlier collection outlives its rows.
     for name in TABLES {
@@ -581,7 +639,7 @@ pub fn collect_partial(run_dir: &Path, manifest: &Manifest, out: &Path) -> Resul
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
     }
-    collect_into(run_dir, out, manifest, false, true)
+    collect_into(run_dir, out, manifest, plan, false, true)
 }
 
 /// Collects `run_dir`'s cells into tables under `target`: complete cells, and with
@@ -590,10 +648,10 @@ fn collect_into(
     run_dir: &Path,
     target: &Path,
     manifest: &Manifest,
+    plan: &[PlanCell],
     allow_mixed: bool,
     partial: bool,
 ) -> Result<Collected> {
-    let plan = manifest.plan();
     let done: Vec<bool> = plan.iter().map(|c| is_done(run_dir, &c.id())).collect();
     let complete_ids: Vec<String> = plan
         .iter()
@@ -620,7 +678,7 @@ fn collect_into(
         ..Collected::default()
     };
     if partial {
-        out.partial = partial_rows(run_dir, &plan, &done)?;
+        out.partial = partial_rows(run_dir, plan, &done)?;
     }
     for name in [
         files::TRAIN,
@@ -633,7 +691,7 @@ fn collect_into(
         merge(run_dir, target, &ids, name)?;
     }
     out.cifar = read_rows(&target.join(files::CIFAR_EVAL))?;
-    out.worst_case = worst_case_rows(run_dir, manifest, &plan, &done)?;
+    out.worst_case = worst_case_rows(run_dir, manifest, plan, &done)?;
     let path = target.join(files::WORST_CASE);
     if !out.worst_case.is_empty() {
         write_table(&path, &out.worst_case)?;
@@ -650,7 +708,7 @@ fn collect_into(
         // The random-policy returns behind each (job, game): its baseline cells.
         let mut random: HashMap<(String, String), Vec<f64>> = HashMap::new();
         let mut seen = BTreeSet::new();
-        for cell in &plan {
+        for cell in plan {
             let CellKind::Agent(a) = &cell.kind else {
                 continue;
             };
@@ -693,7 +751,7 @@ fn collect_into(
         };
         let dir = cell_dir(run_dir, &cell.id());
         let games: Vec<TrainRow> = read_rows(&dir.join(files::TRAIN))?;
-        let last_eval_mean = super::train::last_eval_mean(&dir.join(files::TRAIN_EVAL))?;
+        let last_eval_mean = last_eval_mean(&dir.join(files::TRAIN_EVAL))?;
         out.training.push(TrainSummary {
             cell: cell.id(),
             done: complete,
@@ -709,4 +767,18 @@ fn collect_into(
         });
     }
     Ok(out)
+}
+
+/// The mean return of the last evaluation recorded in a `train_eval.csv`.
+pub fn last_eval_mean(path: &Path) -> Result<Option<f64>> {
+    let rows: Vec<TrainEvalRow> = read_rows(path)?;
+    let Some(last) = rows.last().map(|r| r.step) else {
+        return Ok(None);
+    };
+    let returns: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.step == last)
+        .map(|r| r.episode_return)
+        .collect();
+    Ok(Some(returns.iter().sum::<f64>() / returns.len() as f64))
 }

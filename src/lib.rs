@@ -16,13 +16,20 @@
 //! - [`attack`]: FGSM, iterative FGSM / PGD and EOT-PGD with Monte-Carlo (EOT) gradients.
 //! - [`policy`]: `PolicyWrapper`, network + defense + attack + samples, with its own
 //!   seeded generator; `classify` and `act`.
-//! - [`rl`]: replay memory and its frames, Double DQN, epsilon schedules.
+//! - [`rl`]: replay memory and its frames, Double DQN, epsilon schedules, and the one way
+//!   actions are chosen from Q-values ([`rl::act`]).
 //! - [`runtime`]: the actor-learner runtime on crossbeam channels.
-//! - [`manifest`]: TOML manifests, checked with located errors, expanded into cells.
-//! - [`experiment`]: run directories, cells in plan order, resume, summaries; the cells of
-//!   each family (DDQN training, agents, CIFAR-10 training and evaluation grids).
-//! - [`table`]: every result table's row type; the defense, attack and pass columns they
-//!   share.
+//! - [`vocab`]: the values every layer names (family, policy, variant) and the treatment
+//!   columns (defense, attack, radius, passes) of every evaluation row.
+//! - [`manifest`]: TOML manifests, checked with located errors, expanded into cells; an
+//!   evaluation cell's [`manifest::Condition`].
+//! - [`run_dir`]: the run folder: file names, cell folders, completion marks, locks,
+//!   creating and resuming runs, collecting rows into tables, the gradient-masking checks.
+//! - [`experiment`]: the [`experiment::CellRunner`] of each cell kind (DDQN training,
+//!   random-policy episodes, agents, classifiers, CIFAR-10 training and evaluation) and the
+//!   one loop that runs a cell.
+//! - [`table`]: every result table's row type, with the treatment columns laid out flat.
+//! - [`plot`]: the PNG font, line plots with confidence bands, PNG + SVG pairs.
 //! - [`metrics`]: accuracy, confidence, ECE, NLL and reliability bins of classifiers.
 //! - [`report`]: `sap report`: plots (PNG, SVG) and a markdown summary of a run.
 //! - [`video`]: recorded episodes (`record = N`) as GIFs: game, network input, perturbation.

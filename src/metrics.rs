@@ -121,6 +121,30 @@ pub fn prediction_metrics(predictions: &[Prediction]) -> ClassifierMetrics {
     }
 }
 
+/// A classifier's predictions of a set of examples, with whether any single defended pass
+/// predicted the label (the optimistic count of Athalye et al.): what every classifier
+/// evaluation (glyphs, CIFAR-10) scores its rows from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scored {
+    /// One prediction per example.
+    pub predictions: Vec<Prediction>,
+    /// Per example: whether any pass predicted the label.
+    pub any_pass_correct: Vec<bool>,
+}
+
+impl Scored {
+    /// Accuracy, mean confidence, ECE and NLL ([`prediction_metrics`]).
+    pub fn metrics(&self) -> ClassifierMetrics {
+        prediction_metrics(&self.predictions)
+    }
+
+    /// The fraction of examples some pass predicted correctly.
+    pub fn optimistic_accuracy(&self) -> f64 {
+        let any = self.any_pass_correct.iter().filter(|&&a| a).count();
+        any as f64 / self.any_pass_correct.len().max(1) as f64
+    }
+}
+
 /// Computes the metrics from row-major probabilities (`labels.len()` rows of `classes`).
 pub fn classifier_metrics(
     probabilities: &[f32],

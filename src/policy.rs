@@ -13,6 +13,7 @@ use crate::defense::{
     pass_groups, stack_rows, Defense, DefenseError, DefensePoints, DefenseRng, Draws,
     DEFAULT_MAX_BATCH,
 };
+use crate::metrics::{Prediction, Scored};
 use crate::nn::Model;
 
 /// A wrapper setting out of range.
@@ -44,6 +45,28 @@ pub struct Classification {
 }
 
 impl Classification {
+    /// The predictions on the host, scored against `labels` (`[batch]` int64, the same as
+    /// `host_labels`).
+    pub fn scored(&self, labels: &Tensor, host_labels: &[i64]) -> Scored {
+        let probs: Vec<f32> = Vec::try_from(
+            self.probabilities
+                .to_kind(Kind::Float)
+                .to_device(tch::Device::Cpu)
+                .flatten(0, -1),
+        )
+        .expect("float probabilities");
+        let classes = probs.len() / host_labels.len().max(1);
+        let any = self.any_pass_correct(labels).to_device(tch::Device::Cpu);
+        Scored {
+            predictions: probs
+                .chunks(classes.max(1))
+                .zip(host_labels)
+                .map(|(row, &label)| Prediction::from_probabilities(row, label))
+                .collect(),
+            any_pass_correct: Vec::<bool>::try_from(any).expect("bool per example"),
+        }
+    }
+
     /// Whether any single pass predicted the label, per example. `labels`: `[batch]` ->
     /// `[batch]` bool.
     pub fn any_pass_correct(&self, labels: &Tensor) -> Tensor {

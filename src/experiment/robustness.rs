@@ -10,12 +10,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use tch::nn::OptimizerConfig;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::{CellCtx, CellRunner};
 use crate::defense::DefensePoints;
 use crate::manifest::{RobustnessCell, RobustnessJob, Task};
-use crate::metrics::classifier_metrics;
 use crate::nn::{checkpoint, Architecture, MlpConfig, Model};
 use crate::policy::PolicyWrapper;
 use crate::record::{read_rows, CsvAppender};
@@ -24,7 +23,7 @@ use crate::seed;
 use crate::table::{ClassifierRow, Treatment};
 
 /// Classes of the glyphs task.
-pub const GLYPH_CLASSES: i64 = 10;
+pub const GLYPH_CLASSES: i64 = Task::Glyphs.classes();
 /// Pixels of one glyph (8x8, one channel).
 pub const GLYPH_PIXELS: i64 = 64;
 /// Standard deviation of the pixel noise added to each glyph's prototype, pixel units.
@@ -164,20 +163,11 @@ pub fn run_cell(
                 })?;
                 policy = policy.with_source(source);
             }
-            let c = policy.classify(&x, &labels_dev);
-            let probs: Vec<f32> = Vec::try_from(
-                c.probabilities
-                    .to_device(Device::Cpu)
-                    .to_kind(Kind::Float)
-                    .flatten(0, -1),
-            )
-            .expect("float probabilities");
-            let m = classifier_metrics(&probs, GLYPH_CLASSES as usize, &labels);
-            let any = c.any_pass_correct(&labels_dev);
-            row.optimistic_accuracy = any
-                .to_kind(Kind::Double)
-                .mean(Kind::Double)
-                .double_value(&[]);
+            let scored = policy
+                .classify(&x, &labels_dev)
+                .scored(&labels_dev, &labels);
+            let m = scored.metrics();
+            row.optimistic_accuracy = scored.optimistic_accuracy();
             row.treatment = treatment(policy.effective_samples());
             row.n = m.n;
             row.accuracy = m.accuracy;

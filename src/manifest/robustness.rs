@@ -40,6 +40,13 @@ impl Task {
             Task::Glyphs => "glyphs",
         }
     }
+
+    /// The number of classes.
+    pub const fn classes(self) -> i64 {
+        match self {
+            Task::Glyphs => 10,
+        }
+    }
 }
 
 /// A checked `[[robustness]]` job.

@@ -171,7 +171,8 @@ pub fn classifier_measures(rows: &[ClassifierRow]) -> Vec<Measure> {
                 r.treatment.clone(),
                 r.accuracy,
                 r.n,
-                crate::experiment::robustness::GLYPH_CLASSES as usize,
+                // Glyphs is the one task of `[[robustness]]` jobs.
+                crate::manifest::Task::Glyphs.classes() as usize,
             )
         })
         .collect()

@@ -9,16 +9,14 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
-use tch::{Device, Kind};
+use tch::Device;
 
 use super::train::{architecture, images_tensor};
-use crate::data::cifar::{load, Split, CLASSES};
+use crate::data::cifar::{load, Split};
 use crate::defense::DefenseRng;
 use crate::experiment::{CellCtx, CellRunner};
 use crate::manifest::CifarEvalCell;
-use crate::metrics::{
-    prediction_metrics, reliability_bins, ClassifierMetrics, Prediction, ReliabilityBin,
-};
+use crate::metrics::{reliability_bins, ClassifierMetrics, Prediction, ReliabilityBin, Scored};
 use crate::nn::{checkpoint, Model};
 use crate::policy::PolicyWrapper;
 use crate::progress::TrainProgress;
@@ -151,19 +149,11 @@ pub fn run_cell(ctx: &CellCtx, cell: &CifarEvalCell) -> Result<u64> {
             .clone()
             .map(|i| DefenseRng::seed_from_u64(derive(cell.condition.seed, "image", i as u64)))
             .collect();
-        let c = wrapper.classify_rows(&x, &y, &mut rngs);
-        let probs = Vec::<f32>::try_from(
-            c.probabilities
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu)
-                .flatten(0, -1),
-        )
-        .expect("float probabilities");
-        let any = Vec::<bool>::try_from(c.any_pass_correct(&y).to_device(Device::Cpu))
-            .expect("bool per image");
-        for (j, row) in probs.chunks(CLASSES.len()).enumerate() {
+        let labels: Vec<i64> = range.clone().map(|e| test.labels[e] as i64).collect();
+        let scored = wrapper.classify_rows(&x, &y, &mut rngs).scored(&y, &labels);
+        let any = &scored.any_pass_correct;
+        for (j, p) in scored.predictions.iter().enumerate() {
             let example = range.start + j;
-            let p = Prediction::from_probabilities(row, test.labels[example] as i64);
             let r = PredictionRow {
                 batch: b,
                 example: example as u64,
@@ -184,20 +174,22 @@ pub fn run_cell(ctx: &CellCtx, cell: &CifarEvalCell) -> Result<u64> {
     std::fs::File::open(&pred_path)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("syncing {}", pred_path.display()))?;
-    let preds: Vec<Prediction> = recorded
-        .iter()
-        .map(|r| Prediction {
-            label: r.label,
-            predicted: r.predicted,
-            confidence: r.confidence,
-            p_label: r.p_label,
-        })
-        .collect();
+    let scored = Scored {
+        predictions: recorded
+            .iter()
+            .map(|r| Prediction {
+                label: r.label,
+                predicted: r.predicted,
+                confidence: r.confidence,
+                p_label: r.p_label,
+            })
+            .collect(),
+        any_pass_correct: recorded.iter().map(|r| r.any_pass_correct).collect(),
+    };
     let dataset = crate::data::cifar::dataset_name(&data_dir);
-    let mut row = eval_row(cell, dataset, &name, &wrapper, prediction_metrics(&preds));
-    let optimistic = recorded.iter().filter(|r| r.any_pass_correct).count();
-    row.optimistic_accuracy = optimistic as f64 / recorded.len().max(1) as f64;
-    let bins = reliability_rows(&row, reliability_bins(&preds));
+    let mut row = eval_row(cell, dataset, &name, &wrapper, scored.metrics());
+    row.optimistic_accuracy = scored.optimistic_accuracy();
+    let bins = reliability_rows(&row, reliability_bins(&scored.predictions));
     write_table(&dir.join(files::CIFAR_EVAL), &[row])?;
     write_table(&dir.join(files::RELIABILITY), &bins)?;
     Ok(predicted)

@@ -136,7 +136,7 @@ fn newest_checkpoint(ckpt_dir: &Path, id: &str) -> Result<Option<(CheckpointInfo
 fn run_typed<T: Frame>(run_dir: &Path, cell: &TrainCell) -> Result<TrainOutcome> {
     let id = cell.id();
     let dir = run_dir.join("cells").join(&id);
-    let ckpt_dir = dir.join("checkpoints");
+    let ckpt_dir = dir.join(files::CHECKPOINTS);
     std::fs::create_dir_all(&ckpt_dir)
         .with_context(|| format!("creating {}", ckpt_dir.display()))?;
     let job = &cell.job;
